@@ -1,0 +1,98 @@
+"""HUME's objective (paper Eq. 7), averaged over random (train, test) subsets."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from hume_jax._inner import Linear, init_linear, inner_sgd, soft_cross_entropy
+from hume_jax._task_encoder import TaskEncoder, task_labels
+
+
+class SubsetStats(NamedTuple):
+  """Per-subset quantities besides the loss (all scalars except ``label_dist [k]``)."""
+  test_error: jax.Array   # CE of the inner classifier on the held-out part
+  entropy: jax.Array      # entropy of the mean label distribution
+  label_dist: jax.Array   # [k] mean soft label over the subset
+
+
+def entropy(p: jax.Array) -> jax.Array:
+  """``sum_k -p_k log p_k`` with ``0 log 0 = 0`` (``torch.special.entr(p).sum()``)."""
+  safe = jnp.where(p > 0, p, 1)
+  return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0), axis=-1)
+
+
+def draw_subsets(key: jax.Array, n: int, num_subsets: int, subset_size: int) -> jax.Array:
+  """``num_subsets`` index sets, each ``min(n, subset_size)`` distinct rows of ``[0, n)``.
+
+  Returns ``int32 [num_subsets, min(n, subset_size)]``; the first ``int(m * train_fraction)``
+  columns are the inner training part, the rest the held-out part.
+  """
+  m = min(n, subset_size)
+  keys = jax.random.split(key, num_subsets)
+  return jax.vmap(lambda k: jax.random.permutation(k, n)[:m])(keys)
+
+
+def subset_loss(encoder: TaskEncoder, w0: Linear, phi1_tr: jax.Array, phi2_tr: jax.Array,
+                phi1_te: jax.Array, phi2_te: jax.Array, *, tau, inner_lr: float, steps: int,
+                H_reg: float) -> tuple[jax.Array, SubsetStats]:
+  """HUME's loss on one subset (Eq. 7).
+
+  ``L = CE(phi2_te @ W_T + b_T, y_te) - H_reg * H(mean(y_tr ++ y_te))``, where
+  ``y = sparsemax(phi1 @ E^T / tau)`` (Eq. 3) and ``(W_T, b_T)`` is ``steps`` steps of
+  gradient descent on ``CE(phi2_tr @ W + b, y_tr)`` from ``w0`` (Eq. 5).
+
+  Args:
+    encoder: task encoder parameters.
+    w0: inner initialisation, ``W [d2, k]``, ``b [k]``.
+    phi1_tr, phi2_tr: ``[n_tr, d1]``, ``[n_tr, d2]`` the inner training part.
+    phi1_te, phi2_te: ``[n_te, d1]``, ``[n_te, d2]`` the held-out part.
+    tau: temperature of the task encoder.
+    inner_lr, steps: the inner SGD learning rate and number of steps ``T``.
+    H_reg: weight of the entropy regulariser.
+
+  Returns:
+    ``(loss, SubsetStats)``.
+  """
+  y_tr = task_labels(encoder, phi1_tr, tau)
+  y_te = task_labels(encoder, phi1_te, tau)
+  w = inner_sgd(w0, phi2_tr, y_tr, inner_lr, steps)
+  test_error = soft_cross_entropy(phi2_te @ w.W + w.b[None, :], y_te)
+  label_dist = jnp.mean(jnp.concatenate([y_tr, y_te]), axis=0)
+  h = entropy(label_dist)
+  return test_error - H_reg * h, SubsetStats(test_error, h, label_dist)
+
+
+def hume_loss(encoder: TaskEncoder, phi1: jax.Array, phi2: jax.Array, subsets: jax.Array,
+              w0: Linear, *, n_train: int, tau, inner_lr: float, steps: int,
+              H_reg: float) -> tuple[jax.Array, SubsetStats]:
+  """Mean of ``subset_loss`` over ``S`` subsets, vmapped.
+
+  Args:
+    encoder: task encoder parameters.
+    phi1: ``[n, d1]`` (L2-normalised rows), phi2: ``[n, d2]``.
+    subsets: ``int [S, m]`` row indices; the first ``n_train`` columns are the inner
+      training part of each subset (see ``draw_subsets``).
+    w0: inner initialisation: one ``Linear`` shared by all subsets (``W [d2, k]``), or one
+      per subset (``W [S, d2, k]``, ``b [S, k]``) for the cold start with random init.
+    n_train: size of the inner training part, ``int(m * train_fraction)``.
+
+  Returns:
+    ``(mean loss, SubsetStats with a leading [S] axis)``.
+  """
+  per_subset_w0 = w0.W.ndim == 3
+
+  def one(idx, w0_s):
+    tr, te = idx[:n_train], idx[n_train:]
+    return subset_loss(encoder, w0_s, phi1[tr], phi2[tr], phi1[te], phi2[te], tau=tau,
+                       inner_lr=inner_lr, steps=steps, H_reg=H_reg)
+
+  losses, stats = jax.vmap(one, in_axes=(0, 0 if per_subset_w0 else None))(subsets, w0)
+  return jnp.mean(losses), stats
+
+
+def init_inner(key: jax.Array, num_subsets: int, d2: int, k: int, dtype=jnp.float32) -> Linear:
+  """One fresh ``nn.Linear``-style initialisation per subset: ``W [S, d2, k]``, ``b [S, k]``."""
+  return jax.vmap(lambda kk: init_linear(kk, d2, k, dtype))(jax.random.split(key, num_subsets))

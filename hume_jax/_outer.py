@@ -1,0 +1,108 @@
+"""One outer iteration of HUME: subsets, hypergradient, clipping, Adam, annealing.
+
+The caller owns the jit boundary: ``jax.jit(functools.partial(outer_step, config=cfg))``
+compiles once; the iteration number lives in the state, so annealing never recompiles.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from hume_jax._inner import Linear, init_linear
+from hume_jax._objective import draw_subsets, hume_loss, init_inner
+from hume_jax._task_encoder import TaskEncoder, init_task_encoder
+from hume_jax.config import HumeConfig
+
+
+class TrainState(NamedTuple):
+  """State of one HUME run.
+
+  Attributes:
+    encoder: task encoder (``raw [d1, k]`` trained, ``base [d1, d1]`` fixed).
+    opt_state: optimiser state of ``encoder.raw``.
+    w0: fixed inner init ``W [d2, k]``, ``b [k]`` (used when ``rand_init`` is off).
+    key: ``[2]`` key of the run; iteration ``i`` uses ``fold_in(key, i)``.
+    step: ``int32 []`` number of outer iterations done.
+  """
+  encoder: TaskEncoder
+  opt_state: optax.OptState
+  w0: Linear
+  key: jax.Array
+  step: jax.Array
+
+
+def make_optimizer(config: HumeConfig) -> optax.GradientTransformation:
+  """Clip by global norm, then Adam's direction; the (annealed) step size is applied apart."""
+  return optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.scale_by_adam(eps=1e-8))
+
+
+def anneal_factor(step: jax.Array, config: HumeConfig) -> jax.Array:
+  """``gamma ** (number of milestones <= step)``; 1 without annealing.
+
+  Multiplies both the outer learning rate and ``tau`` (official ``MultiStepLR`` with the
+  temperature divided by 10 whenever the learning rate changes).
+  """
+  if not config.anneal or not config.milestones:
+    return jnp.ones((), jnp.float32)
+  passed = jnp.sum(step >= jnp.asarray(config.milestones))
+  return jnp.asarray(config.gamma, jnp.float32) ** passed
+
+
+def init_state(key: jax.Array, config: HumeConfig, d1: int, d2: int, dtype=jnp.float32) -> TrainState:
+  """Draws the task encoder and the fixed inner init of a run from ``key``."""
+  k_enc, k_w0, k_run = jax.random.split(key, 3)
+  encoder = init_task_encoder(k_enc, config.k, d1, dtype)
+  return TrainState(encoder=encoder, opt_state=make_optimizer(config).init(encoder.raw),
+                    w0=init_linear(k_w0, d2, config.k, dtype), key=k_run,
+                    step=jnp.zeros((), jnp.int32))
+
+
+class StepMetrics(NamedTuple):
+  loss: jax.Array        # mean HUME loss over subsets (Eq. 7)
+  test_error: jax.Array  # mean held-out CE of the inner classifiers
+  entropy: jax.Array     # mean entropy of the label distribution
+  grad_norm: jax.Array   # global norm of the hypergradient before clipping
+  tau: jax.Array         # temperature used at this iteration
+  lr: jax.Array          # outer learning rate used at this iteration
+
+
+def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
+               config: HumeConfig) -> tuple[TrainState, StepMetrics]:
+  """One outer iteration.
+
+  Args:
+    state: the run's state.
+    phi1: ``[n, d1]`` L2-normalised representation for the task encoder.
+    phi2: ``[n, d2]`` representation for the inner classifier.
+    config: hyperparameters (static).
+
+  Returns:
+    ``(new state, metrics of this iteration)``.
+  """
+  n, d2 = phi2.shape
+  m, n_train = config.subset_sizes(n)
+  factor = anneal_factor(state.step, config)
+  tau, lr = config.tau * factor, config.outer_lr * factor
+  k_sub, k_init = jax.random.split(jax.random.fold_in(state.key, state.step))
+  subsets = draw_subsets(k_sub, n, config.num_subsets, m)
+  w0 = (init_inner(k_init, config.num_subsets, d2, config.k, phi2.dtype)
+        if config.rand_init else state.w0)
+
+  def loss_fn(raw):
+    return hume_loss(state.encoder._replace(raw=raw), phi1, phi2, subsets, w0,
+                     n_train=n_train, tau=tau, inner_lr=config.inner_lr,
+                     steps=config.adaptation_steps, H_reg=config.H_reg)
+
+  (loss, stats), grad = jax.value_and_grad(loss_fn, has_aux=True)(state.encoder.raw)
+  updates, opt_state = make_optimizer(config).update(grad, state.opt_state, state.encoder.raw)
+  raw = state.encoder.raw - lr.astype(grad.dtype) * updates
+  metrics = StepMetrics(loss=loss, test_error=jnp.mean(stats.test_error),
+                        entropy=jnp.mean(stats.entropy), grad_norm=optax.tree.norm(grad),
+                        tau=tau, lr=lr)
+  new_state = state._replace(encoder=state.encoder._replace(raw=raw), opt_state=opt_state,
+                             step=state.step + 1)
+  return new_state, metrics

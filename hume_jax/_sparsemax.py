@@ -1,0 +1,46 @@
+"""Sparsemax (Martins & Astudillo, 2016), the activation of HUME's task encoder (Eq. 3)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+@jax.custom_jvp
+def sparsemax(z: jax.Array) -> jax.Array:
+  """Euclidean projection of each row of ``z`` onto the probability simplex.
+
+  ``sparsemax(z)_i = max(z_i - t(z), 0)`` with the threshold ``t(z)`` chosen so that the
+  output sums to one: with ``z`` sorted decreasingly, the support size is the largest
+  ``j`` with ``1 + j z_(j) > sum_{i<=j} z_(i)`` and ``t(z) = (sum_{i<=j} z_(i) - 1) / j``.
+
+  Its Jacobian is the support-restricted one, ``diag(s) - s s^T / |S|`` with ``s`` the
+  indicator of the support ``S`` (Martins & Astudillo, 2016, Eq. 12).
+
+  Args:
+    z: scores of shape ``[..., k]``.
+
+  Returns:
+    probabilities of shape ``[..., k]``, sparse, summing to one over the last axis.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> sparsemax(jnp.array([2.0, 1.0, -1.0]))
+    Array([1., 0., 0.], dtype=float32)
+  """
+  z_sorted = -jnp.sort(-z, axis=-1)
+  cumsum = jnp.cumsum(z_sorted, axis=-1)
+  j = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype).reshape((1,) * (z.ndim - 1) + (-1,))
+  support_size = jnp.sum(1 + j * z_sorted > cumsum, axis=-1, keepdims=True)
+  threshold = (jnp.take_along_axis(cumsum, support_size - 1, axis=-1) - 1) / support_size.astype(z.dtype)
+  return jnp.maximum(z - threshold, 0)
+
+
+@sparsemax.defjvp
+def _sparsemax_jvp(primals, tangents):
+  (z,), (dz,) = primals, tangents
+  p = sparsemax(z)
+  support = (p > 0).astype(z.dtype)
+  # J dz = s * dz - s (s . dz) / |S|
+  mean_on_support = jnp.sum(support * dz, axis=-1, keepdims=True) / jnp.sum(support, axis=-1, keepdims=True)
+  return p, support * (dz - mean_on_support)

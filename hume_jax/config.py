@@ -1,0 +1,68 @@
+"""HUME's hyperparameters, with the official defaults, and named presets.
+
+``OFFICIAL`` is the official code's ``argparser.py`` (used for STL-10, CIFAR-10 and
+CIFAR-100-20); ``IMAGENET`` the official README's ImageNet-1000 settings; ``CPU`` the
+smaller preset of the default Fashion-MNIST run, chosen by the label-free CV score
+(``benchmarks/cpu_preset.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class HumeConfig:
+  """Everything that defines a HUME run.
+
+  Attributes:
+    k: number of classes of the labeling.
+    inner_lr: learning rate of the inner SGD (Eq. 5).
+    outer_lr: Adam learning rate of the task encoder.
+    tau: temperature of the task encoder's sparsemax (Eq. 3).
+    H_reg: weight of the entropy of the mean labeling (Eq. 7).
+    num_iters: outer iterations.
+    adaptation_steps: ``T``, inner SGD steps, unrolled.
+    num_subsets: ``S``, (train, test) subsets averaged per outer iteration.
+    subset_size: rows per subset (clipped to the number of samples).
+    train_fraction: share of each subset used to fit the inner classifier.
+    anneal: divide the outer learning rate and ``tau`` by ``1/gamma`` at each milestone.
+    milestones: outer iterations where annealing happens.
+    gamma: annealing factor.
+    rand_init: a fresh ``nn.Linear`` init per subset (cold start); otherwise one fixed
+      init drawn once per run.
+    clip_norm: global-norm clipping of the task encoder's gradient.
+    seed: seed of the run.
+  """
+  k: int = 10
+  inner_lr: float = 1e-3
+  outer_lr: float = 1e-3
+  tau: float = 0.1
+  H_reg: float = 10.0
+  num_iters: int = 1000
+  adaptation_steps: int = 300
+  num_subsets: int = 20
+  subset_size: int = 10000
+  train_fraction: float = 0.9
+  anneal: bool = True
+  milestones: tuple[int, ...] = (100, 200)
+  gamma: float = 0.1
+  rand_init: bool = True
+  clip_norm: float = 1.0
+  seed: int = 42
+
+  def subset_sizes(self, n: int) -> tuple[int, int]:
+    """``(m, n_train)``: rows per subset for ``n`` samples and its inner training part."""
+    m = min(n, self.subset_size)
+    return m, int(m * self.train_fraction)
+
+
+OFFICIAL = HumeConfig()
+
+IMAGENET = dataclasses.replace(
+    OFFICIAL, k=1000, outer_lr=0.1, inner_lr=0.1, adaptation_steps=100, subset_size=20000,
+    train_fraction=0.7, anneal=False, rand_init=False)
+
+CPU = dataclasses.replace(OFFICIAL, num_subsets=4, subset_size=4000, adaptation_steps=100, num_iters=300)
+
+PRESETS = {"official": OFFICIAL, "imagenet": IMAGENET, "cpu": CPU}

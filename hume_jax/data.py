@@ -1,0 +1,136 @@
+"""Reading representations and labels from ``.npy`` / ``.npz`` files, with clear errors.
+
+A file argument is ``path.npy``, ``path.npz`` (when it holds one array) or
+``path.npz:key``. Files are never unpickled (``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from typing import NamedTuple
+
+import numpy as np
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DEFAULT_DATASET = os.path.join(DATA_DIR, "fashion_mnist.npz")
+
+
+def _split_key(spec: str) -> tuple[str, str | None]:
+  path, sep, key = spec.rpartition(":")
+  if sep and path.endswith(".npz") and key and "/" not in key:
+    return path, key
+  return spec, None
+
+
+def load_array(spec: str, what: str) -> np.ndarray:
+  """Loads the array named by ``spec`` (``file.npy``, ``file.npz`` or ``file.npz:key``).
+
+  Args:
+    spec: the file (and key) to read.
+    what: the role of the array in messages, e.g. ``"--phi1"``.
+  """
+  path, key = _split_key(spec)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{what}: no such file {path}")
+  if os.path.getsize(path) == 0:
+    raise ValueError(f"{what}: {path} is empty (0 bytes)")
+  try:
+    loaded = np.load(path, allow_pickle=False)
+  except ValueError as e:
+    if "pickle" in str(e).lower():
+      raise ValueError(f"{what}: {path} holds Python objects (a pickled array); expected a numeric "
+                       "array. Save it with np.save(path, np.asarray(x, dtype=np.float32))") from None
+    raise ValueError(f"{what}: cannot read {path} as .npy/.npz ({e})") from None
+  except (OSError, EOFError, zipfile.BadZipFile) as e:
+    raise ValueError(f"{what}: cannot read {path} as .npy/.npz, it may be truncated ({e})") from None
+  if isinstance(loaded, np.lib.npyio.NpzFile):
+    with loaded:
+      keys = list(loaded.keys())
+      if key is None and len(keys) == 1:
+        key = keys[0]
+      if key is None or key not in keys:
+        wanted = f"key {key!r}" if key else "one array, or a key given as FILE.npz:KEY"
+        raise KeyError(f"{what}: {path} has no {wanted}; its keys are {keys}")
+      try:
+        return loaded[key]
+      except ValueError:
+        raise ValueError(f"{what}: {path}:{key} holds Python objects; expected a numeric array") from None
+  if key is not None:
+    raise ValueError(f"{what}: {path} is a .npy file; a key ({key!r}) is only meaningful for .npz")
+  return loaded
+
+
+def check_features(x: np.ndarray, what: str) -> np.ndarray:
+  """Checks a representation is a finite 2-D numeric array ``[n, d]``; returns it as float32."""
+  if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+    raise ValueError(f"{what}: expected a numeric array [n, d], found dtype {x.dtype}")
+  if x.ndim != 2:
+    raise ValueError(f"{what}: expected a 2-D array [n, d], found shape {x.shape}")
+  if x.shape[0] == 0 or x.shape[1] == 0:
+    raise ValueError(f"{what}: expected a non-empty array [n, d], found shape {x.shape}")
+  x = x.astype(np.float32)
+  bad = ~np.isfinite(x)
+  if bad.any():
+    rows = np.unique(np.nonzero(bad)[0])
+    raise ValueError(f"{what}: expected finite values, found {int(bad.sum())} NaN/inf in "
+                     f"{len(rows)} rows (first rows: {rows[:5].tolist()})")
+  return x
+
+
+def check_labels(y: np.ndarray, what: str) -> np.ndarray:
+  """Checks labels are a 1-D array of non-negative integers; returns them as int64."""
+  y = np.asarray(y)
+  if y.ndim == 2 and y.shape[1] == 1:
+    y = y[:, 0]
+  if y.ndim != 1:
+    raise ValueError(f"{what}: expected a 1-D array of labels [n], found shape {y.shape}")
+  if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+    y = y.astype(np.int64)
+  if not np.issubdtype(y.dtype, np.integer):
+    raise ValueError(f"{what}: expected integer class labels, found dtype {y.dtype}")
+  if y.size and y.min() < 0:
+    raise ValueError(f"{what}: expected labels >= 0, found minimum {int(y.min())}")
+  return y.astype(np.int64)
+
+
+def check_same_rows(arrays: dict[str, np.ndarray]) -> None:
+  """All arrays describe the same samples: the same number of rows."""
+  rows = {name: len(a) for name, a in arrays.items() if a is not None}
+  if len(set(rows.values())) > 1:
+    raise ValueError("expected the same number of rows (one per sample) in "
+                     + ", ".join(rows) + f"; found {rows}")
+
+
+def l2_normalize(phi: np.ndarray, what: str) -> np.ndarray:
+  """Rows scaled to unit L2 norm (phi1 must be, paper Sec. 2.2); all-zero rows are an error."""
+  norms = np.linalg.norm(phi, axis=1, keepdims=True)
+  zero = np.nonzero(norms[:, 0] == 0)[0]
+  if len(zero):
+    raise ValueError(f"{what}: cannot L2-normalise {len(zero)} all-zero rows (first rows: "
+                     f"{zero[:5].tolist()}); remove them or pass --no-normalize-phi1")
+  return phi / norms
+
+
+class Split(NamedTuple):
+  """One split of a dataset: ``phi1 [n, d1]``, ``phi2 [n, d2]``, optional ``labels [n]``."""
+  phi1: np.ndarray
+  phi2: np.ndarray
+  labels: np.ndarray | None
+
+
+def load_default(phi1_model: str = "efficientnet_lite0", phi2_model: str = "open_nsfw",
+                 path: str = DEFAULT_DATASET) -> tuple[Split, Split, dict]:
+  """The shipped default: Fashion-MNIST (10k train, 10k test) in two pretrained representations.
+
+  Returns ``(train, test, meta)``; see ``extract_torch/prepare_default.py`` for how it is made.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"default dataset {path} is missing; rebuild it with "
+                            "`python -m extract_torch.prepare_default`")
+  with np.load(path, allow_pickle=False) as f:
+    meta = json.loads(str(f["meta"]))
+    splits = [Split(f[f"{phi1_model}_{s}"].astype(np.float32), f[f"{phi2_model}_{s}"].astype(np.float32),
+                    f[f"labels_{s}"].astype(np.int64)) for s in ("train", "test")]
+  return splits[0], splits[1], meta

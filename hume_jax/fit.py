@@ -1,0 +1,96 @@
+"""The training loop: jit one outer step, run it ``num_iters`` times, log, predict.
+
+    state, history = fit(phi1, phi2, HumeConfig(k=10))
+    labels = predict(state.encoder, phi1)
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hume_jax import metrics as hm
+from hume_jax._outer import TrainState, init_state, outer_step
+from hume_jax._task_encoder import TaskEncoder, task_logits
+from hume_jax.config import HumeConfig
+
+
+def check_config(config: HumeConfig, n: int, d1: int) -> None:
+  """Rejects hyperparameters that cannot define a run, before any compute."""
+  if config.k < 2:
+    raise ValueError(f"k: expected at least 2 classes, got {config.k}")
+  if config.k > n:
+    raise ValueError(f"k: expected at most the number of samples ({n}), got {config.k}")
+  if config.k > d1:
+    raise ValueError(f"k: the task encoder has orthonormal rows, so k must be <= d1 = {d1}; got {config.k}")
+  if not 0 < config.train_fraction < 1:
+    raise ValueError(f"train_fraction: expected a value in (0, 1), got {config.train_fraction}")
+  for name in ("inner_lr", "outer_lr", "tau", "num_iters", "adaptation_steps", "num_subsets", "subset_size"):
+    if not getattr(config, name) > 0:
+      raise ValueError(f"{name}: expected a positive value, got {getattr(config, name)}")
+  if config.H_reg < 0:
+    raise ValueError(f"H_reg: expected a value >= 0, got {config.H_reg}")
+  m, n_train = config.subset_sizes(n)
+  if n_train < 1 or n_train >= m:
+    raise ValueError(f"train_fraction {config.train_fraction} of a subset of {m} rows leaves "
+                     f"{n_train} for inner training and {m - n_train} held out; both must be >= 1")
+
+
+def predict(encoder: TaskEncoder, phi1: np.ndarray | jax.Array) -> np.ndarray:
+  """Hard labels ``argmax(phi1 @ E^T)`` of shape ``[n]`` (phi1 L2-normalised like in training)."""
+  return np.asarray(jnp.argmax(task_logits(encoder, jnp.asarray(phi1)), axis=-1))
+
+
+def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
+        labels: np.ndarray | None = None, log_every: int = 10, progress: bool = True,
+        on_log: Callable[[dict], None] | None = None,
+        state: TrainState | None = None) -> tuple[TrainState, list[dict]]:
+  """Runs HUME: ``config.num_iters`` outer iterations from the seed's initialisation.
+
+  Args:
+    phi1: ``[n, d1]`` representation for the task encoder, already L2-normalised.
+    phi2: ``[n, d2]`` representation for the inner classifier.
+    config: hyperparameters; ``config.seed`` draws the initialisation and every subset.
+    labels: optional ``[n]`` ground truth, only to report accuracy while training.
+    log_every: iterations between logs (the only host syncs of the loop).
+    progress: show a progress bar.
+    on_log: called with each log record (a dict).
+    state: start from this state instead of the seed's initialisation.
+
+  Returns:
+    ``(final state, log records)``.
+  """
+  from tqdm.auto import tqdm
+
+  n, d1 = phi1.shape
+  check_config(config, n, d1)
+  phi1_d, phi2_d = jnp.asarray(phi1, jnp.float32), jnp.asarray(phi2, jnp.float32)
+  if state is None:
+    state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1])
+  step = jax.jit(functools.partial(outer_step, config=config), donate_argnums=0)
+  history: list[dict] = []
+  start = int(state.step)
+  t0 = time.perf_counter()
+  with tqdm(total=config.num_iters, initial=start, desc="HUME", unit="it", disable=not progress,
+            dynamic_ncols=True) as bar:
+    for it in range(start, config.num_iters):
+      state, m = step(state, phi1_d, phi2_d)
+      bar.update(1)
+      if (it + 1) % log_every == 0 or it + 1 == config.num_iters:
+        record = {"iteration": it + 1, **{f: float(v) for f, v in m._asdict().items()},
+                  "seconds": round(time.perf_counter() - t0, 3)}
+        if not np.isfinite(record["loss"]):
+          raise FloatingPointError(f"non-finite HUME loss ({record['loss']}) at iteration {it + 1}; "
+                                   "try a smaller --outer-lr or --inner-lr")
+        if labels is not None:
+          record["acc"] = hm.hungarian_accuracy(predict(state.encoder, phi1_d), labels)
+        history.append(record)
+        bar.set_postfix({k: f"{record[k]:.4f}" for k in ("loss", "entropy", "acc") if k in record})
+        if on_log is not None:
+          on_log(record)
+  return state, history

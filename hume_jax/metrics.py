@@ -1,0 +1,67 @@
+"""Evaluation of a labeling: Hungarian accuracy, NMI, ARI, and HUME's label-free CV score."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn import metrics as skm
+
+
+def contingency(pred: np.ndarray, ref: np.ndarray, k: int | None = None) -> np.ndarray:
+  """``C[i, j]`` = number of samples with ``pred == i`` and ``ref == j``, square ``[k, k]``."""
+  pred, ref = np.asarray(pred, np.int64), np.asarray(ref, np.int64)
+  k = k or int(max(pred.max(initial=0), ref.max(initial=0)) + 1)
+  c = np.zeros((k, k), np.int64)
+  np.add.at(c, (pred, ref), 1)
+  return c
+
+
+def hungarian_map(pred: np.ndarray, ref: np.ndarray, k: int | None = None) -> np.ndarray:
+  """Permutation ``perm`` maximising ``sum(perm[pred] == ref)`` (``linear_sum_assignment``)."""
+  c = contingency(pred, ref, k)
+  rows, cols = linear_sum_assignment(-c)
+  perm = np.arange(c.shape[0])
+  perm[rows] = cols
+  return perm
+
+
+def hungarian_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+  """Accuracy of ``pred`` after the best one-to-one matching of its clusters to ``labels``."""
+  pred, labels = np.asarray(pred), np.asarray(labels)
+  return float(np.mean(hungarian_map(pred, labels)[pred] == labels))
+
+
+def evaluate(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+  """``{"acc", "nmi", "ari"}`` of a labeling against ground truth."""
+  return {"acc": hungarian_accuracy(pred, labels),
+          "nmi": float(skm.normalized_mutual_info_score(labels, pred)),
+          "ari": float(skm.adjusted_rand_score(labels, pred))}
+
+
+def cluster_sizes(pred: np.ndarray, k: int) -> list[int]:
+  """Number of samples given each of the ``k`` labels."""
+  return np.bincount(np.asarray(pred, np.int64), minlength=k).tolist()
+
+
+def cv_score(phi2: np.ndarray, pred: np.ndarray, folds: int = 10, n_jobs: int | None = -1) -> float:
+  """HUME's label-free model-selection score (official ``evaluate.py``).
+
+  Mean accuracy over ``folds``-fold cross-validation (shuffled, ``random_state=1``) of an
+  unpenalised logistic regression predicting the found labels ``pred [n]`` from
+  ``phi2 [n, d2]``: how linearly separable the labeling is in the second space.
+  Returns 1.0 when the labeling has a single class (trivially predictable).
+  """
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.model_selection import KFold, cross_val_score
+
+  pred = np.asarray(pred)
+  if len(np.unique(pred)) < 2:
+    return 1.0
+  cv = KFold(n_splits=folds, random_state=1, shuffle=True)
+  clf = LogisticRegression(C=np.inf)  # unpenalised, as the official penalty=None
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # lbfgs's ConvergenceWarning at max_iter=100, as upstream
+    scores = cross_val_score(clf, phi2, pred, scoring="accuracy", cv=cv, n_jobs=n_jobs)
+  return float(np.mean(scores))

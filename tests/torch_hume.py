@@ -1,0 +1,84 @@
+"""An independent PyTorch implementation of the official HUME objective and outer loop.
+
+Written the way the official code computes it: ``nn.Linear`` with
+``nn.utils.parametrizations.orthogonal`` as the task encoder, the OpenNMT sparsemax as an
+``autograd.Function``, the inner SGD unrolled with ``autograd.grad(create_graph=True)``
+(learn2learn's MAML), subsets in a Python loop, Adam + ``MultiStepLR`` + global-norm
+clipping, and the temperature divided by 10 whenever the learning rate changes. It is
+the reference the JAX implementation is checked against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Sparsemax(torch.autograd.Function):
+  """Sparsemax over the last dim (OpenNMT-py's threshold_and_support)."""
+
+  @staticmethod
+  def forward(ctx, z):
+    z_sorted, _ = torch.sort(z, descending=True, dim=-1)
+    z_cumsum = z_sorted.cumsum(-1) - 1
+    ks = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    support = ks * z_sorted > z_cumsum
+    k_z = support.sum(-1, keepdim=True)
+    tau_z = z_cumsum.gather(-1, k_z - 1) / k_z.to(z.dtype)
+    out = torch.clamp(z - tau_z, min=0)
+    ctx.save_for_backward(k_z, out)
+    return out
+
+  @staticmethod
+  def backward(ctx, g):
+    k_z, out = ctx.saved_tensors
+    g = g.clone()
+    g[out == 0] = 0
+    v_hat = g.sum(-1, keepdim=True) / k_z.to(g.dtype)
+    return torch.where(out != 0, g - v_hat, g)
+
+
+def make_task_encoder(d1: int, k: int) -> nn.Module:
+  """The official task encoder: orthogonal ``nn.Linear(d1, k, bias=False)`` (Eq. 3)."""
+  return nn.utils.parametrizations.orthogonal(nn.Linear(d1, k, bias=False))
+
+
+def subset_loss(encoder, phi1, phi2, tr, te, W0, b0, *, tau, inner_lr, steps, H_reg):
+  y_tr = Sparsemax.apply(encoder(phi1[tr]) / tau)
+  y_te = Sparsemax.apply(encoder(phi1[te]) / tau)
+  W, b = W0.clone().requires_grad_(), b0.clone().requires_grad_()
+  for _ in range(steps):
+    err = F.cross_entropy(F.linear(phi2[tr], W, b), y_tr)
+    gW, gb = torch.autograd.grad(err, (W, b), create_graph=True)
+    W, b = W - inner_lr * gW, b - inner_lr * gb
+  valid = F.cross_entropy(F.linear(phi2[te], W, b), y_te)
+  entr = torch.special.entr(torch.cat([y_tr, y_te]).mean(0)).sum()
+  return valid - H_reg * entr
+
+
+def hume_loss(encoder, phi1, phi2, subsets, n_train, inits, **kw):
+  """Mean over subsets; ``inits[s] = (W [k, d2], b [k])`` is the inner init of subset ``s``."""
+  losses = [subset_loss(encoder, phi1, phi2, idx[:n_train], idx[n_train:], W0, b0, **kw)
+            for idx, (W0, b0) in zip(subsets, inits)]
+  return sum(losses) / len(losses)
+
+
+def train(encoder, phi1, phi2, batches, n_train, *, outer_lr, tau, inner_lr, steps, H_reg,
+          milestones, anneal=True):
+  """Official outer loop over given ``batches[i] = (subsets [S, m], inits)``."""
+  opt = torch.optim.Adam(encoder.parameters(), lr=outer_lr)
+  sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(milestones), gamma=0.1)
+  for subsets, inits in batches:
+    opt.zero_grad()
+    loss = hume_loss(encoder, phi1, phi2, subsets, n_train, inits, tau=tau, inner_lr=inner_lr,
+                     steps=steps, H_reg=H_reg)
+    loss.backward()
+    nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+    opt.step()
+    if anneal:
+      sched.step()
+      if sched.get_last_lr()[0] != outer_lr:
+        outer_lr = sched.get_last_lr()[0]
+        tau = tau / 10
+  return encoder
