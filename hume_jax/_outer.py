@@ -47,9 +47,9 @@ def anneal_factor(step: jax.Array, config: HumeConfig) -> jax.Array:
   temperature divided by 10 whenever the learning rate changes).
   """
   if not config.anneal or not config.milestones:
-    return jnp.ones((), jnp.float32)
+    return jnp.ones(())
   passed = jnp.sum(step >= jnp.asarray(config.milestones))
-  return jnp.asarray(config.gamma, jnp.float32) ** passed
+  return jnp.asarray(config.gamma) ** passed
 
 
 def init_state(key: jax.Array, config: HumeConfig, d1: int, d2: int, dtype=jnp.float32) -> TrainState:
@@ -86,7 +86,8 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
   n, d2 = phi2.shape
   m, n_train = config.subset_sizes(n)
   factor = anneal_factor(state.step, config)
-  tau, lr = config.tau * factor, config.outer_lr * factor
+  tau = (config.tau * factor).astype(phi1.dtype)
+  lr = (config.outer_lr * factor).astype(state.encoder.raw.dtype)
   k_sub, k_init = jax.random.split(jax.random.fold_in(state.key, state.step))
   subsets = draw_subsets(k_sub, n, config.num_subsets, m)
   w0 = (init_inner(k_init, config.num_subsets, d2, config.k, phi2.dtype)
@@ -99,7 +100,7 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
 
   (loss, stats), grad = jax.value_and_grad(loss_fn, has_aux=True)(state.encoder.raw)
   updates, opt_state = make_optimizer(config).update(grad, state.opt_state, state.encoder.raw)
-  raw = state.encoder.raw - lr.astype(grad.dtype) * updates
+  raw = state.encoder.raw - lr * updates
   metrics = StepMetrics(loss=loss, test_error=jnp.mean(stats.test_error),
                         entropy=jnp.mean(stats.entropy), grad_norm=optax.tree.norm(grad),
                         tau=tau, lr=lr)

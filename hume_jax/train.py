@@ -1,0 +1,255 @@
+"""Train HUME from the command line.
+
+    python -m hume_jax.train                      # the default: Fashion-MNIST, CPU preset
+    python -m hume_jax.train --phi1 mocov2_train.npy --phi2 dinov2_train.npy \\
+        --phi1-val mocov2_test.npy --phi2-val dinov2_test.npy --labels-val y_test.npy --k 10
+
+Writes to ``--out``: ``task_encoder.npz``, ``labels_train.npy`` (and ``labels_val.npy``),
+``metrics.json``, ``config.json`` and ``log.jsonl``. Results appear only once the run has
+finished (the folder is written as ``OUT.partial`` and renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from hume_jax import data as hd
+from hume_jax import metrics as hm
+from hume_jax.config import PRESETS, HumeConfig
+
+RESULT_FILES = ("metrics.json", "task_encoder.npz", "labels_train.npy", "config.json")
+
+# Flags that set HumeConfig fields: (field, type, help). Underscore spellings of the
+# official code (--inner_lr, --H_reg, ...) are accepted too.
+_CONFIG_FLAGS = [
+    ("k", int, "number of classes of the labeling"),
+    ("inner_lr", float, "learning rate of the inner SGD that fits the linear classifier on phi2 (Eq. 5)"),
+    ("outer_lr", float, "Adam learning rate of the task encoder"),
+    ("tau", float, "temperature of the task encoder's sparsemax (Eq. 3)"),
+    ("H_reg", float, "weight of the entropy of the mean labeling (Eq. 7)"),
+    ("num_iters", int, "outer iterations"),
+    ("adaptation_steps", int, "T: inner SGD steps, unrolled and differentiated through"),
+    ("num_subsets", int, "S: (train, test) subsets whose losses are averaged per outer iteration"),
+    ("subset_size", int, "rows per subset (clipped to the number of samples)"),
+    ("train_fraction", float, "share of each subset that trains the inner classifier; the rest is held out"),
+    ("seed", int, "seed of the initialisation and of every subset"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog="python -m hume_jax.train", description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  io = p.add_argument_group("data (FILE is .npy, .npz with one array, or FILE.npz:KEY)")
+  io.add_argument("--phi1", metavar="FILE", help="[n, d1] representation for the task encoder (the "
+                  "paper's self-supervised model). Without --phi1/--phi2 the shipped default runs: "
+                  "Fashion-MNIST in EfficientNet-Lite0 (phi1) and Open-NSFW (phi2) features")
+  io.add_argument("--phi2", metavar="FILE", help="[n, d2] representation for the inner linear classifier "
+                  "(the paper's large pretrained model)")
+  io.add_argument("--labels", metavar="FILE", help="optional [n] integer labels of the training split, "
+                  "only for reporting")
+  io.add_argument("--phi1-val", "--phi1_val", metavar="FILE", help="inductive setting: [m, d1] split "
+                  "to predict with the trained task encoder (the CV score is computed on it)")
+  io.add_argument("--phi2-val", "--phi2_val", metavar="FILE", help="[m, d2] the same split in phi2")
+  io.add_argument("--labels-val", "--labels_val", metavar="FILE", help="optional [m] labels of that split")
+  io.add_argument("--no-normalize-phi1", dest="normalize_phi1", action="store_false",
+                  help="do not L2-normalise the rows of phi1 (HUME expects them normalised)")
+  io.add_argument("--out", metavar="DIR", help="output folder (default: runs/<name>-<date>-<time>)")
+  io.add_argument("--overwrite", action="store_true", help="replace the results in an existing --out")
+
+  hp = p.add_argument_group("hyperparameters (defaults: the preset's; 'official' = the official code's)")
+  hp.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                  help="starting values: 'official' (default with your data), 'imagenet' (official "
+                  "ImageNet-1000 settings), 'cpu' (default for the shipped dataset: fewer subsets and "
+                  "steps, chosen by the label-free CV score)")
+  for field, typ, help_ in _CONFIG_FLAGS:
+    flags = [f"--{field.replace('_', '-')}"] + ([f"--{field}"] if "_" in field else [])
+    hp.add_argument(*flags, dest=field, type=typ, default=None, help=help_)
+  hp.add_argument("--anneal", "--no-anneal", dest="anneal", action=argparse.BooleanOptionalAction,
+                  default=None, help="divide the outer lr and tau by 10 at iterations 100 and 200")
+  hp.add_argument("--rand-init", "--no-rand-init", dest="rand_init", action=argparse.BooleanOptionalAction,
+                  default=None, help="fresh random inner init per subset (cold start); with "
+                  "--no-rand-init one init drawn once per run")
+
+  run = p.add_argument_group("reporting")
+  run.add_argument("--log-every", type=int, default=10, help="iterations between log lines (default 10)")
+  run.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
+                   help="also report k-means on each representation and a supervised linear probe "
+                   "(needs labels; default: on for the shipped dataset)")
+  run.add_argument("--quiet", action="store_true", help="no progress bar")
+  return p
+
+
+def resolve_config(args: argparse.Namespace, default_preset: str) -> tuple[HumeConfig, str]:
+  preset = args.preset or default_preset
+  overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(HumeConfig)
+               if getattr(args, f.name, None) is not None}
+  return dataclasses.replace(PRESETS[preset], **overrides), preset
+
+
+def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str]:
+  """Returns ``(train, val or None, dataset name)``, each split a dict of phi1/phi2/labels."""
+  if args.phi1 is None and args.phi2 is None:
+    if any(getattr(args, a) for a in ("labels", "phi1_val", "phi2_val", "labels_val")):
+      raise ValueError("--labels/--phi1-val/--phi2-val/--labels-val need --phi1 and --phi2")
+    train, test, _ = hd.load_default()
+    return train._asdict(), test._asdict(), "fashion_mnist"
+  if args.phi1 is None or args.phi2 is None:
+    raise ValueError("give both --phi1 and --phi2 (or neither, for the shipped default dataset)")
+  train = {"phi1": hd.check_features(hd.load_array(args.phi1, "--phi1"), "--phi1"),
+           "phi2": hd.check_features(hd.load_array(args.phi2, "--phi2"), "--phi2"),
+           "labels": hd.check_labels(hd.load_array(args.labels, "--labels"), "--labels") if args.labels else None}
+  hd.check_same_rows({"--phi1": train["phi1"], "--phi2": train["phi2"], "--labels": train["labels"]})
+  val = None
+  if args.phi1_val or args.phi2_val or args.labels_val:
+    if not (args.phi1_val and args.phi2_val):
+      raise ValueError("the inductive setting needs both --phi1-val and --phi2-val")
+    val = {"phi1": hd.check_features(hd.load_array(args.phi1_val, "--phi1-val"), "--phi1-val"),
+           "phi2": hd.check_features(hd.load_array(args.phi2_val, "--phi2-val"), "--phi2-val"),
+           "labels": (hd.check_labels(hd.load_array(args.labels_val, "--labels-val"), "--labels-val")
+                      if args.labels_val else None)}
+    hd.check_same_rows({"--phi1-val": val["phi1"], "--phi2-val": val["phi2"], "--labels-val": val["labels"]})
+    for name in ("phi1", "phi2"):
+      if val[name].shape[1] != train[name].shape[1]:
+        raise ValueError(f"--{name}-val: expected {train[name].shape[1]} columns like --{name}, "
+                         f"found {val[name].shape[1]}")
+  name = os.path.splitext(os.path.basename(args.phi1.split(":")[0]))[0]
+  return train, val, name
+
+
+def _versions() -> dict[str, str]:
+  import jax
+  import optax
+  import sklearn
+  return {"python": platform.python_version(), "jax": jax.__version__, "optax": optax.__version__,
+          "numpy": np.__version__, "scikit-learn": sklearn.__version__,
+          "device": str(jax.devices()[0].device_kind)}
+
+
+def _table(rows: dict[str, dict[str, float]]) -> str:
+  width = max(len(r) for r in rows) + 2
+  lines = [f"{'method':<{width}}{'ACC':>8}{'NMI':>8}{'ARI':>8}"]
+  lines += [f"{name:<{width}}" + "".join(f"{100 * m[key]:>8.1f}" for key in ("acc", "nmi", "ari"))
+            for name, m in rows.items()]
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+  args = build_parser().parse_args(argv)
+  try:
+    train, val, name = load_inputs(args)
+  except (ValueError, KeyError, FileNotFoundError) as e:
+    raise SystemExit(f"error: {e.args[0] if e.args else e}")
+  config, preset = resolve_config(args, "cpu" if name == "fashion_mnist" else "official")
+  from hume_jax.fit import check_config
+  try:
+    check_config(config, len(train["phi1"]), train["phi1"].shape[1])
+  except ValueError as e:
+    raise SystemExit(f"error: {e}")
+  if config.subset_size > len(train["phi1"]):
+    print(f"note: subset size {config.subset_size} > n = {len(train['phi1'])}: each subset is all "
+          f"{len(train['phi1'])} rows (as the official code clips it)")
+
+  out = args.out or os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+  if os.path.isdir(out) and os.listdir(out) and not args.overwrite:
+    raise SystemExit(f"error: --out {out} already holds files ({', '.join(sorted(os.listdir(out))[:5])}); "
+                     "choose another folder or pass --overwrite")
+  if args.normalize_phi1:
+    train["phi1"] = hd.l2_normalize(train["phi1"], "--phi1" if name != "fashion_mnist" else "phi1")
+    if val is not None:
+      val["phi1"] = hd.l2_normalize(val["phi1"], "--phi1-val" if name != "fashion_mnist" else "phi1 (test)")
+  evaluation = val if val is not None else train
+  labels_known = evaluation["labels"] is not None
+
+  # Imported here so that --help and input errors come back without initialising JAX.
+  import jax
+  from hume_jax.fit import fit, predict
+
+  versions = _versions()
+  print(f"HUME on {name}: train n={len(train['phi1'])}, d1={train['phi1'].shape[1]}, "
+        f"d2={train['phi2'].shape[1]}" + (f"; val n={len(val['phi1'])}" if val is not None else "")
+        + f"; device {jax.devices()[0].platform} ({versions['device']})")
+  print(f"preset '{preset}'" + (" (smaller than the official settings so that it runs on a CPU in "
+                                "minutes; pass --preset official for the paper's)" if preset == "cpu" else "")
+        + ": " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
+
+  partial = out.rstrip("/") + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  os.makedirs(partial)
+  log_file = open(os.path.join(partial, "log.jsonl"), "w")
+
+  def on_log(record: dict) -> None:
+    log_file.write(json.dumps(record) + "\n")
+    log_file.flush()
+
+  t0 = time.perf_counter()
+  state, _ = fit(train["phi1"], train["phi2"], config, labels=train["labels"], log_every=args.log_every,
+                 progress=not args.quiet, on_log=on_log)
+  train_seconds = time.perf_counter() - t0
+  log_file.close()
+
+  preds = {"train": predict(state.encoder, train["phi1"])}
+  if val is not None:
+    preds["val"] = predict(state.encoder, val["phi1"])
+  eval_split = "val" if val is not None else "train"
+  print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
+  cv = hm.cv_score(evaluation["phi2"], preds[eval_split])
+
+  results: dict = {"cv_score": cv, "cv_split": eval_split, "train_seconds": round(train_seconds, 2),
+                   "splits": {}}
+  for split, pred in preds.items():
+    entry = {"n": int(len(pred)), "cluster_sizes": hm.cluster_sizes(pred, config.k)}
+    y = (val if split == "val" else train)["labels"]
+    if y is not None:
+      entry.update(hm.evaluate(pred, y))
+    results["splits"][split] = entry
+  run_baselines = args.baselines if args.baselines is not None else name == "fashion_mnist"
+  table = None
+  if labels_known:
+    table = {"HUME": results["splits"][eval_split]}
+    if run_baselines:
+      if train["labels"] is None:
+        print("note: no --labels for the training split: baselines skipped")
+      else:
+        from hume_jax.baselines import run_baselines as baselines
+        print("computing baselines (k-means, linear probe) ...")
+        results["baselines"] = baselines(train, evaluation, config.k, seed=config.seed)
+        table.update(results["baselines"])
+
+  encoder = state.encoder
+  from hume_jax._task_encoder import encoder_matrix
+  np.savez(os.path.join(partial, "task_encoder.npz"), raw=np.asarray(encoder.raw),
+           base=np.asarray(encoder.base), E=np.asarray(encoder_matrix(encoder)))
+  for split, pred in preds.items():
+    np.save(os.path.join(partial, f"labels_{split}.npy"), pred.astype(np.int64))
+  with open(os.path.join(partial, "metrics.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(partial, "config.json"), "w") as f:
+    json.dump({"hume": dataclasses.asdict(config), "preset": preset, "dataset": name,
+               "inputs": {a: getattr(args, a) for a in ("phi1", "phi2", "labels", "phi1_val", "phi2_val",
+                                                        "labels_val")},
+               "normalize_phi1": args.normalize_phi1, "command": sys.argv, "versions": versions}, f, indent=2)
+  if os.path.isdir(out):
+    shutil.rmtree(out)
+  os.replace(partial, out)
+
+  print(f"\nCV score ({eval_split}): {cv:.4f}   (label-free; higher = labeling more linearly separable in phi2)")
+  print(f"cluster sizes ({eval_split}): {results['splits'][eval_split]['cluster_sizes']}")
+  if table:
+    print(f"\n{eval_split} split, {len(evaluation['phi1'])} samples, in %:\n" + _table(table))
+  print(f"\ntrained in {train_seconds:.1f} s; results in {out}/")
+  return results
+
+
+if __name__ == "__main__":
+  main()
