@@ -19,11 +19,11 @@ def _read_idx(path: str, magic: int, header_bytes: int) -> tuple[np.ndarray, tup
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rb") as f:
         raw = f.read()
-    if len(raw) < header_bytes:
-        raise ValueError(f"{path}: expected an IDX file of at least {header_bytes} bytes, found {len(raw)}")
-    found_magic = int.from_bytes(raw[:4], "big")
+    found_magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
     if found_magic != magic:
         raise ValueError(f"{path}: expected IDX magic number {magic}, found {found_magic}")
+    if len(raw) < header_bytes:
+        raise ValueError(f"{path}: expected an IDX file of at least {header_bytes} bytes, found {len(raw)}")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(magic & 0xFF))
     data = np.frombuffer(raw, dtype=np.uint8, offset=header_bytes)
     if data.size != int(np.prod(dims)):

@@ -67,6 +67,7 @@ def _build_efficientnet_lite0(weights: str | None, image_size: int | None) -> Ex
         with torch.inference_mode():
             return model.extract_features(x).mean((2, 3)).numpy().astype(np.float32)
 
+    extract.model = model  # its classifier head is model._fc
     return extract
 
 
@@ -101,6 +102,7 @@ def _build_open_nsfw(weights: str | None, image_size: int | None) -> Extractor:
         feats = session.run([_OPEN_NSFW_POOL], {input_name: batch})[0]
         return feats.reshape(len(batch), -1).astype(np.float32)
 
+    extract.session = session
     return extract
 
 

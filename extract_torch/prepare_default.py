@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 
 import numpy as np
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             out[f"{name}_{split}"] = np.load(cached)
     for name in sizes:
         mean, comps = pca_fit(out[f"{name}_train"], args.dims)
+        out[f"pca_mean_{name}"], out[f"pca_components_{name}"] = mean.astype(np.float32), comps.astype(np.float32)
         for split in splits:
             out[f"{name}_{split}"] = ((out[f"{name}_{split}"] - mean) @ comps.T).astype(np.float16)
     meta = {
@@ -78,8 +80,9 @@ def main(argv: list[str] | None = None) -> None:
         "models": {name: {"image_size": size or 224, "feature": MODELS[name].feature,
                           "preprocessing": MODELS[name].preprocessing, "full_dim": MODELS[name].dim}
                    for name, size in sizes.items()},
-        "reduction": f"PCA to {args.dims} dims fitted on the train split, stored as float16",
-        "command": "python -m extract_torch.prepare_default " + " ".join(argv or []),
+        "reduction": f"PCA to {args.dims} dims fitted on the train split, stored as float16: "
+                     "(features - pca_mean_MODEL) @ pca_components_MODEL.T",
+        "command": " ".join(["python -m extract_torch.prepare_default"] + list(sys.argv[1:] if argv is None else argv)),
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__},
     }
     out["meta"] = np.array(json.dumps(meta))

@@ -1,0 +1,116 @@
+"""``python -m hume_jax.train``: outputs, optional labels, the real default data, clear errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hume_jax import train
+from test_fit import planted
+
+SMALL = ["--k", "4", "--num-iters", "20", "--num-subsets", "2", "--subset-size", "300",
+         "--adaptation-steps", "10", "--inner-lr", "0.05", "--outer-lr", "0.01", "--quiet", "--log-every", "5"]
+
+
+@pytest.fixture
+def files(tmp_path):
+  phi1, phi2, y = planted()
+  paths = {}
+  for name, arr in {"phi1": phi1, "phi2": phi2, "y": y}.items():
+    paths[name] = str(tmp_path / f"{name}.npy")
+    np.save(paths[name], arr)
+  np.savez(tmp_path / "both.npz", a=phi1[:100], b=phi2[:100])
+  paths["npz"] = str(tmp_path / "both.npz")
+  return paths
+
+
+def test_outputs_with_labels_and_val_split(files, tmp_path):
+  out = str(tmp_path / "run")
+  res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--labels", files["y"],
+                    "--phi1-val", files["phi1"], "--phi2-val", files["phi2"], "--labels-val", files["y"],
+                    "--out", out] + SMALL)
+  assert sorted(os.listdir(out)) == ["config.json", "labels_train.npy", "labels_val.npy", "log.jsonl",
+                                     "metrics.json", "task_encoder.npz"]
+  metrics = json.load(open(os.path.join(out, "metrics.json")))
+  assert metrics == res and 0 < metrics["cv_score"] <= 1
+  assert set(metrics["splits"]["val"]) >= {"acc", "nmi", "ari", "cluster_sizes", "n"}
+  assert sum(metrics["splits"]["val"]["cluster_sizes"]) == 600
+  assert np.load(os.path.join(out, "labels_val.npy")).shape == (600,)
+  log = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+  assert [r["iteration"] for r in log] == [5, 10, 15, 20] and "acc" in log[0]
+  enc = np.load(os.path.join(out, "task_encoder.npz"))
+  np.testing.assert_allclose(enc["E"] @ enc["E"].T, np.eye(4), atol=1e-5)
+  cfg = json.load(open(os.path.join(out, "config.json")))
+  assert cfg["hume"]["num_iters"] == 20 and cfg["hume"]["H_reg"] == 10.0 and cfg["preset"] == "official"
+  assert not os.path.exists(out + ".partial")
+
+
+def test_without_labels(files, tmp_path):
+  out = str(tmp_path / "run")
+  res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--out", out] + SMALL)
+  assert "acc" not in res["splits"]["train"] and 0 < res["cv_score"] <= 1
+  assert os.path.exists(os.path.join(out, "labels_train.npy"))
+
+
+def test_refuses_to_overwrite_results(files, tmp_path):
+  out = tmp_path / "run"
+  out.mkdir()
+  (out / "metrics.json").write_text("{}")
+  with pytest.raises(SystemExit, match="already holds files"):
+    train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--out", str(out)] + SMALL)
+  assert (out / "metrics.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--phi2", "PHI2_SHORT"], "same number of rows"),
+    (["--phi1", "NPZ"], r"has no one array.*\['a', 'b'\]"),
+    (["--phi1", "NPZ:c"], r"no key 'c'.*\['a', 'b'\]"),
+    (["--phi1", "MISSING"], "no such file"),
+    (["--k", "1"], "at least 2 classes"),
+    (["--train-fraction", "1.5"], r"in \(0, 1\)"),
+    (["--tau", "0"], "tau: expected a positive value"),
+])
+def test_clear_errors(files, tmp_path, extra, message):
+  short = str(tmp_path / "short.npy")
+  np.save(short, np.load(files["phi2"])[:10])
+  subst = {"PHI2_SHORT": short, "NPZ": files["npz"], "NPZ:c": files["npz"] + ":c",
+           "MISSING": str(tmp_path / "nope.npy")}
+  args = ["--phi1", files["phi1"], "--phi2", files["phi2"], "--out", str(tmp_path / "r")] + SMALL
+  args += [subst.get(a, a) for a in extra]
+  with pytest.raises(SystemExit, match=message):
+    train.main(args)
+  assert not os.path.exists(tmp_path / "r")
+
+
+def test_nan_and_object_arrays_rejected(files, tmp_path):
+  bad = np.load(files["phi1"])
+  bad[3, 2] = np.nan
+  np.save(tmp_path / "nan.npy", bad)
+  with pytest.raises(SystemExit, match=r"--phi1: expected finite values, found 1 NaN/inf in 1 rows \(first rows: \[3\]\)"):
+    train.main(["--phi1", str(tmp_path / "nan.npy"), "--phi2", files["phi2"]] + SMALL)
+  np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+  with pytest.raises(SystemExit, match="Python objects"):
+    train.main(["--phi1", str(tmp_path / "obj.npy"), "--phi2", files["phi2"]] + SMALL)
+
+
+def test_default_real_data_beats_chance(tmp_path):
+  """The shipped Fashion-MNIST representations, a few iterations: far above chance (10%)."""
+  out = str(tmp_path / "default")
+  res = train.main(["--out", out, "--num-iters", "20", "--num-subsets", "2", "--subset-size", "2000",
+                    "--adaptation-steps", "30", "--quiet", "--no-baselines"])
+  assert res["splits"]["val"]["n"] == 10000
+  assert res["splits"]["val"]["acc"] > 0.3
+  assert res["cv_score"] > 0.5
+
+
+def test_help_lists_every_flag():
+  text = subprocess.run([sys.executable, "-m", "hume_jax.train", "--help"], capture_output=True,
+                        text=True, check=True).stdout
+  for flag in ("--phi1", "--phi2", "--labels", "--phi1-val", "--phi2-val", "--labels-val", "--k",
+               "--inner-lr", "--outer-lr", "--tau", "--H-reg", "--num-iters", "--adaptation-steps",
+               "--num-subsets", "--subset-size", "--train-fraction", "--anneal", "--rand-init", "--seed",
+               "--preset", "--out", "--overwrite"):
+    assert flag in text, flag
