@@ -49,7 +49,8 @@ def predict(encoder: TaskEncoder, phi1: np.ndarray | jax.Array) -> np.ndarray:
 def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
         labels: np.ndarray | None = None, log_every: int = 10, progress: bool = True,
         on_log: Callable[[dict], None] | None = None,
-        state: TrainState | None = None) -> tuple[TrainState, list[dict]]:
+        state: TrainState | None = None, checkpoint_every: int = 0,
+        on_checkpoint: Callable[[TrainState], None] | None = None) -> tuple[TrainState, list[dict]]:
   """Runs HUME: ``config.num_iters`` outer iterations from the seed's initialisation.
 
   Args:
@@ -60,10 +61,17 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
     log_every: iterations between logs (the only host syncs of the loop).
     progress: show a progress bar.
     on_log: called with each log record (a dict).
-    state: start from this state instead of the seed's initialisation.
+    state: start from this state (a checkpoint) instead of the seed's initialisation.
+    checkpoint_every: iterations between calls of ``on_checkpoint`` (0: only at the end).
+    on_checkpoint: called with a state whose loss was checked finite, every
+      ``checkpoint_every`` iterations, at the end, and on ``KeyboardInterrupt`` (before
+      re-raising it).
 
   Returns:
     ``(final state, log records)``.
+
+  Raises:
+    FloatingPointError: on a non-finite loss (found at a log or checkpoint step).
   """
   from tqdm.auto import tqdm
 
@@ -72,25 +80,41 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
   phi1_d, phi2_d = jnp.asarray(phi1, jnp.float32), jnp.asarray(phi2, jnp.float32)
   if state is None:
     state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1])
-  step = jax.jit(functools.partial(outer_step, config=config), donate_argnums=0)
+  step = jax.jit(functools.partial(outer_step, config=config))
   history: list[dict] = []
   start = int(state.step)
+  last_good = start
   t0 = time.perf_counter()
   with tqdm(total=config.num_iters, initial=start, desc="HUME", unit="it", disable=not progress,
             dynamic_ncols=True) as bar:
-    for it in range(start, config.num_iters):
-      state, m = step(state, phi1_d, phi2_d)
-      bar.update(1)
-      if (it + 1) % log_every == 0 or it + 1 == config.num_iters:
-        record = {"iteration": it + 1, **{f: float(v) for f, v in m._asdict().items()},
+    try:
+      for it in range(start, config.num_iters):
+        state, m = step(state, phi1_d, phi2_d)
+        bar.update(1)
+        done = it + 1
+        log_now = done % log_every == 0 or done == config.num_iters
+        save_now = on_checkpoint is not None and (
+            done == config.num_iters or (checkpoint_every > 0 and done % checkpoint_every == 0))
+        if not (log_now or save_now):
+          continue  # no host sync on other iterations
+        record = {"iteration": done, **{f: float(v) for f, v in m._asdict().items()},
                   "seconds": round(time.perf_counter() - t0, 3)}
         if not np.isfinite(record["loss"]):
-          raise FloatingPointError(f"non-finite HUME loss ({record['loss']}) at iteration {it + 1}; "
-                                   "try a smaller --outer-lr or --inner-lr")
-        if labels is not None:
-          record["acc"] = hm.hungarian_accuracy(predict(state.encoder, phi1_d), labels)
-        history.append(record)
-        bar.set_postfix({k: f"{record[k]:.4f}" for k in ("loss", "entropy", "acc") if k in record})
-        if on_log is not None:
-          on_log(record)
+          raise FloatingPointError(
+              f"non-finite HUME loss ({record['loss']}) at iteration {done}; the last finite state "
+              f"checked is from iteration {last_good}. Try a smaller --outer-lr or --inner-lr")
+        last_good = done
+        if log_now:
+          if labels is not None:
+            record["acc"] = hm.hungarian_accuracy(predict(state.encoder, phi1_d), labels)
+          history.append(record)
+          bar.set_postfix({k: f"{record[k]:.4f}" for k in ("loss", "entropy", "acc") if k in record})
+          if on_log is not None:
+            on_log(record)
+        if save_now:
+          on_checkpoint(state)
+    except KeyboardInterrupt:
+      if on_checkpoint is not None and bool(jnp.all(jnp.isfinite(state.encoder.raw))):
+        on_checkpoint(state)
+      raise
   return state, history

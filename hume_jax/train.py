@@ -65,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
   io.add_argument("--no-normalize-phi1", dest="normalize_phi1", action="store_false",
                   help="do not L2-normalise the rows of phi1 (HUME expects them normalised)")
   io.add_argument("--out", metavar="DIR", help="output folder (default: runs/<name>-<date>-<time>)")
-  io.add_argument("--overwrite", action="store_true", help="replace the results in an existing --out")
+  io.add_argument("--overwrite", action="store_true", help="replace the results in an existing --out "
+                  "(or an interrupted run in OUT.partial)")
+  io.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT.partial from "
+                  "its last checkpoint (same data and settings; --num-iters may grow)")
+  io.add_argument("--checkpoint-every", type=int, default=50, metavar="N",
+                  help="iterations between checkpoints in OUT.partial/checkpoint.npz (default 50)")
 
   hp = p.add_argument_group("hyperparameters (defaults: the preset's; 'official' = the official code's)")
   hp.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -160,10 +165,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"note: subset size {config.subset_size} > n = {len(train['phi1'])}: each subset is all "
           f"{len(train['phi1'])} rows (as the official code clips it)")
 
-  out = args.out or os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+  if args.resume and not args.out:
+    raise SystemExit("error: --resume needs the --out of the run to continue")
+  out = (args.out or os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")).rstrip("/")
+  partial = out + ".partial"
+  checkpoint_path = os.path.join(partial, "checkpoint.npz")
   if os.path.isdir(out) and os.listdir(out) and not args.overwrite:
     raise SystemExit(f"error: --out {out} already holds files ({', '.join(sorted(os.listdir(out))[:5])}); "
                      "choose another folder or pass --overwrite")
+  if args.resume and not os.path.exists(checkpoint_path):
+    raise SystemExit(f"error: --resume: no checkpoint {checkpoint_path} to continue from")
+  if not args.resume and os.path.exists(checkpoint_path) and not args.overwrite:
+    raise SystemExit(f"error: {partial} holds an interrupted run; pass --resume to continue it or "
+                     "--overwrite to start again")
   if args.normalize_phi1:
     train["phi1"] = hd.l2_normalize(train["phi1"], "--phi1" if name != "fashion_mnist" else "phi1")
     if val is not None:
@@ -183,18 +197,47 @@ def main(argv: list[str] | None = None) -> dict:
                                 "minutes; pass --preset official for the paper's)" if preset == "cpu" else "")
         + ": " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
 
-  partial = out.rstrip("/") + ".partial"
-  shutil.rmtree(partial, ignore_errors=True)
-  os.makedirs(partial)
+  from hume_jax._outer import init_state
+  from hume_jax.checkpoint import load_checkpoint, save_checkpoint
+
+  state = init_state(jax.random.PRNGKey(config.seed), config, train["phi1"].shape[1], train["phi2"].shape[1])
+  history_kept: list[str] = []
+  if args.resume:
+    try:
+      state = load_checkpoint(checkpoint_path, state, config)
+    except ValueError as e:
+      raise SystemExit(f"error: {e}")
+    done = int(state.step)
+    log_path = os.path.join(partial, "log.jsonl")
+    if os.path.exists(log_path):
+      history_kept = [line for line in open(log_path) if line.strip() and json.loads(line)["iteration"] <= done]
+    print(f"resuming from iteration {done} ({checkpoint_path})")
+  else:
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
   log_file = open(os.path.join(partial, "log.jsonl"), "w")
+  log_file.writelines(history_kept)
+  log_file.flush()
 
   def on_log(record: dict) -> None:
     log_file.write(json.dumps(record) + "\n")
     log_file.flush()
 
+  resume_cmd = " ".join(["python -m hume_jax.train"] + [a for a in (argv if argv is not None else sys.argv[1:])
+                                                          if a not in ("--resume", "--overwrite")]
+                        + ([] if args.out else ["--out", out]) + ["--resume"])
   t0 = time.perf_counter()
-  state, _ = fit(train["phi1"], train["phi2"], config, labels=train["labels"], log_every=args.log_every,
-                 progress=not args.quiet, on_log=on_log)
+  try:
+    state, _ = fit(train["phi1"], train["phi2"], config, labels=train["labels"], log_every=args.log_every,
+                   progress=not args.quiet, on_log=on_log, state=state, checkpoint_every=args.checkpoint_every,
+                   on_checkpoint=lambda st: save_checkpoint(checkpoint_path, st, config))
+  except KeyboardInterrupt:
+    log_file.close()
+    raise SystemExit(f"\ninterrupted; checkpoint in {checkpoint_path}. Continue with:\n  {resume_cmd}") from None
+  except FloatingPointError as e:
+    log_file.close()
+    kept = f"last good checkpoint: {checkpoint_path}" if os.path.exists(checkpoint_path) else "no checkpoint yet"
+    raise SystemExit(f"error: {e}\n{kept}; log: {os.path.join(partial, 'log.jsonl')}") from None
   train_seconds = time.perf_counter() - t0
   log_file.close()
 

@@ -47,7 +47,7 @@ def _to_jax(enc) -> TaskEncoder:
 
 def _inits(key):
   w0 = init_inner(key, S, D2, K, jnp.float64)
-  torch_inits = [(torch.from_numpy(np.asarray(w0.W[s]).T.copy()), torch.from_numpy(np.array(w0.b[s])))
+  torch_inits = [(torch.from_numpy(np.array(w0.W[s]).T.copy()), torch.from_numpy(np.array(w0.b[s])))
                  for s in range(S)]
   return w0, torch_inits
 
@@ -97,8 +97,8 @@ def test_outer_iterations_match_torch(rand_init):
   enc = torch_hume.make_task_encoder(D1, K).double()
   p = enc.parametrizations.weight
   with torch.no_grad():  # start both from the JAX draw
-    p.original.copy_(torch.from_numpy(np.asarray(state.encoder.raw).T))
-    p[0].base.copy_(torch.from_numpy(np.asarray(state.encoder.base)))
+    p.original.copy_(torch.from_numpy(np.array(state.encoder.raw).T))
+    p[0].base.copy_(torch.from_numpy(np.array(state.encoder.base)))
 
   step = jax.jit(functools.partial(outer_step, config=cfg))
   batches = []
@@ -109,7 +109,7 @@ def test_outer_iterations_match_torch(rand_init):
     if rand_init:
       _, inits = _inits(k_init)
     else:
-      inits = [(torch.from_numpy(np.asarray(state.w0.W).T.copy()), torch.from_numpy(np.array(state.w0.b)))] * S
+      inits = [(torch.from_numpy(np.array(state.w0.W).T.copy()), torch.from_numpy(np.array(state.w0.b)))] * S
     batches.append((torch.from_numpy(np.array(subsets)), inits))
   for _ in range(6):
     state, _ = step(state, jnp.asarray(phi1), jnp.asarray(phi2))

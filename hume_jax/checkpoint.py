@@ -1,0 +1,66 @@
+"""Checkpoints of a run's ``TrainState``: one ``.npz``, written atomically (write, then rename).
+
+Every leaf of the state (task encoder, Adam moments, inner init, key, step) is stored
+exactly, so a resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+
+from hume_jax._outer import TrainState
+from hume_jax.config import HumeConfig
+
+# Fields that may differ between a checkpoint and the run that resumes it.
+_RESUMABLE_CHANGES = ("num_iters",)
+
+
+def _leaf_names(state: TrainState) -> list[str]:
+  paths, _ = zip(*jax.tree_util.tree_flatten_with_path(state)[0])
+  return [jax.tree_util.keystr(p) for p in paths]
+
+
+def save_checkpoint(path: str, state: TrainState, config: HumeConfig) -> None:
+  """Writes ``state`` and ``config`` to ``path`` atomically."""
+  leaves = jax.tree_util.tree_leaves(state)
+  arrays = {f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)}
+  arrays["names"] = np.array(_leaf_names(state))
+  arrays["config"] = np.array(json.dumps(dataclasses.asdict(config)))
+  tmp = path + ".tmp.npz"
+  with open(tmp, "wb") as f:
+    np.savez(f, **arrays)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, template: TrainState, config: HumeConfig) -> TrainState:
+  """Reads a checkpoint into the structure of ``template``; the configs must agree.
+
+  Raises:
+    ValueError: when the checkpoint belongs to a run with other hyperparameters or shapes.
+  """
+  with np.load(path, allow_pickle=False) as f:
+    saved = json.loads(str(f["config"]))
+    ours = json.loads(json.dumps(dataclasses.asdict(config)))
+    diff = {k: (saved.get(k), v) for k, v in ours.items()
+            if saved.get(k) != v and k not in _RESUMABLE_CHANGES}
+    if diff:
+      raise ValueError(f"checkpoint {path} was written with other settings "
+                       f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in diff.items())}); "
+                       "resume with the same settings")
+    names = list(f["names"])
+    if names != _leaf_names(template):
+      raise ValueError(f"checkpoint {path} does not hold a TrainState of this version")
+    leaves = [f[f"leaf_{i}"] for i in range(len(names))]
+  template_leaves, treedef = jax.tree_util.tree_flatten(template)
+  for name, a, b in zip(names, leaves, template_leaves):
+    if a.shape != b.shape or a.dtype != b.dtype:
+      raise ValueError(f"checkpoint {path}: {name} has shape {a.shape} {a.dtype}, this run expects "
+                       f"{b.shape} {b.dtype} (other data?)")
+  return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])

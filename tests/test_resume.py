@@ -1,0 +1,87 @@
+"""Checkpoints and --resume: an interrupted run continues to the bit-identical result."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hume_jax import checkpoint, train
+from test_fit import planted
+
+SMALL = ["--k", "4", "--num-subsets", "2", "--subset-size", "300", "--adaptation-steps", "10",
+         "--inner-lr", "0.05", "--outer-lr", "0.01", "--quiet", "--log-every", "5", "--seed", "7"]
+
+
+@pytest.fixture
+def files(tmp_path):
+  phi1, phi2, _ = planted()
+  np.save(tmp_path / "phi1.npy", phi1)
+  np.save(tmp_path / "phi2.npy", phi2)
+  return ["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy")]
+
+
+def _raw(out):
+  return np.load(os.path.join(out, "task_encoder.npz"))["raw"]
+
+
+def test_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path, monkeypatch):
+  full = str(tmp_path / "full")
+  train.main(files + SMALL + ["--num-iters", "20", "--out", full])
+
+  real_save = checkpoint.save_checkpoint
+
+  def save_then_interrupt(path, state, config):
+    real_save(path, state, config)
+    if int(state.step) == 10:
+      raise KeyboardInterrupt  # Ctrl-C right after the checkpoint at iteration 10
+
+  out = str(tmp_path / "cut")
+  monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_interrupt)
+  with pytest.raises(SystemExit, match="(?s)interrupted; checkpoint in .*--resume"):
+    train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--checkpoint-every", "10"])
+  monkeypatch.setattr(checkpoint, "save_checkpoint", real_save)
+  assert not os.path.exists(out) and os.path.exists(os.path.join(out + ".partial", "checkpoint.npz"))
+
+  with pytest.raises(SystemExit, match="holds an interrupted run"):  # nothing is lost by mistake
+    train.main(files + SMALL + ["--num-iters", "20", "--out", out])
+  train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--resume"])
+  np.testing.assert_array_equal(_raw(out), _raw(full))
+  np.testing.assert_array_equal(np.load(os.path.join(out, "labels_train.npy")),
+                                np.load(os.path.join(full, "labels_train.npy")))
+  iterations = [int(line.split('"iteration": ')[1].split(",")[0]) for line in open(os.path.join(out, "log.jsonl"))]
+  assert iterations == [5, 10, 15, 20]
+
+
+def test_resume_rejects_other_settings(files, tmp_path, monkeypatch):
+  out = str(tmp_path / "cut")
+  monkeypatch.setattr(checkpoint, "save_checkpoint", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+  with pytest.raises(SystemExit):
+    train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--checkpoint-every", "5"])
+  monkeypatch.undo()
+  with pytest.raises(SystemExit, match="no checkpoint"):
+    train.main(files + SMALL + ["--out", str(tmp_path / "other"), "--resume"])
+
+
+def test_sigint_in_a_real_process_then_resume(files, tmp_path):
+  """Ctrl-C (SIGINT) a real run, resume it to N iterations, compare with N uninterrupted."""
+  out = str(tmp_path / "run")
+  cmd = [sys.executable, "-m", "hume_jax.train"] + files + SMALL + ["--checkpoint-every", "5"]
+  proc = subprocess.Popen(cmd + ["--num-iters", "100000", "--out", out], stderr=subprocess.PIPE, text=True)
+  ckpt = os.path.join(out + ".partial", "checkpoint.npz")
+  deadline = time.time() + 120
+  while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=60)
+  assert "Continue with:" in err and "--resume" in err
+  with np.load(ckpt) as f:
+    step = int(f[f"leaf_{list(f['names']).index('.step')}"])
+  assert step >= 5
+  n = str(step + 5)
+  subprocess.run(cmd + ["--num-iters", n, "--out", out, "--resume"], check=True, capture_output=True)
+  subprocess.run(cmd + ["--num-iters", n, "--out", str(tmp_path / "full")], check=True, capture_output=True)
+  np.testing.assert_array_equal(_raw(out), _raw(str(tmp_path / "full")))
