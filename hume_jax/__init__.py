@@ -11,7 +11,7 @@ from hume_jax._sparsemax import sparsemax
 from hume_jax._task_encoder import (TaskEncoder, encoder_matrix, householder_product, init_task_encoder,
                                     task_labels, task_logits)
 from hume_jax.config import CPU, IMAGENET, OFFICIAL, PRESETS, HumeConfig
-from hume_jax.fit import fit, predict
+from hume_jax._fit import fit, predict
 from hume_jax.metrics import cv_score, evaluate, hungarian_accuracy
 
 __all__ = [

@@ -7,6 +7,7 @@ exactly, so a resumed run ends bit-identical to an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 
@@ -25,12 +26,13 @@ def _leaf_names(state: TrainState) -> list[str]:
   return [jax.tree_util.keystr(p) for p in paths]
 
 
-def save_checkpoint(path: str, state: TrainState, config: HumeConfig) -> None:
-  """Writes ``state`` and ``config`` to ``path`` atomically."""
+def save_checkpoint(path: str, state: TrainState, config: HumeConfig, data_id: str = "") -> None:
+  """Writes ``state``, ``config`` and ``data_id`` (a fingerprint of the inputs) to ``path`` atomically."""
   leaves = jax.tree_util.tree_leaves(state)
   arrays = {f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)}
   arrays["names"] = np.array(_leaf_names(state))
   arrays["config"] = np.array(json.dumps(dataclasses.asdict(config)))
+  arrays["data_id"] = np.array(data_id)
   tmp = path + ".tmp.npz"
   with open(tmp, "wb") as f:
     np.savez(f, **arrays)
@@ -39,8 +41,8 @@ def save_checkpoint(path: str, state: TrainState, config: HumeConfig) -> None:
   os.replace(tmp, path)
 
 
-def load_checkpoint(path: str, template: TrainState, config: HumeConfig) -> TrainState:
-  """Reads a checkpoint into the structure of ``template``; the configs must agree.
+def load_checkpoint(path: str, template: TrainState, config: HumeConfig, data_id: str = "") -> TrainState:
+  """Reads a checkpoint into the structure of ``template``; configs and ``data_id`` must agree.
 
   Raises:
     ValueError: when the checkpoint belongs to a run with other hyperparameters or shapes.
@@ -54,6 +56,9 @@ def load_checkpoint(path: str, template: TrainState, config: HumeConfig) -> Trai
       raise ValueError(f"checkpoint {path} was written with other settings "
                        f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in diff.items())}); "
                        "resume with the same settings")
+    if str(f["data_id"]) != data_id:
+      raise ValueError(f"checkpoint {path} was written for other input data "
+                       f"(fingerprint {str(f['data_id'])[:12]}, these inputs {data_id[:12]}); resume with the same files")
     names = list(f["names"])
     if names != _leaf_names(template):
       raise ValueError(f"checkpoint {path} does not hold a TrainState of this version")
@@ -64,3 +69,13 @@ def load_checkpoint(path: str, template: TrainState, config: HumeConfig) -> Trai
       raise ValueError(f"checkpoint {path}: {name} has shape {a.shape} {a.dtype}, this run expects "
                        f"{b.shape} {b.dtype} (other data?)")
   return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])
+
+
+def data_fingerprint(*arrays: np.ndarray) -> str:
+  """SHA-1 of the arrays' shapes, dtypes and bytes: identifies a run's inputs."""
+  h = hashlib.sha1()
+  for a in arrays:
+    a = np.ascontiguousarray(a)
+    h.update(f"{a.shape}{a.dtype}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()

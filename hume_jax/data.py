@@ -36,10 +36,15 @@ def load_array(spec: str, what: str) -> np.ndarray:
     raise FileNotFoundError(f"{what}: no such file {path}")
   if os.path.getsize(path) == 0:
     raise ValueError(f"{what}: {path} is empty (0 bytes)")
+  with open(path, "rb") as f:
+    magic = f.read(6)
+  if not (magic.startswith(b"\x93NUMPY") or magic.startswith(b"PK\x03\x04")):
+    raise ValueError(f"{what}: cannot read {path}: not a .npy or .npz file (it starts with {magic!r}); "
+                     "save arrays with np.save or np.savez")
   try:
     loaded = np.load(path, allow_pickle=False)
   except ValueError as e:
-    if "pickle" in str(e).lower():
+    if "object arrays" in str(e).lower():
       raise ValueError(f"{what}: {path} holds Python objects (a pickled array); expected a numeric "
                        "array. Save it with np.save(path, np.asarray(x, dtype=np.float32))") from None
     raise ValueError(f"{what}: cannot read {path} as .npy/.npz ({e})") from None

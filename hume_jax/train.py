@@ -153,14 +153,15 @@ def main(argv: list[str] | None = None) -> dict:
   args = build_parser().parse_args(argv)
   try:
     train, val, name = load_inputs(args)
+    config, preset = resolve_config(args, "cpu" if name == "fashion_mnist" else "official")
+    from hume_jax._fit import check_config
+    check_config(config, len(train["phi1"]), train["phi1"].shape[1])
+    if args.normalize_phi1:
+      train["phi1"] = hd.l2_normalize(train["phi1"], "--phi1" if name != "fashion_mnist" else "phi1")
+      if val is not None:
+        val["phi1"] = hd.l2_normalize(val["phi1"], "--phi1-val")
   except (ValueError, KeyError, FileNotFoundError) as e:
     raise SystemExit(f"error: {e.args[0] if e.args else e}")
-  config, preset = resolve_config(args, "cpu" if name == "fashion_mnist" else "official")
-  from hume_jax.fit import check_config
-  try:
-    check_config(config, len(train["phi1"]), train["phi1"].shape[1])
-  except ValueError as e:
-    raise SystemExit(f"error: {e}")
   if config.subset_size > len(train["phi1"]):
     print(f"note: subset size {config.subset_size} > n = {len(train['phi1'])}: each subset is all "
           f"{len(train['phi1'])} rows (as the official code clips it)")
@@ -178,16 +179,12 @@ def main(argv: list[str] | None = None) -> dict:
   if not args.resume and os.path.exists(checkpoint_path) and not args.overwrite:
     raise SystemExit(f"error: {partial} holds an interrupted run; pass --resume to continue it or "
                      "--overwrite to start again")
-  if args.normalize_phi1:
-    train["phi1"] = hd.l2_normalize(train["phi1"], "--phi1" if name != "fashion_mnist" else "phi1")
-    if val is not None:
-      val["phi1"] = hd.l2_normalize(val["phi1"], "--phi1-val" if name != "fashion_mnist" else "phi1 (test)")
   evaluation = val if val is not None else train
   labels_known = evaluation["labels"] is not None
 
   # Imported here so that --help and input errors come back without initialising JAX.
   import jax
-  from hume_jax.fit import fit, predict
+  from hume_jax._fit import fit, predict
 
   versions = _versions()
   print(f"HUME on {name}: train n={len(train['phi1'])}, d1={train['phi1'].shape[1]}, "
@@ -198,13 +195,15 @@ def main(argv: list[str] | None = None) -> dict:
         + ": " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
 
   from hume_jax._outer import init_state
-  from hume_jax.checkpoint import load_checkpoint, save_checkpoint
+  from hume_jax.checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
+
+  data_id = data_fingerprint(train["phi1"], train["phi2"])
 
   state = init_state(jax.random.PRNGKey(config.seed), config, train["phi1"].shape[1], train["phi2"].shape[1])
   history_kept: list[str] = []
   if args.resume:
     try:
-      state = load_checkpoint(checkpoint_path, state, config)
+      state = load_checkpoint(checkpoint_path, state, config, data_id)
     except ValueError as e:
       raise SystemExit(f"error: {e}")
     done = int(state.step)
@@ -230,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
   try:
     state, _ = fit(train["phi1"], train["phi2"], config, labels=train["labels"], log_every=args.log_every,
                    progress=not args.quiet, on_log=on_log, state=state, checkpoint_every=args.checkpoint_every,
-                   on_checkpoint=lambda st: save_checkpoint(checkpoint_path, st, config))
+                   on_checkpoint=lambda st: save_checkpoint(checkpoint_path, st, config, data_id))
   except KeyboardInterrupt:
     log_file.close()
     raise SystemExit(f"\ninterrupted; checkpoint in {checkpoint_path}. Continue with:\n  {resume_cmd}") from None

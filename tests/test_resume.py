@@ -34,8 +34,8 @@ def test_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path, monke
 
   real_save = checkpoint.save_checkpoint
 
-  def save_then_interrupt(path, state, config):
-    real_save(path, state, config)
+  def save_then_interrupt(path, state, config, data_id):
+    real_save(path, state, config, data_id)
     if int(state.step) == 10:
       raise KeyboardInterrupt  # Ctrl-C right after the checkpoint at iteration 10
 
@@ -56,14 +56,25 @@ def test_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path, monke
   assert iterations == [5, 10, 15, 20]
 
 
-def test_resume_rejects_other_settings(files, tmp_path, monkeypatch):
+def test_resume_rejects_other_settings_and_data(files, tmp_path, monkeypatch):
+  real_save = checkpoint.save_checkpoint
+
+  def save_then_interrupt(*args):
+    real_save(*args)
+    raise KeyboardInterrupt
+
   out = str(tmp_path / "cut")
-  monkeypatch.setattr(checkpoint, "save_checkpoint", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+  monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_interrupt)
   with pytest.raises(SystemExit):
     train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--checkpoint-every", "5"])
   monkeypatch.undo()
   with pytest.raises(SystemExit, match="no checkpoint"):
     train.main(files + SMALL + ["--out", str(tmp_path / "other"), "--resume"])
+  with pytest.raises(SystemExit, match="other settings .*tau: 0.1 there, 0.5 here"):
+    train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--resume", "--tau", "0.5"])
+  np.save(tmp_path / "phi2.npy", np.load(tmp_path / "phi2.npy") * 2)
+  with pytest.raises(SystemExit, match="other input data"):
+    train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--resume"])
 
 
 def test_sigint_in_a_real_process_then_resume(files, tmp_path):
@@ -85,3 +96,24 @@ def test_sigint_in_a_real_process_then_resume(files, tmp_path):
   subprocess.run(cmd + ["--num-iters", n, "--out", out, "--resume"], check=True, capture_output=True)
   subprocess.run(cmd + ["--num-iters", n, "--out", str(tmp_path / "full")], check=True, capture_output=True)
   np.testing.assert_array_equal(_raw(out), _raw(str(tmp_path / "full")))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(files, tmp_path, monkeypatch):
+  import jax.numpy as jnp
+  from hume_jax import _fit as fit_module
+
+  real_step = fit_module.outer_step
+
+  def diverging_step(state, phi1, phi2, *, config):
+    new_state, m = real_step(state, phi1, phi2, config=config)
+    return new_state, m._replace(loss=jnp.where(state.step >= 6, jnp.nan, m.loss))  # iteration 7 on
+
+  monkeypatch.setattr(fit_module, "outer_step", diverging_step)
+  out = str(tmp_path / "nan")
+  with pytest.raises(SystemExit, match=r"(?s)non-finite HUME loss \(nan\) at iteration 7; the last finite "
+                     r"state checked is from iteration 6.*last good checkpoint: .*checkpoint.npz"):
+    train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--checkpoint-every", "5", "--log-every", "1"])
+  with np.load(os.path.join(out + ".partial", "checkpoint.npz")) as f:
+    assert int(f[f"leaf_{list(f['names']).index('.step')}"]) == 5
+  assert len(open(os.path.join(out + ".partial", "log.jsonl")).readlines()) == 6
+  assert not os.path.exists(out)
