@@ -35,6 +35,9 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
       raise ValueError(f"{name}: expected a positive value, got {getattr(config, name)}")
   if config.H_reg < 0:
     raise ValueError(f"H_reg: expected a value >= 0, got {config.H_reg}")
+  if config.subset_chunk < 0 or (config.subset_chunk and config.num_subsets % config.subset_chunk):
+    raise ValueError(f"subset_chunk: expected 0 or a divisor of num_subsets = {config.num_subsets}, "
+                     f"got {config.subset_chunk}")
   m, n_train = config.subset_sizes(n)
   if n_train < 1 or n_train >= m:
     raise ValueError(f"train_fraction {config.train_fraction} of a subset of {m} rows leaves "

@@ -52,7 +52,8 @@ def cross_entropy_grad(w: Linear, phi2: jax.Array, y: jax.Array) -> Linear:
   return Linear(W=phi2.T @ dz, b=jnp.sum(dz, axis=0))
 
 
-def inner_sgd(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int) -> Linear:
+def inner_sgd(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int,
+              remat: bool = False) -> Linear:
   """``steps`` steps of ``w <- w - lr * grad CE(phi2 @ W + b, y)`` from ``w0`` (Eq. 5, cold start).
 
   A ``lax.scan``, so compile time does not grow with ``steps`` and ``jax.grad`` with
@@ -64,10 +65,13 @@ def inner_sgd(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int) 
     y: ``[n_tr, k]`` soft labels (not detached: the hypergradient flows through them).
     lr: the inner learning rate.
     steps: ``T``, the number of steps.
+    remat: recompute each step's activations in the backward pass instead of storing them
+      (``jax.checkpoint``): memory ``O(d2 k)`` instead of ``O(n_tr k)`` per step, for one
+      more forward pass per step.
   """
   def step(w, _):
     g = cross_entropy_grad(w, phi2, y)
     return Linear(w.W - lr * g.W, w.b - lr * g.b), None
 
-  w, _ = jax.lax.scan(step, w0, None, length=steps)
+  w, _ = jax.lax.scan(jax.checkpoint(step) if remat else step, w0, None, length=steps)
   return w

@@ -93,12 +93,31 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
   w0 = (init_inner(k_init, config.num_subsets, d2, config.k, phi2.dtype)
         if config.rand_init else state.w0)
 
-  def loss_fn(raw):
+  def loss_fn(raw, subsets, w0):
     return hume_loss(state.encoder._replace(raw=raw), phi1, phi2, subsets, w0,
                      n_train=n_train, tau=tau, inner_lr=config.inner_lr,
-                     steps=config.adaptation_steps, H_reg=config.H_reg)
+                     steps=config.adaptation_steps, H_reg=config.H_reg, remat=config.remat)
 
-  (loss, stats), grad = jax.value_and_grad(loss_fn, has_aux=True)(state.encoder.raw)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  chunk = config.subset_chunk or config.num_subsets
+  if chunk >= config.num_subsets:
+    (loss, stats), grad = grad_fn(state.encoder.raw, subsets, w0)
+  else:
+    # Gradient accumulation over chunks of subsets: only one chunk's residuals are alive at
+    # a time. The mean over equal chunks of per-chunk means is the mean over all subsets.
+    num_chunks = config.num_subsets // chunk
+    split = lambda x: x.reshape((num_chunks, chunk) + x.shape[1:])
+    xs = (split(subsets), jax.tree.map(split, w0) if config.rand_init else None)
+
+    def accumulate(acc, x):
+      w0_chunk = x[1] if config.rand_init else w0
+      (l, st), g = grad_fn(state.encoder.raw, x[0], w0_chunk)
+      return (acc[0] + l, acc[1] + g), st
+
+    zeros = (jnp.zeros((), phi1.dtype), jnp.zeros_like(state.encoder.raw))
+    (loss, grad), stats = jax.lax.scan(accumulate, zeros, xs)
+    loss, grad = loss / num_chunks, grad / num_chunks
+    stats = jax.tree.map(lambda x: x.reshape((config.num_subsets,) + x.shape[2:]), stats)
   updates, opt_state = make_optimizer(config).update(grad, state.opt_state, state.encoder.raw)
   raw = state.encoder.raw - lr * updates
   metrics = StepMetrics(loss=loss, test_error=jnp.mean(stats.test_error),

@@ -33,6 +33,10 @@ class HumeConfig:
       init drawn once per run.
     clip_norm: global-norm clipping of the task encoder's gradient.
     seed: seed of the run.
+    subset_chunk: compute the hypergradient over this many subsets at a time and sum
+      (0: all at once). Same result, less memory. Not a HUME hyperparameter.
+    remat: recompute the inner steps' activations in the backward pass instead of storing
+      them. Same result, less memory. Not a HUME hyperparameter.
   """
   k: int = 10
   inner_lr: float = 1e-3
@@ -50,6 +54,8 @@ class HumeConfig:
   rand_init: bool = True
   clip_norm: float = 1.0
   seed: int = 42
+  subset_chunk: int = 0
+  remat: bool = False
 
   def subset_sizes(self, n: int) -> tuple[int, int]:
     """``(m, n_train)``: rows per subset for ``n`` samples and its inner training part."""

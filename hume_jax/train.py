@@ -43,6 +43,8 @@ _CONFIG_FLAGS = [
     ("subset_size", int, "rows per subset (clipped to the number of samples)"),
     ("train_fraction", float, "share of each subset that trains the inner classifier; the rest is held out"),
     ("seed", int, "seed of the initialisation and of every subset"),
+    ("subset_chunk", int, "memory: compute the hypergradient over this many subsets at a time "
+     "(a divisor of --num-subsets; 0 = all at once); same result"),
 ]
 
 
@@ -80,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
   for field, typ, help_ in _CONFIG_FLAGS:
     flags = [f"--{field.replace('_', '-')}"] + ([f"--{field}"] if "_" in field else [])
     hp.add_argument(*flags, dest=field, type=typ, default=None, help=help_)
-  hp.add_argument("--anneal", "--no-anneal", dest="anneal", action=argparse.BooleanOptionalAction,
+  hp.add_argument("--anneal", dest="anneal", action=argparse.BooleanOptionalAction,
                   default=None, help="divide the outer lr and tau by 10 at iterations 100 and 200")
-  hp.add_argument("--rand-init", "--no-rand-init", dest="rand_init", action=argparse.BooleanOptionalAction,
+  hp.add_argument("--rand-init", "--rand_init", dest="rand_init", action=argparse.BooleanOptionalAction,
                   default=None, help="fresh random inner init per subset (cold start); with "
                   "--no-rand-init one init drawn once per run")
+
+  hp.add_argument("--remat", action=argparse.BooleanOptionalAction, default=None,
+                  help="memory: recompute the inner steps in the backward pass instead of storing them; same result")
 
   run = p.add_argument_group("reporting")
   run.add_argument("--log-every", type=int, default=10, help="iterations between log lines (default 10)")

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import torch_hume  # noqa: E402  (tests/ is on sys.path under pytest's rootdir conftest)
+import torch_reference as torch_hume  # noqa: E402  (benchmarks/ is on pytest's pythonpath)
 
 from hume_jax import (HumeConfig, TaskEncoder, draw_subsets, encoder_matrix, hume_loss, init_inner,
                       init_state, outer_step)

@@ -64,21 +64,42 @@ def hume_loss(encoder, phi1, phi2, subsets, n_train, inits, **kw):
   return sum(losses) / len(losses)
 
 
+def outer_iteration(encoder, opt, phi1, phi2, subsets, n_train, inits, **kw) -> float:
+  """One official outer iteration: per-subset ``backward`` (gradients accumulate as the mean
+  over subsets), global-norm clipping at 1.0, one Adam step. Returns the mean loss."""
+  opt.zero_grad()
+  total = 0.0
+  for idx, (W0, b0) in zip(subsets, inits):
+    loss = subset_loss(encoder, phi1, phi2, idx[:n_train], idx[n_train:], W0, b0, **kw) / len(subsets)
+    loss.backward()
+    total += loss.item()
+  nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
+  opt.step()
+  return total
+
+
 def train(encoder, phi1, phi2, batches, n_train, *, outer_lr, tau, inner_lr, steps, H_reg,
           milestones, anneal=True):
   """Official outer loop over given ``batches[i] = (subsets [S, m], inits)``."""
   opt = torch.optim.Adam(encoder.parameters(), lr=outer_lr)
   sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(milestones), gamma=0.1)
   for subsets, inits in batches:
-    opt.zero_grad()
-    loss = hume_loss(encoder, phi1, phi2, subsets, n_train, inits, tau=tau, inner_lr=inner_lr,
-                     steps=steps, H_reg=H_reg)
-    loss.backward()
-    nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
-    opt.step()
+    outer_iteration(encoder, opt, phi1, phi2, subsets, n_train, inits, tau=tau, inner_lr=inner_lr,
+                    steps=steps, H_reg=H_reg)
     if anneal:
       sched.step()
       if sched.get_last_lr()[0] != outer_lr:
         outer_lr = sched.get_last_lr()[0]
         tau = tau / 10
   return encoder
+
+
+def random_batch(n, d2, k, num_subsets, subset_size, rng):
+  """Subsets and fresh ``nn.Linear(d2, k)`` inits as the official code draws them."""
+  m = min(n, subset_size)
+  subsets = [torch.from_numpy(rng.choice(n, size=m, replace=False)) for _ in range(num_subsets)]
+  inits = []
+  for _ in range(num_subsets):
+    lin = nn.Linear(d2, k)
+    inits.append((lin.weight.detach(), lin.bias.detach()))
+  return subsets, inits

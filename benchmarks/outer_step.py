@@ -1,0 +1,168 @@
+"""Time one HUME outer iteration: hume_jax against the PyTorch reference, same run, same threads.
+
+    python benchmarks/outer_step.py --config small --threads 2
+    python benchmarks/outer_step.py --config paper --threads 1 --repeats 3
+    python benchmarks/outer_step.py --config imagenet          # memory only (compiled, not run)
+
+Sample output (2-core x86_64 CPU, jax 0.10.2, torch 2.13.0; see benchmarks/README.md):
+
+    config small: n 5000, d1 128, d2 256, k 10, S 4, subset 2000, T 50, threads 2
+    hume_jax  compile 2.9 s   median 0.215 s/it
+    torch     median 0.410 s/it   ratio torch/hume_jax 1.9x
+    ...
+
+Times alternate hume_jax and reference iterations after a warm-up and report medians;
+compile time is reported apart. The roofline line divides the bytes that must move per
+outer iteration (4 passes over each inner training block [n_tr, d2] per step: forward
+logits, gradient, and their two transposes in the backward pass) by this machine's
+streaming read bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+
+CONFIGS = {
+    "small": dict(n=5000, d1=128, d2=256, k=10, num_subsets=4, subset_size=2000, adaptation_steps=50),
+    "paper": dict(n=10000, d1=512, d2=768, k=10, num_subsets=20, subset_size=10000, adaptation_steps=300),
+    "imagenet": dict(n=1281167, d1=2048, d2=1536, k=1000, num_subsets=20, subset_size=20000,
+                     adaptation_steps=100, train_fraction=0.7, rand_init=False, anneal=False),
+}
+
+
+def parse() -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--config", choices=sorted(CONFIGS), default="small")
+  p.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU cores for both (default: all)")
+  p.add_argument("--repeats", type=int, default=5, help="timed iterations of each (default 5)")
+  p.add_argument("--no-torch", action="store_true", help="time hume_jax only")
+  p.add_argument("--subset-chunk", type=int, default=None, help="hume_jax: subsets per gradient chunk")
+  p.add_argument("--remat", action="store_true", help="hume_jax: rematerialise the inner steps")
+  p.add_argument("--json", help="also write the results to this file")
+  return p.parse_args()
+
+
+def stream_bandwidth(mbytes: int = 512) -> float:
+  """Read bandwidth in bytes/s: median of summing a float32 array larger than the caches."""
+  import numpy as np
+  a = np.ones(mbytes * 2**20 // 4, np.float32)
+  times = []
+  for _ in range(5):
+    t = time.perf_counter()
+    a.sum()
+    times.append(time.perf_counter() - t)
+  return a.nbytes / float(np.median(times))
+
+
+def main() -> None:
+  args = parse()
+  # Both libraries size their thread pools from the CPUs this process may use.
+  os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.threads]))
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from hume_jax import HumeConfig, init_state, outer_step
+
+  spec = dict(CONFIGS[args.config])
+  n, d1, d2 = spec.pop("n"), spec.pop("d1"), spec.pop("d2")
+  cfg = HumeConfig(**spec)
+  if args.subset_chunk is not None:
+    cfg = dataclasses.replace(cfg, subset_chunk=args.subset_chunk)
+  if args.remat:
+    cfg = dataclasses.replace(cfg, remat=True)
+  m, n_tr = cfg.subset_sizes(n)
+  device = jax.devices()[0]
+  print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} used; jax {jax.__version__} "
+        f"on {device.platform} ({device.device_kind})")
+  print(f"config {args.config}: n {n}, d1 {d1}, d2 {d2}, k {cfg.k}, S {cfg.num_subsets}, subset {m} "
+        f"(train {n_tr}), T {cfg.adaptation_steps}, subset_chunk {cfg.subset_chunk}, remat {cfg.remat}")
+  result: dict = {"config": args.config, "threads": args.threads, "device": device.device_kind,
+                  "spec": CONFIGS[args.config], "subset_chunk": cfg.subset_chunk, "remat": cfg.remat}
+
+  step = jax.jit(lambda s, p1, p2: outer_step(s, p1, p2, config=cfg))
+  state = init_state(jax.random.PRNGKey(0), cfg, d1, d2)
+  if args.config == "imagenet":
+    shapes = (jax.eval_shape(lambda: state), jax.ShapeDtypeStruct((n, d1), jnp.float32),
+              jax.ShapeDtypeStruct((n, d2), jnp.float32))
+  else:
+    rng = np.random.default_rng(0)
+    phi1 = rng.normal(size=(n, d1)).astype(np.float32)
+    phi1 /= np.linalg.norm(phi1, axis=1, keepdims=True)
+    phi2 = rng.normal(size=(n, d2)).astype(np.float32)
+    shapes = (state, phi1, phi2)
+  t = time.perf_counter()
+  compiled = step.lower(*shapes).compile()
+  result["compile_s"] = time.perf_counter() - t
+  mem = compiled.memory_analysis()
+  peak = None
+  if mem is not None:
+    peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+            - mem.alias_size_in_bytes)
+    result.update(temp_bytes=mem.temp_size_in_bytes, argument_bytes=mem.argument_size_in_bytes, peak_bytes=peak)
+    print(f"XLA memory analysis: arguments {mem.argument_size_in_bytes / 2**30:.2f} GiB, temporaries "
+          f"{mem.temp_size_in_bytes / 2**30:.2f} GiB, peak {peak / 2**30:.2f} GiB")
+  print(f"hume_jax  compile {result['compile_s']:.1f} s")
+  if args.config == "imagenet":
+    _finish(args, result)
+    return
+
+  phi1_d, phi2_d = jnp.asarray(phi1), jnp.asarray(phi2)
+  jax.block_until_ready(compiled(state, phi1_d, phi2_d))  # warm-up
+  ref = None
+  if not args.no_torch:
+    import torch
+    torch.set_num_threads(args.threads)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_reference as tr
+    torch.manual_seed(0)
+    enc = tr.make_task_encoder(d1, cfg.k)
+    opt = torch.optim.Adam(enc.parameters(), lr=cfg.outer_lr)
+    p1, p2 = torch.from_numpy(phi1), torch.from_numpy(phi2)
+    nrng = np.random.default_rng(0)
+
+    def ref():
+      subsets, inits = tr.random_batch(n, d2, cfg.k, cfg.num_subsets, cfg.subset_size, nrng)
+      tr.outer_iteration(enc, opt, p1, p2, subsets, n_tr, inits, tau=cfg.tau, inner_lr=cfg.inner_lr,
+                         steps=cfg.adaptation_steps, H_reg=cfg.H_reg)
+    ref()  # warm-up
+
+  times_j, times_t = [], []
+  for _ in range(args.repeats):
+    t = time.perf_counter()
+    state, metrics = compiled(state, phi1_d, phi2_d)
+    jax.block_until_ready(metrics)
+    times_j.append(time.perf_counter() - t)
+    if ref is not None:
+      t = time.perf_counter()
+      ref()
+      times_t.append(time.perf_counter() - t)
+  result["hume_jax_s"] = float(np.median(times_j))
+  print(f"hume_jax  median {result['hume_jax_s']:.3f} s/it  (runs: {', '.join(f'{x:.3f}' for x in times_j)})")
+  if times_t:
+    result["torch_s"] = float(np.median(times_t))
+    result["ratio"] = result["torch_s"] / result["hume_jax_s"]
+    print(f"torch     median {result['torch_s']:.3f} s/it  (runs: {', '.join(f'{x:.3f}' for x in times_t)})"
+          f"   ratio torch/hume_jax {result['ratio']:.2f}x")
+  bytes_moved = 4 * cfg.adaptation_steps * cfg.num_subsets * n_tr * d2 * 4
+  bw = stream_bandwidth()
+  result.update(bytes_per_iter=bytes_moved, bandwidth_Bps=bw, floor_s=bytes_moved / bw)
+  print(f"roofline: {bytes_moved / 1e9:.1f} GB per iteration / {bw / 1e9:.1f} GB/s = {bytes_moved / bw:.3f} s "
+        f"floor; hume_jax at {result['hume_jax_s'] / (bytes_moved / bw):.2f}x the floor")
+  _finish(args, result)
+
+
+def _finish(args, result):
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
