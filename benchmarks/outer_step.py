@@ -122,15 +122,21 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch_reference as tr
     torch.manual_seed(0)
-    enc = tr.make_task_encoder(d1, cfg.k)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    result["torch_device"] = str(dev)
+    enc = tr.make_task_encoder(d1, cfg.k).to(dev)
     opt = torch.optim.Adam(enc.parameters(), lr=cfg.outer_lr)
-    p1, p2 = torch.from_numpy(phi1), torch.from_numpy(phi2)
+    p1, p2 = torch.from_numpy(phi1).to(dev), torch.from_numpy(phi2).to(dev)
     nrng = np.random.default_rng(0)
 
     def ref():
       subsets, inits = tr.random_batch(n, d2, cfg.k, cfg.num_subsets, cfg.subset_size, nrng)
+      subsets = [s.to(dev) for s in subsets]
+      inits = [(w.to(dev), b.to(dev)) for w, b in inits]
       tr.outer_iteration(enc, opt, p1, p2, subsets, n_tr, inits, tau=cfg.tau, inner_lr=cfg.inner_lr,
                          steps=cfg.adaptation_steps, H_reg=cfg.H_reg)
+      if dev.type == "cuda":
+        torch.cuda.synchronize()
     ref()  # warm-up
 
   times_j, times_t = [], []

@@ -22,7 +22,7 @@ class Sparsemax(torch.autograd.Function):
   def forward(ctx, z):
     z_sorted, _ = torch.sort(z, descending=True, dim=-1)
     z_cumsum = z_sorted.cumsum(-1) - 1
-    ks = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    ks = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype, device=z.device)
     support = ks * z_sorted > z_cumsum
     k_z = support.sum(-1, keepdim=True)
     tau_z = z_cumsum.gather(-1, k_z - 1) / k_z.to(z.dtype)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hume_jax import metrics as hm
-from hume_jax._outer import TrainState, init_state, outer_step
+from hume_jax._outer import SUBSET_AXIS, TrainState, init_state, outer_step
 from hume_jax._task_encoder import TaskEncoder, task_logits
 from hume_jax.config import HumeConfig
 
@@ -39,6 +39,10 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
     raise ValueError(f"subset_chunk: expected 0 or a divisor of num_subsets = {config.num_subsets}, "
                      f"got {config.subset_chunk}")
   m, n_train = config.subset_sizes(n)
+  chunk = config.subset_chunk or config.num_subsets
+  if jax.device_count() > 1 and chunk % jax.device_count():
+    raise ValueError(f"num_subsets (or subset_chunk) = {chunk} must be a multiple of the "
+                     f"{jax.device_count()} devices the subsets are split over")
   if n_train < 1 or n_train >= m:
     raise ValueError(f"train_fraction {config.train_fraction} of a subset of {m} rows leaves "
                      f"{n_train} for inner training and {m - n_train} held out; both must be >= 1")
@@ -80,10 +84,23 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
 
   n, d1 = phi1.shape
   check_config(config, n, d1)
-  phi1_d, phi2_d = jnp.asarray(phi1, jnp.float32), jnp.asarray(phi2, jnp.float32)
+  # float32, or float64 when the inputs are float64 and jax_enable_x64 is on.
+  dtype = jax.dtypes.canonicalize_dtype(jnp.result_type(np.asarray(phi1).dtype, np.float32))
   if state is None:
-    state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1])
-  step = jax.jit(functools.partial(outer_step, config=config))
+    state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1], dtype)
+  mesh = None
+  phi1_d, phi2_d = np.asarray(phi1, dtype), np.asarray(phi2, dtype)
+  if jax.device_count() > 1:
+    # Subsets split over every device (of every process under jax.distributed); data and
+    # state replicated. Each process holds the full inputs.
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), (SUBSET_AXIS,))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    put = lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x))
+    phi1_d, phi2_d = put(phi1_d), put(phi2_d)
+    state = jax.tree.map(put, state)
+  else:
+    phi1_d, phi2_d = jnp.asarray(phi1_d), jnp.asarray(phi2_d)
+  step = jax.jit(functools.partial(outer_step, config=config, mesh=mesh))
   history: list[dict] = []
   start = int(state.step)
   last_good = start

@@ -70,8 +70,11 @@ class StepMetrics(NamedTuple):
   lr: jax.Array          # outer learning rate used at this iteration
 
 
+SUBSET_AXIS = "subsets"
+
+
 def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
-               config: HumeConfig) -> tuple[TrainState, StepMetrics]:
+               config: HumeConfig, mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, StepMetrics]:
   """One outer iteration.
 
   Args:
@@ -79,6 +82,9 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
     phi1: ``[n, d1]`` L2-normalised representation for the task encoder.
     phi2: ``[n, d2]`` representation for the inner classifier.
     config: hyperparameters (static).
+    mesh: optional device mesh with axis ``"subsets"``: the S subsets (independent) are
+      split over its devices, the data and state replicated; XLA sums the hypergradient
+      across devices. ``None``: one device.
 
   Returns:
     ``(new state, metrics of this iteration)``.
@@ -92,6 +98,13 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
   subsets = draw_subsets(k_sub, n, config.num_subsets, m)
   w0 = (init_inner(k_init, config.num_subsets, d2, config.k, phi2.dtype)
         if config.rand_init else state.w0)
+  chunk = config.subset_chunk or config.num_subsets
+
+  def shard(x, axis):  # split axis `axis` (the subsets) over the mesh
+    if mesh is None:
+      return x
+    spec = jax.sharding.PartitionSpec(*([None] * axis + [SUBSET_AXIS]))
+    return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
 
   def loss_fn(raw, subsets, w0):
     return hume_loss(state.encoder._replace(raw=raw), phi1, phi2, subsets, w0,
@@ -99,14 +112,14 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
                      steps=config.adaptation_steps, H_reg=config.H_reg, remat=config.remat)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  chunk = config.subset_chunk or config.num_subsets
   if chunk >= config.num_subsets:
-    (loss, stats), grad = grad_fn(state.encoder.raw, subsets, w0)
+    w0 = jax.tree.map(lambda x: shard(x, 0), w0) if config.rand_init else w0
+    (loss, stats), grad = grad_fn(state.encoder.raw, shard(subsets, 0), w0)
   else:
     # Gradient accumulation over chunks of subsets: only one chunk's residuals are alive at
     # a time. The mean over equal chunks of per-chunk means is the mean over all subsets.
     num_chunks = config.num_subsets // chunk
-    split = lambda x: x.reshape((num_chunks, chunk) + x.shape[1:])
+    split = lambda x: shard(x.reshape((num_chunks, chunk) + x.shape[1:]), 1)
     xs = (split(subsets), jax.tree.map(split, w0) if config.rand_init else None)
 
     def accumulate(acc, x):

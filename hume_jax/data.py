@@ -55,9 +55,10 @@ def load_array(spec: str, what: str) -> np.ndarray:
       keys = list(loaded.keys())
       if key is None and len(keys) == 1:
         key = keys[0]
-      if key is None or key not in keys:
-        wanted = f"key {key!r}" if key else "one array, or a key given as FILE.npz:KEY"
-        raise KeyError(f"{what}: {path} has no {wanted}; its keys are {keys}")
+      if key is None and len(keys) != 1:
+        raise KeyError(f"{what}: {path} holds {len(keys)} arrays; name one as {path}:KEY. Its keys are {keys}")
+      if key not in keys:
+        raise KeyError(f"{what}: {path} has no key {key!r}; its keys are {keys}")
       try:
         return loaded[key]
       except ValueError:

@@ -60,7 +60,7 @@ def cases(tmp_path):
       "not a numpy file": (["--phi1", _write(tmp_path, "x.npy", raw=b"hello,world\n1,2\n")], "--phi1: cannot read"),
       "missing file": (["--phi1", str(tmp_path / "nope.npy")], "--phi1: no such file .*nope.npy"),
       "npz, several arrays": (["--phi1", _write(tmp_path, "m.npz", {"a": phi1, "b": phi2})],
-                              r"--phi1: .*m.npz has no one array, or a key .*keys are \['a', 'b'\]"),
+                              r"--phi1: .*m.npz holds 2 arrays; name one as .*m.npz:KEY. Its keys are \['a', 'b'\]"),
       "npz, wrong key": (["--phi1", _write(tmp_path, "m2.npz", {"a": phi1}) + ":b"],
                          r"--phi1: .*m2.npz has no key 'b'; its keys are \['a'\]"),
       "k < 2": (["--k", "1"], "k: expected at least 2 classes, got 1"),

@@ -66,7 +66,7 @@ def test_refuses_to_overwrite_results(files, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--phi2", "PHI2_SHORT"], "same number of rows"),
-    (["--phi1", "NPZ"], r"has no one array.*\['a', 'b'\]"),
+    (["--phi1", "NPZ"], r"holds 2 arrays.*\['a', 'b'\]"),
     (["--phi1", "NPZ:c"], r"no key 'c'.*\['a', 'b'\]"),
     (["--phi1", "MISSING"], "no such file"),
     (["--k", "1"], "at least 2 classes"),
