@@ -48,6 +48,11 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
                      f"{n_train} for inner training and {m - n_train} held out; both must be >= 1")
 
 
+def compute_dtype(phi: np.ndarray) -> np.dtype:
+  """float32, or float64 when ``phi`` is float64 and ``jax_enable_x64`` is on."""
+  return jax.dtypes.canonicalize_dtype(jnp.result_type(np.asarray(phi).dtype, np.float32))
+
+
 def predict(encoder: TaskEncoder, phi1: np.ndarray | jax.Array) -> np.ndarray:
   """Hard labels ``argmax(phi1 @ E^T)`` of shape ``[n]`` (phi1 L2-normalised like in training)."""
   return np.asarray(jnp.argmax(task_logits(encoder, jnp.asarray(phi1)), axis=-1))
@@ -84,8 +89,7 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
 
   n, d1 = phi1.shape
   check_config(config, n, d1)
-  # float32, or float64 when the inputs are float64 and jax_enable_x64 is on.
-  dtype = jax.dtypes.canonicalize_dtype(jnp.result_type(np.asarray(phi1).dtype, np.float32))
+  dtype = compute_dtype(phi1)
   if state is None:
     state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1], dtype)
   mesh = None

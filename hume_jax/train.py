@@ -199,6 +199,19 @@ def main(argv: list[str] | None = None) -> dict:
                                 "minutes; pass --preset official for the paper's)" if preset == "cpu" else "")
         + ": " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
 
+  if args.remat is None and args.subset_chunk is None:
+    from hume_jax.memory import device_memory_bytes, plan_memory
+    budget = device_memory_bytes()
+    try:
+      planned, peak = plan_memory(config, len(train["phi1"]), train["phi1"].shape[1], train["phi2"].shape[1], budget)
+    except MemoryError as e:
+      raise SystemExit(f"error: {e}")
+    if planned != config:
+      print(f"memory: one outer step would not fit in {budget / 2**30:.1f} GiB; using --remat"
+            + (f" --subset-chunk {planned.subset_chunk}" if planned.subset_chunk else "")
+            + f" ({peak / 2**30:.1f} GiB, same result)")
+      config = planned
+
   from hume_jax._outer import init_state
   from hume_jax.checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
 

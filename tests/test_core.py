@@ -140,3 +140,19 @@ def test_chunked_and_rematerialised_steps_give_the_same_update(rand_init):
     np.testing.assert_allclose(m.loss, m_ref.loss, rtol=1e-12)
     np.testing.assert_allclose(m.grad_norm, m_ref.grad_norm, rtol=1e-10)
   assert float(m_ref.grad_norm) > 1e-3
+
+
+def test_memory_plan_escalates_until_it_fits():
+  from hume_jax.memory import plan_memory, step_memory_bytes
+  cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50)
+  full = step_memory_bytes(cfg, 3000, 32, 64)
+  remat = step_memory_bytes(dataclasses.replace(cfg, remat=True), 3000, 32, 64)
+  assert remat < full
+  assert plan_memory(cfg, 3000, 32, 64, budget=full)[0] == cfg
+  assert plan_memory(cfg, 3000, 32, 64, budget=2**40) == (cfg, 0)  # far below: no compile
+  plan, peak = plan_memory(cfg, 3000, 32, 64, budget=remat)
+  assert plan.remat and plan.subset_chunk == 0 and peak <= remat
+  plan, peak = plan_memory(cfg, 3000, 32, 64, budget=remat - 1)
+  assert plan.remat and plan.subset_chunk in (1, 2) and peak < remat
+  with pytest.raises(MemoryError, match="even with --remat"):
+    plan_memory(cfg, 3000, 32, 64, budget=1000)

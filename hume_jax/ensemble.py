@@ -1,0 +1,94 @@
+"""HUME's evaluation protocol: many seeds as one program, the best by CV score, a majority vote.
+
+The official protocol trains 100 seeds; the run with the best label-free CV score is the
+reference, every other run is Hungarian-matched to it, and the final labels are a
+per-sample majority vote.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hume_jax import metrics as hm
+from hume_jax._fit import check_config, compute_dtype
+from hume_jax._outer import TrainState, init_state, outer_step
+from hume_jax._task_encoder import task_logits
+from hume_jax.config import HumeConfig
+
+
+def init_states(seeds: list[int], config: HumeConfig, d1: int, d2: int, dtype=jnp.float32) -> TrainState:
+  """One ``TrainState`` per seed, stacked along a leading ``[N]`` axis."""
+  states = [init_state(jax.random.PRNGKey(s), config, d1, d2, dtype) for s in seeds]
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: list[int], *,
+              chunk: int | None = None, progress: bool = True,
+              on_chunk: Callable[[int, int], None] | None = None) -> TrainState:
+  """Trains one HUME run per seed, ``chunk`` seeds at a time vmapped in one jitted step.
+
+  Each run is exactly the run ``fit`` makes with ``dataclasses.replace(config, seed=s)``.
+
+  Args:
+    phi1: ``[n, d1]`` L2-normalised; phi2: ``[n, d2]``.
+    config: hyperparameters (its ``seed`` is ignored: ``seeds`` are used).
+    seeds: one run per seed.
+    chunk: seeds trained together (default: all); bounds memory.
+
+  Returns:
+    the final states stacked along a leading ``[len(seeds)]`` axis.
+  """
+  from tqdm.auto import tqdm
+
+  n, d1 = phi1.shape
+  check_config(config, n, d1)
+  chunk = chunk or len(seeds)
+  dtype = compute_dtype(phi1)
+  phi1_d, phi2_d = jnp.asarray(phi1, dtype), jnp.asarray(phi2, dtype)
+  step = jax.jit(jax.vmap(functools.partial(outer_step, config=config), in_axes=(0, None, None)))
+  finals = []
+  with tqdm(total=len(seeds) * config.num_iters, desc=f"HUME x{len(seeds)} seeds", unit="it",
+            disable=not progress, dynamic_ncols=True) as bar:
+    for start in range(0, len(seeds), chunk):
+      part = seeds[start:start + chunk]
+      state = init_states(part, config, d1, phi2.shape[1], dtype)
+      for it in range(config.num_iters):
+        state, m = step(state, phi1_d, phi2_d)
+        bar.update(len(part))
+        if (it + 1) % 50 == 0 or it + 1 == config.num_iters:
+          losses = np.asarray(m.loss)
+          if not np.isfinite(losses).all():
+            bad = [s for s, l in zip(part, losses) if not np.isfinite(l)]
+            raise FloatingPointError(f"non-finite HUME loss at iteration {it + 1} for seeds {bad}")
+          bar.set_postfix(loss=f"{losses.mean():.4f}")
+      finals.append(state)
+      if on_chunk is not None:
+        on_chunk(start + len(part), len(seeds))
+  return jax.tree.map(lambda *xs: jnp.concatenate(xs), *finals)
+
+
+def predict_seeds(states: TrainState, phi1: np.ndarray) -> np.ndarray:
+  """Hard labels of every run: ``int [N, n]``."""
+  logits = jax.vmap(lambda enc: task_logits(enc, jnp.asarray(phi1)))(states.encoder)
+  return np.asarray(jnp.argmax(logits, axis=-1))
+
+
+def majority_vote(preds: np.ndarray, reference: int, k: int) -> np.ndarray:
+  """Per-sample majority vote of ``preds [N, n]`` after matching every run to run ``reference``.
+
+  Each run's cluster ids are permuted (Hungarian matching) to agree best with the
+  reference's; ties go to the reference's label.
+  """
+  ref = preds[reference]
+  matched = np.stack([hm.hungarian_map(p, ref, k)[p] for p in preds])
+  votes = np.zeros((k, preds.shape[1]), np.int64)
+  for row in matched:
+    votes[row, np.arange(preds.shape[1])] += 1
+  vote = votes.argmax(0)
+  best = votes.max(0)
+  return np.where(votes[ref, np.arange(len(ref))] == best, ref, vote)

@@ -1,0 +1,81 @@
+"""How much memory one compiled outer step needs, and a plan that fits a budget.
+
+Uses XLA's own memory analysis of the compiled step (compiling needs no data, only shapes).
+The plan trades compute for memory in two exact ways: ``remat`` (recompute each inner
+step's activations in the backward pass) and ``subset_chunk`` (accumulate the
+hypergradient over chunks of subsets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+
+from hume_jax._outer import init_state, outer_step
+from hume_jax.config import HumeConfig
+
+
+def rough_step_bytes(config: HumeConfig, n: int, d1: int, d2: int, itemsize: int = 4) -> int:
+  """A generous closed-form bound on one step's memory, to skip compiling when far from a limit.
+
+  Inputs ``n (d1 + d2)``, gathered subsets ``S m (d1 + d2)`` and per inner step a few
+  ``[n_tr, k]`` activations stored for the backward pass (``S T n_tr k``), times 4.
+  """
+  m, n_tr = config.subset_sizes(n)
+  per_step = config.num_subsets * config.adaptation_steps * n_tr * config.k
+  return 4 * itemsize * (n * (d1 + d2) + config.num_subsets * m * (d1 + d2) + 4 * per_step + d1 * d1)
+
+
+@functools.lru_cache(maxsize=64)
+def step_memory_bytes(config: HumeConfig, n: int, d1: int, d2: int, dtype=jnp.float32) -> int:
+  """Peak bytes of one compiled outer step on the default device (arguments + outputs +
+  temporaries - aliased), for ``phi1 [n, d1]`` and ``phi2 [n, d2]``."""
+  state = jax.eval_shape(lambda: init_state(jax.random.PRNGKey(0), config, d1, d2, dtype))
+  args = (state, jax.ShapeDtypeStruct((n, d1), dtype), jax.ShapeDtypeStruct((n, d2), dtype))
+  compiled = jax.jit(functools.partial(outer_step, config=config)).lower(*args).compile()
+  mem = compiled.memory_analysis()
+  if mem is None:  # backend without the analysis
+    return 0
+  return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+             - mem.alias_size_in_bytes)
+
+
+def device_memory_bytes() -> int:
+  """Memory of the default device: its allocator limit on accelerators, 80% of RAM on CPU."""
+  stats = jax.devices()[0].memory_stats() or {}
+  if "bytes_limit" in stats:
+    return int(stats["bytes_limit"])
+  return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None = None,
+                dtype=jnp.float32) -> tuple[HumeConfig, int]:
+  """The least costly of (as given), remat, remat + ever smaller subset chunks that fits.
+
+  Returns:
+    ``(config with remat / subset_chunk set, its peak bytes or 0 when it is so far below
+    the budget that it was not compiled)``.
+
+  Raises:
+    MemoryError: when even one subset at a time with remat does not fit.
+  """
+  budget = device_memory_bytes() if budget is None else budget
+  if rough_step_bytes(config, n, d1, d2, jnp.dtype(dtype).itemsize) < budget // 4:
+    return config, 0  # far below the limit: not worth a compile
+  multiple = jax.device_count()
+  chunks = [c for c in range(config.num_subsets, 0, -1)
+            if config.num_subsets % c == 0 and c % multiple == 0 and c < config.num_subsets]
+  candidates = [config, dataclasses.replace(config, remat=True)]
+  candidates += [dataclasses.replace(config, remat=True, subset_chunk=c) for c in chunks]
+  peak = 0
+  for candidate in candidates:
+    peak = step_memory_bytes(candidate, n, d1, d2, dtype)
+    if peak <= budget:
+      return candidate, peak
+  raise MemoryError(f"one outer step needs {peak / 2**30:.1f} GiB even with --remat and one subset at a "
+                    f"time; the device has {budget / 2**30:.1f} GiB. Use a smaller --subset-size or "
+                    "--adaptation-steps")
