@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
   hp.add_argument("--remat", action=argparse.BooleanOptionalAction, default=None,
                   help="memory: recompute the inner steps in the backward pass instead of storing them; same result")
 
+  ens = p.add_argument_group("evaluation protocol")
+  ens.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train N runs (seeds SEED..SEED+N-1) vmapped in one program; report the run with "
+                   "the best CV score and the majority vote of all runs matched to it (official protocol: "
+                   "100). No checkpoints in this mode")
+  ens.add_argument("--seed-chunk", type=int, default=None, metavar="C",
+                   help="with --seeds: train C runs at a time (default: all), to bound memory")
+
   run = p.add_argument_group("reporting")
   run.add_argument("--log-every", type=int, default=10, help="iterations between log lines (default 10)")
   run.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
@@ -171,6 +179,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"note: subset size {config.subset_size} > n = {len(train['phi1'])}: each subset is all "
           f"{len(train['phi1'])} rows (as the official code clips it)")
 
+  if args.seeds < 1:
+    raise SystemExit(f"error: --seeds: expected a positive number of runs, got {args.seeds}")
+  if args.seeds > 1 and args.resume:
+    raise SystemExit("error: --resume continues a single run; --seeds runs have no checkpoints")
   if args.resume and not args.out:
     raise SystemExit("error: --resume needs the --out of the run to continue")
   out = (args.out or os.path.join("runs", f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")).rstrip("/")
@@ -212,11 +224,69 @@ def main(argv: list[str] | None = None) -> dict:
             + f" ({peak / 2**30:.1f} GiB, same result)")
       config = planned
 
+  from hume_jax._task_encoder import encoder_matrix
+
+  if args.seeds > 1:
+    preds, results, encoder = _train_seeds(args, config, train, val, evaluation)
+  else:
+    preds, results, encoder = _train_one(args, config, train, val, evaluation, out, partial, checkpoint_path, argv)
+  eval_split = results["cv_split"]
+
+  for split, pred in preds.items():
+    entry = {"n": int(len(pred)), "cluster_sizes": hm.cluster_sizes(pred, config.k)}
+    y = (val if split.startswith("val") else train)["labels"]
+    if y is not None:
+      entry.update(hm.evaluate(pred, y))
+    results["splits"][split] = entry
+  run_baselines = args.baselines if args.baselines is not None else name == "fashion_mnist"
+  table = None
+  if labels_known:
+    table = {label: results["splits"][split] for label, split in results.pop("_table_rows")}
+    if run_baselines:
+      if train["labels"] is None:
+        print("note: no --labels for the training split: baselines skipped")
+      else:
+        from hume_jax.baselines import run_baselines as baselines
+        print("computing baselines (k-means, linear probe) ...")
+        results["baselines"] = baselines(train, evaluation, config.k, seed=config.seed)
+        table.update(results["baselines"])
+  results.pop("_table_rows", None)
+
+  os.makedirs(partial, exist_ok=True)
+  np.savez(os.path.join(partial, "task_encoder.npz"), raw=np.asarray(encoder.raw),
+           base=np.asarray(encoder.base), E=np.asarray(jax.vmap(encoder_matrix)(encoder)
+                                                       if encoder.raw.ndim == 3 else encoder_matrix(encoder)))
+  for split, pred in preds.items():
+    np.save(os.path.join(partial, f"labels_{split}.npy"), pred.astype(np.int64))
+  with open(os.path.join(partial, "metrics.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(partial, "config.json"), "w") as f:
+    json.dump({"hume": dataclasses.asdict(config), "preset": preset, "dataset": name, "seeds": args.seeds,
+               "inputs": {a: getattr(args, a) for a in ("phi1", "phi2", "labels", "phi1_val", "phi2_val",
+                                                        "labels_val")},
+               "normalize_phi1": args.normalize_phi1, "command": sys.argv, "versions": versions}, f, indent=2)
+  if os.path.isdir(out):
+    shutil.rmtree(out)
+  os.replace(partial, out)
+
+  print(f"\nCV score ({eval_split}): {results['cv_score']:.4f}   (label-free; higher = labeling more "
+        "linearly separable in phi2)")
+  print(f"cluster sizes ({eval_split}): {results['splits'][eval_split]['cluster_sizes']}")
+  if table:
+    print(f"\n{eval_split} split, {len(evaluation['phi1'])} samples, in %:\n" + _table(table))
+  print(f"\ntrained in {results['train_seconds']:.1f} s; results in {out}/")
+  return results
+
+
+def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_path, argv):
+  """One run with checkpoints; returns (predictions per split, results, encoder)."""
+  import jax
+
+  from hume_jax._fit import fit, predict
   from hume_jax._outer import init_state
   from hume_jax.checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
 
   data_id = data_fingerprint(train["phi1"], train["phi2"])
-
   state = init_state(jax.random.PRNGKey(config.seed), config, train["phi1"].shape[1], train["phi2"].shape[1])
   history_kept: list[str] = []
   if args.resume:
@@ -249,66 +319,63 @@ def main(argv: list[str] | None = None) -> dict:
                    progress=not args.quiet, on_log=on_log, state=state, checkpoint_every=args.checkpoint_every,
                    on_checkpoint=lambda st: save_checkpoint(checkpoint_path, st, config, data_id))
   except KeyboardInterrupt:
-    log_file.close()
     raise SystemExit(f"\ninterrupted; checkpoint in {checkpoint_path}. Continue with:\n  {resume_cmd}") from None
   except FloatingPointError as e:
-    log_file.close()
     kept = f"last good checkpoint: {checkpoint_path}" if os.path.exists(checkpoint_path) else "no checkpoint yet"
     raise SystemExit(f"error: {e}\n{kept}; log: {os.path.join(partial, 'log.jsonl')}") from None
-  train_seconds = time.perf_counter() - t0
-  log_file.close()
+  finally:
+    log_file.close()
+  seconds = time.perf_counter() - t0
 
   preds = {"train": predict(state.encoder, train["phi1"])}
   if val is not None:
     preds["val"] = predict(state.encoder, val["phi1"])
   eval_split = "val" if val is not None else "train"
   print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
-  cv = hm.cv_score(evaluation["phi2"], preds[eval_split])
+  results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
+             "train_seconds": round(seconds, 2), "splits": {}, "_table_rows": [("HUME", eval_split)]}
+  return preds, results, state.encoder
 
-  results: dict = {"cv_score": cv, "cv_split": eval_split, "train_seconds": round(train_seconds, 2),
-                   "splits": {}}
-  for split, pred in preds.items():
-    entry = {"n": int(len(pred)), "cluster_sizes": hm.cluster_sizes(pred, config.k)}
-    y = (val if split == "val" else train)["labels"]
-    if y is not None:
-      entry.update(hm.evaluate(pred, y))
-    results["splits"][split] = entry
-  run_baselines = args.baselines if args.baselines is not None else name == "fashion_mnist"
-  table = None
-  if labels_known:
-    table = {"HUME": results["splits"][eval_split]}
-    if run_baselines:
-      if train["labels"] is None:
-        print("note: no --labels for the training split: baselines skipped")
-      else:
-        from hume_jax.baselines import run_baselines as baselines
-        print("computing baselines (k-means, linear probe) ...")
-        results["baselines"] = baselines(train, evaluation, config.k, seed=config.seed)
-        table.update(results["baselines"])
 
-  encoder = state.encoder
-  from hume_jax._task_encoder import encoder_matrix
-  np.savez(os.path.join(partial, "task_encoder.npz"), raw=np.asarray(encoder.raw),
-           base=np.asarray(encoder.base), E=np.asarray(encoder_matrix(encoder)))
-  for split, pred in preds.items():
-    np.save(os.path.join(partial, f"labels_{split}.npy"), pred.astype(np.int64))
-  with open(os.path.join(partial, "metrics.json"), "w") as f:
-    json.dump(results, f, indent=2)
-  with open(os.path.join(partial, "config.json"), "w") as f:
-    json.dump({"hume": dataclasses.asdict(config), "preset": preset, "dataset": name,
-               "inputs": {a: getattr(args, a) for a in ("phi1", "phi2", "labels", "phi1_val", "phi2_val",
-                                                        "labels_val")},
-               "normalize_phi1": args.normalize_phi1, "command": sys.argv, "versions": versions}, f, indent=2)
-  if os.path.isdir(out):
-    shutil.rmtree(out)
-  os.replace(partial, out)
+def _train_seeds(args, config, train, val, evaluation):
+  """``--seeds N`` runs vmapped in one program; the best-CV run and the majority vote."""
+  from hume_jax.ensemble import fit_seeds, majority_vote, predict_seeds
 
-  print(f"\nCV score ({eval_split}): {cv:.4f}   (label-free; higher = labeling more linearly separable in phi2)")
-  print(f"cluster sizes ({eval_split}): {results['splits'][eval_split]['cluster_sizes']}")
-  if table:
-    print(f"\n{eval_split} split, {len(evaluation['phi1'])} samples, in %:\n" + _table(table))
-  print(f"\ntrained in {train_seconds:.1f} s; results in {out}/")
-  return results
+  seeds = [config.seed + i for i in range(args.seeds)]
+  t0 = time.perf_counter()
+  try:
+    states = fit_seeds(train["phi1"], train["phi2"], config, seeds, chunk=args.seed_chunk,
+                       progress=not args.quiet)
+  except FloatingPointError as e:
+    raise SystemExit(f"error: {e}") from None
+  seconds = time.perf_counter() - t0
+  eval_split = "val" if val is not None else "train"
+  all_preds = {"train": predict_seeds(states, train["phi1"])}
+  if val is not None:
+    all_preds["val"] = predict_seeds(states, val["phi1"])
+  print(f"computing the CV score of each of the {len(seeds)} runs ...")
+  cvs = [hm.cv_score(evaluation["phi2"], p) for p in all_preds[eval_split]]
+  best = int(np.argmax(cvs))
+  per_seed = []
+  for i, s in enumerate(seeds):
+    entry = {"seed": s, "cv_score": cvs[i]}
+    if evaluation["labels"] is not None:
+      entry.update(hm.evaluate(all_preds[eval_split][i], evaluation["labels"]))
+    per_seed.append(entry)
+  preds = {}
+  for split, p in all_preds.items():
+    preds[split] = p[best]
+    preds[f"{split}_vote"] = majority_vote(p, best, config.k)
+  results = {"cv_score": cvs[best], "cv_split": eval_split, "best_seed": seeds[best],
+             "train_seconds": round(seconds, 2), "seeds": per_seed, "splits": {},
+             "_table_rows": [(f"HUME best-CV run (seed {seeds[best]})", eval_split),
+                             (f"HUME majority vote ({len(seeds)} runs)", f"{eval_split}_vote")]}
+  if evaluation["labels"] is not None:
+    results["over_seeds"] = {m: {"mean": float(np.mean([e[m] for e in per_seed])),
+                                 "std": float(np.std([e[m] for e in per_seed]))} for m in ("acc", "nmi", "ari")}
+    print("over seeds: " + ", ".join(f"{m.upper()} {100 * v['mean']:.1f} +- {100 * v['std']:.1f}"
+                                     for m, v in results["over_seeds"].items()))
+  return preds, results, states.encoder
 
 
 if __name__ == "__main__":

@@ -33,3 +33,26 @@ def test_majority_vote_matches_then_votes():
   # a tie keeps the reference's label
   vote = majority_vote(np.stack([ref, a]), reference=0, k=3)
   np.testing.assert_array_equal(vote, ref)
+
+
+def test_cli_seeds(tmp_path):
+  import json
+  import os
+
+  from hume_jax import train
+  phi1, phi2, y = planted()
+  for name, arr in {"phi1": phi1, "phi2": phi2, "y": y}.items():
+    np.save(tmp_path / f"{name}.npy", arr)
+  out = str(tmp_path / "run")
+  res = train.main(["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy"),
+                    "--labels", str(tmp_path / "y.npy"), "--seeds", "3", "--k", "4", "--num-iters", "30",
+                    "--num-subsets", "2", "--subset-size", "300", "--adaptation-steps", "20", "--inner-lr", "0.05",
+                    "--outer-lr", "0.01", "--quiet", "--out", out])
+  assert [e["seed"] for e in res["seeds"]] == [42, 43, 44]
+  cvs = [e["cv_score"] for e in res["seeds"]]
+  assert res["best_seed"] == 42 + int(np.argmax(cvs)) and res["cv_score"] == max(cvs)
+  assert set(res["over_seeds"]) == {"acc", "nmi", "ari"}
+  assert res["splits"]["train_vote"]["acc"] > 0.5
+  assert np.load(os.path.join(out, "task_encoder.npz"))["E"].shape == (3, 4, 16)
+  assert np.load(os.path.join(out, "labels_train_vote.npy")).shape == (600,)
+  assert json.load(open(os.path.join(out, "metrics.json")))["best_seed"] == res["best_seed"]

@@ -32,7 +32,7 @@ def test_outputs_with_labels_and_val_split(files, tmp_path):
   res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--labels", files["y"],
                     "--phi1-val", files["phi1"], "--phi2-val", files["phi2"], "--labels-val", files["y"],
                     "--out", out] + SMALL)
-  assert sorted(os.listdir(out)) == ["config.json", "labels_train.npy", "labels_val.npy", "log.jsonl",
+  assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "labels_train.npy", "labels_val.npy", "log.jsonl",
                                      "metrics.json", "task_encoder.npz"]
   metrics = json.load(open(os.path.join(out, "metrics.json")))
   assert metrics == res and 0 < metrics["cv_score"] <= 1
