@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                   "to predict with the trained task encoder (the CV score is computed on it)")
   io.add_argument("--phi2-val", "--phi2_val", metavar="FILE", help="[m, d2] the same split in phi2")
   io.add_argument("--labels-val", "--labels_val", metavar="FILE", help="optional [m] labels of that split")
+  io.add_argument("--setting", choices=("inductive", "transductive"), default="inductive",
+                  help="with a val split: 'inductive' (default) trains on the train split and predicts the "
+                  "val split; 'transductive' trains on train and val together and predicts both")
   io.add_argument("--no-normalize-phi1", dest="normalize_phi1", action="store_false",
                   help="do not L2-normalise the rows of phi1 (HUME expects them normalised)")
   io.add_argument("--out", metavar="DIR", help="output folder (default: runs/<name>-<date>-<time>)")
@@ -104,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
                    help="also report k-means on each representation and a supervised linear probe "
                    "(needs labels; default: on for the shipped dataset)")
+  run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="write PNGs to --out: confusion matrix (with labels), 2-D map of phi2 coloured by the "
+                   "found labels, training curves (needs matplotlib; default on)")
   run.add_argument("--quiet", action="store_true", help="no progress bar")
   return p
 
@@ -196,6 +202,13 @@ def main(argv: list[str] | None = None) -> dict:
   if not args.resume and os.path.exists(checkpoint_path) and not args.overwrite:
     raise SystemExit(f"error: {partial} holds an interrupted run; pass --resume to continue it or "
                      "--overwrite to start again")
+  labeled_train = train  # baselines (the supervised probe) never see val labels
+  if args.setting == "transductive" and val is not None:
+    both = {key: np.concatenate([train[key], val[key]]) for key in ("phi1", "phi2")}
+    both["labels"] = (np.concatenate([train["labels"], val["labels"]])
+                      if train["labels"] is not None and val["labels"] is not None else None)
+    print(f"transductive: training on train + val ({len(both['phi1'])} samples)")
+    train = both
   evaluation = val if val is not None else train
   labels_known = evaluation["labels"] is not None
 
@@ -243,12 +256,12 @@ def main(argv: list[str] | None = None) -> dict:
   if labels_known:
     table = {label: results["splits"][split] for label, split in results.pop("_table_rows")}
     if run_baselines:
-      if train["labels"] is None:
+      if labeled_train["labels"] is None:
         print("note: no --labels for the training split: baselines skipped")
       else:
         from hume_jax.baselines import run_baselines as baselines
         print("computing baselines (k-means, linear probe) ...")
-        results["baselines"] = baselines(train, evaluation, config.k, seed=config.seed)
+        results["baselines"] = baselines(labeled_train, evaluation, config.k, seed=config.seed)
         table.update(results["baselines"])
   results.pop("_table_rows", None)
 
@@ -265,6 +278,8 @@ def main(argv: list[str] | None = None) -> dict:
                "inputs": {a: getattr(args, a) for a in ("phi1", "phi2", "labels", "phi1_val", "phi2_val",
                                                         "labels_val")},
                "normalize_phi1": args.normalize_phi1, "command": sys.argv, "versions": versions}, f, indent=2)
+  if args.plots:
+    _write_plots(partial, preds, train, val, eval_split)
   if os.path.isdir(out):
     shutil.rmtree(out)
   os.replace(partial, out)
@@ -276,6 +291,30 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\n{eval_split} split, {len(evaluation['phi1'])} samples, in %:\n" + _table(table))
   print(f"\ntrained in {results['train_seconds']:.1f} s; results in {out}/")
   return results
+
+
+def _write_plots(folder, preds, train, val, eval_split):
+  try:
+    from hume_jax import plots
+  except ImportError:
+    return
+  try:
+    import matplotlib  # noqa: F401
+  except ImportError:
+    print("note: matplotlib is not installed: no plots (pip install matplotlib)")
+    return
+  for split in (eval_split, f"{eval_split}_vote"):
+    if split not in preds:
+      continue
+    data = val if split.startswith("val") else train
+    plots.embedding_map(data["phi2"], preds[split], os.path.join(folder, f"map_{split}.png"))
+    if data["labels"] is not None:
+      plots.confusion_matrix(preds[split], data["labels"], os.path.join(folder, f"confusion_{split}.png"))
+  log_path = os.path.join(folder, "log.jsonl")
+  if os.path.exists(log_path):
+    log = [json.loads(line) for line in open(log_path) if line.strip()]
+    if log:
+      plots.training_curves(log, os.path.join(folder, "curves.png"))
 
 
 def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_path, argv):

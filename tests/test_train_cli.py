@@ -32,7 +32,8 @@ def test_outputs_with_labels_and_val_split(files, tmp_path):
   res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--labels", files["y"],
                     "--phi1-val", files["phi1"], "--phi2-val", files["phi2"], "--labels-val", files["y"],
                     "--out", out] + SMALL)
-  assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "labels_train.npy", "labels_val.npy", "log.jsonl",
+  assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "confusion_val.png", "curves.png",
+                                     "labels_train.npy", "labels_val.npy", "log.jsonl", "map_val.png",
                                      "metrics.json", "task_encoder.npz"]
   metrics = json.load(open(os.path.join(out, "metrics.json")))
   assert metrics == res and 0 < metrics["cv_score"] <= 1
@@ -114,3 +115,13 @@ def test_help_lists_every_flag():
                "--num-subsets", "--subset-size", "--train-fraction", "--anneal", "--rand-init", "--seed",
                "--preset", "--out", "--overwrite"):
     assert flag in text, flag
+
+
+def test_transductive_trains_on_both_splits(files, tmp_path, capsys):
+  out = str(tmp_path / "run")
+  res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--phi1-val", files["phi1"],
+                    "--phi2-val", files["phi2"], "--labels-val", files["y"], "--setting", "transductive",
+                    "--out", out] + SMALL)
+  assert "training on train + val (1200 samples)" in capsys.readouterr().out
+  assert res["splits"]["train"]["n"] == 1200 and res["splits"]["val"]["n"] == 600
+  assert res["cv_split"] == "val"

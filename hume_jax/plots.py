@@ -1,0 +1,65 @@
+"""Pictures of a HUME result (PNG, matplotlib): confusion matrix, 2-D map, training curves."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hume_jax import metrics as hm
+
+
+def _figure(*args, **kwargs):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt, plt.subplots(*args, **kwargs)
+
+
+def confusion_matrix(pred: np.ndarray, labels: np.ndarray, path: str, title: str = "") -> np.ndarray:
+  """Counts of (true class, found class) after Hungarian matching of the found classes."""
+  k = int(max(pred.max(), labels.max()) + 1)
+  matched = hm.hungarian_map(pred, labels, k)[pred]
+  counts = hm.contingency(labels, matched, k)
+  plt, (fig, ax) = _figure(figsize=(1.2 + 0.5 * k, 1 + 0.5 * k))
+  ax.imshow(counts, cmap="Blues")
+  for (i, j), c in np.ndenumerate(counts):
+    if c:
+      ax.text(j, i, str(c), ha="center", va="center", fontsize=7,
+              color="white" if c > counts.max() / 2 else "black")
+  ax.set_xlabel("found class (matched)")
+  ax.set_ylabel("true class")
+  ax.set_xticks(range(k))
+  ax.set_yticks(range(k))
+  ax.set_title(title or f"ACC {100 * np.trace(counts) / counts.sum():.1f}%")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return counts
+
+
+def embedding_map(phi2: np.ndarray, pred: np.ndarray, path: str, max_points: int = 5000, seed: int = 0) -> None:
+  """The first two principal components of ``phi2``, coloured by the found labels."""
+  from sklearn.decomposition import PCA
+  idx = np.random.default_rng(seed).permutation(len(pred))[:max_points]
+  xy = PCA(2, random_state=seed).fit_transform(phi2[idx])
+  plt, (fig, ax) = _figure(figsize=(6, 5))
+  sc = ax.scatter(xy[:, 0], xy[:, 1], c=pred[idx], s=3, cmap="tab20" if pred.max() >= 10 else "tab10")
+  fig.colorbar(sc, ax=ax, label="found class")
+  ax.set_title(f"phi2, first two principal components ({len(idx)} points)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def training_curves(log: list[dict], path: str) -> None:
+  """Loss, entropy and (when logged) accuracy against the outer iteration."""
+  keys = [k for k in ("loss", "entropy", "acc") if log and k in log[0]]
+  plt, (fig, axes) = _figure(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+  it = [r["iteration"] for r in log]
+  for ax, key in zip(axes[0], keys):
+    ax.plot(it, [r[key] for r in log])
+    ax.set_xlabel("outer iteration")
+    ax.set_title({"loss": "HUME loss (Eq. 7)", "entropy": "entropy of mean labeling",
+                  "acc": "train accuracy (Hungarian)"}[key])
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
