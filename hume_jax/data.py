@@ -126,7 +126,7 @@ class Split(NamedTuple):
   labels: np.ndarray | None
 
 
-def load_default(phi1_model: str = "efficientnet_lite0", phi2_model: str = "open_nsfw",
+def load_default(phi1_model: str = "open_nsfw", phi2_model: str = "efficientnet_lite0",
                  path: str = DEFAULT_DATASET) -> tuple[Split, Split, dict]:
   """The shipped default: Fashion-MNIST (10k train, 10k test) in two pretrained representations.
 

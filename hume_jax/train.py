@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
   io = p.add_argument_group("data (FILE is .npy, .npz with one array, or FILE.npz:KEY)")
   io.add_argument("--phi1", metavar="FILE", help="[n, d1] representation for the task encoder (the "
                   "paper's self-supervised model). Without --phi1/--phi2 the shipped default runs: "
-                  "Fashion-MNIST in EfficientNet-Lite0 (phi1) and Open-NSFW (phi2) features")
+                  "Fashion-MNIST in Open-NSFW (phi1) and EfficientNet-Lite0 (phi2) features")
   io.add_argument("--phi2", metavar="FILE", help="[n, d2] representation for the inner linear classifier "
                   "(the paper's large pretrained model)")
   io.add_argument("--labels", metavar="FILE", help="optional [n] integer labels of the training split, "
