@@ -44,6 +44,8 @@ def parse() -> argparse.Namespace:
   p.add_argument("--no-torch", action="store_true", help="time hume_jax only")
   p.add_argument("--subset-chunk", type=int, default=None, help="hume_jax: subsets per gradient chunk")
   p.add_argument("--remat", action="store_true", help="hume_jax: rematerialise the inner steps")
+  p.add_argument("--adaptation-steps", type=int, default=None, help="override T (e.g. to show compile time vs T)")
+  p.add_argument("--compile-only", action="store_true", help="report compile time and memory, run nothing")
   p.add_argument("--json", help="also write the results to this file")
   return p.parse_args()
 
@@ -77,6 +79,8 @@ def main() -> None:
     cfg = dataclasses.replace(cfg, subset_chunk=args.subset_chunk)
   if args.remat:
     cfg = dataclasses.replace(cfg, remat=True)
+  if args.adaptation_steps:
+    cfg = dataclasses.replace(cfg, adaptation_steps=args.adaptation_steps)
   m, n_tr = cfg.subset_sizes(n)
   device = jax.devices()[0]
   print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} used; jax {jax.__version__} "
@@ -109,7 +113,7 @@ def main() -> None:
     print(f"XLA memory analysis: arguments {mem.argument_size_in_bytes / 2**30:.2f} GiB, temporaries "
           f"{mem.temp_size_in_bytes / 2**30:.2f} GiB, peak {peak / 2**30:.2f} GiB")
   print(f"hume_jax  compile {result['compile_s']:.1f} s")
-  if args.config == "imagenet":
+  if args.config == "imagenet" or args.compile_only:
     _finish(args, result)
     return
 

@@ -104,8 +104,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(files, tmp_path, m
 
   real_step = fit_module.outer_step
 
-  def diverging_step(state, phi1, phi2, *, config):
-    new_state, m = real_step(state, phi1, phi2, config=config)
+  def diverging_step(state, phi1, phi2, **kw):
+    new_state, m = real_step(state, phi1, phi2, **kw)
     return new_state, m._replace(loss=jnp.where(state.step >= 6, jnp.nan, m.loss))  # iteration 7 on
 
   monkeypatch.setattr(fit_module, "outer_step", diverging_step)
