@@ -50,7 +50,9 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
 
 def compute_dtype(phi: np.ndarray) -> np.dtype:
   """float32, or float64 when ``phi`` is float64 and ``jax_enable_x64`` is on."""
-  return jax.dtypes.canonicalize_dtype(jnp.result_type(np.asarray(phi).dtype, np.float32))
+  if np.asarray(phi).dtype == np.float64 and jax.config.jax_enable_x64:
+    return np.dtype(np.float64)
+  return np.dtype(np.float32)
 
 
 def predict(encoder: TaskEncoder, phi1: np.ndarray | jax.Array) -> np.ndarray:

@@ -46,7 +46,7 @@ def step_memory_bytes(config: HumeConfig, n: int, d1: int, d2: int, dtype=jnp.fl
 
 def device_memory_bytes() -> int:
   """Memory of the default device: its allocator limit on accelerators, 80% of RAM on CPU."""
-  stats = jax.devices()[0].memory_stats() or {}
+  stats = jax.local_devices()[0].memory_stats() or {}
   if "bytes_limit" in stats:
     return int(stats["bytes_limit"])
   return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

@@ -102,7 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
   ens.add_argument("--seed-chunk", type=int, default=None, metavar="C",
                    help="with --seeds: train C runs at a time (default: all), to bound memory")
 
-  run = p.add_argument_group("reporting")
+  run = p.add_argument_group("reporting and hardware")
+  run.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() first (run the same command on every "
+                   "host, each with the same input files); the subsets are split over the devices of all "
+                   "hosts and only process 0 writes --out")
+  run.add_argument("--coordinator", metavar="HOST:PORT", help="with --distributed: address of process 0 "
+                   "(default: detected from the cluster, e.g. SLURM)")
+  run.add_argument("--num-processes", type=int, help="with --distributed: number of processes (default: detected)")
+  run.add_argument("--process-id", type=int, help="with --distributed: this process's index (default: detected)")
   run.add_argument("--log-every", type=int, default=10, help="iterations between log lines (default 10)")
   run.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
                    help="also report k-means on each representation and a supervised linear probe "
@@ -170,6 +178,15 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
   args = build_parser().parse_args(argv)
+  if args.distributed:
+    import tempfile
+
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # for CPU devices; GPUs use NCCL
+    jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    if jax.process_index() != 0:  # same computation, replicated results: only process 0 keeps them
+      args.out, args.overwrite, args.resume = tempfile.mkdtemp(prefix="hume-process-"), True, False
+      args.quiet, args.plots, args.baselines = True, False, False
   try:
     train, val, name = load_inputs(args)
     config, preset = resolve_config(args, "cpu" if name == "fashion_mnist" else "official")

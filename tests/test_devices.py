@@ -35,3 +35,35 @@ def test_two_devices_match_one(tmp_path):
   assert one.dtype == np.float64 and np.abs(one + np.eye(16, 4)).max() > 1e-3  # trained
   np.testing.assert_allclose(_run(tmp_path, 2, 0), one, rtol=0, atol=1e-10)
   np.testing.assert_allclose(_run(tmp_path, 2, 2), one, rtol=0, atol=1e-10)
+
+
+def test_two_processes_with_jax_distributed(tmp_path):
+  """Two CLI processes (one CPU device each) joined by jax.distributed: process 0 writes the
+  result, which equals a single-process run."""
+  import socket
+
+  import test_fit
+  phi1, phi2, _ = test_fit.planted()
+  np.save(tmp_path / "phi1.npy", phi1)
+  np.save(tmp_path / "phi2.npy", phi2)
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  common = ["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy"), "--k", "4",
+            "--num-iters", "4", "--num-subsets", "4", "--subset-size", "300", "--adaptation-steps", "10",
+            "--inner-lr", "0.05", "--outer-lr", "0.01", "--quiet", "--no-plots"]
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  procs = [subprocess.Popen([sys.executable, "-m", "hume_jax.train", *common, "--out", str(tmp_path / "multi"),
+                             "--distributed", "--coordinator", f"localhost:{port}", "--num-processes", "2",
+                             "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for i in (0, 1)]
+  for p in procs:
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err
+  subprocess.run([sys.executable, "-m", "hume_jax.train", *common, "--out", str(tmp_path / "single")],
+                 env=env, check=True, capture_output=True)
+  assert sorted(os.listdir(tmp_path)) == ["multi", "phi1.npy", "phi2.npy", "single"]  # process 1 wrote nothing here
+  raw = [np.load(tmp_path / d / "task_encoder.npz")["raw"] for d in ("multi", "single")]
+  np.testing.assert_allclose(raw[0], raw[1], atol=1e-4)
+  np.testing.assert_array_equal(np.load(tmp_path / "multi" / "labels_train.npy"),
+                                np.load(tmp_path / "single" / "labels_train.npy"))

@@ -125,3 +125,19 @@ def test_transductive_trains_on_both_splits(files, tmp_path, capsys):
   assert "training on train + val (1200 samples)" in capsys.readouterr().out
   assert res["splits"]["train"]["n"] == 1200 and res["splits"]["val"]["n"] == 600
   assert res["cv_split"] == "val"
+
+
+def test_same_seed_same_outputs_and_versions_recorded(files, tmp_path):
+  runs = []
+  for name in ("a", "b"):
+    out = str(tmp_path / name)
+    train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--out", out, "--seed", "3", "--no-plots"] + SMALL)
+    runs.append(out)
+  for f in ("labels_train.npy",):
+    np.testing.assert_array_equal(np.load(os.path.join(runs[0], f)), np.load(os.path.join(runs[1], f)))
+  np.testing.assert_array_equal(np.load(os.path.join(runs[0], "task_encoder.npz"))["raw"],
+                                np.load(os.path.join(runs[1], "task_encoder.npz"))["raw"])
+  m = [json.load(open(os.path.join(r, "metrics.json"))) for r in runs]
+  assert m[0]["cv_score"] == m[1]["cv_score"] and m[0]["splits"] == m[1]["splits"]
+  cfg = json.load(open(os.path.join(runs[0], "config.json")))
+  assert cfg["hume"]["seed"] == 3 and {"jax", "numpy", "optax", "scikit-learn", "python"} <= set(cfg["versions"])
