@@ -103,3 +103,43 @@ def random_batch(n, d2, k, num_subsets, subset_size, rng):
     lin = nn.Linear(d2, k)
     inits.append((lin.weight.detach(), lin.bias.detach()))
   return subsets, inits
+
+
+# ---------------------------------------------------------------------------
+# TURTLE (Gadetsky, Jiang & Brbic, ICML 2024), written like its official run_turtle.py.
+# ---------------------------------------------------------------------------
+
+def make_turtle_head(d: int, k: int) -> nn.Module:
+  """The official task encoder of one space: ``weight_norm(nn.Linear(d, k))``."""
+  return nn.utils.parametrizations.weight_norm(nn.Linear(d, k))
+
+
+def turtle_train(heads, phis, batches, *, inner_lr, outer_lr, inner_steps, gamma, warm_start):
+  """TURTLE's loop over given ``batches[i] = (idx [batch], inits)``; ``inits[m] = (W [k, d_m], b [k])``
+  are the inner heads' initial weights (used every iteration with cold start, once with warm)."""
+  outer_opt = torch.optim.Adam([p for h in heads for p in h.parameters()], lr=outer_lr)
+  inner = inner_opt = None
+  for idx, inits in batches:
+    xs = [x[idx] for x in phis]
+    per_space = [torch.softmax(h(x), dim=1) for h, x in zip(heads, xs)]
+    labels = torch.stack(per_space).mean(0)
+    if inner is None or not warm_start:
+      inner = []
+      for W, b in inits:
+        lin = nn.Linear(W.shape[1], W.shape[0]).to(W.dtype)
+        with torch.no_grad():
+          lin.weight.copy_(W)
+          lin.bias.copy_(b)
+        inner.append(lin)
+      inner_opt = torch.optim.Adam([p for lin in inner for p in lin.parameters()], lr=inner_lr)
+    for _ in range(inner_steps):
+      inner_opt.zero_grad()
+      loss = sum(F.cross_entropy(lin(x), labels.detach()) for lin, x in zip(inner, xs))
+      loss.backward()
+      inner_opt.step()
+    pred_error = sum(F.cross_entropy(lin(x).detach(), labels) for lin, x in zip(inner, xs))
+    reg = sum(torch.special.entr(p.mean(0)).sum() for p in per_space)
+    outer_opt.zero_grad()
+    (pred_error - gamma * reg).backward()
+    outer_opt.step()
+  return heads

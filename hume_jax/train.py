@@ -27,8 +27,6 @@ from hume_jax import data as hd
 from hume_jax import metrics as hm
 from hume_jax.config import PRESETS, HumeConfig
 
-RESULT_FILES = ("metrics.json", "task_encoder.npz", "labels_train.npy", "config.json")
-
 # Flags that set HumeConfig fields: (field, type, help). Underscore spellings of the
 # official code (--inner_lr, --H_reg, ...) are accepted too.
 _CONFIG_FLAGS = [
@@ -93,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
 
   hp.add_argument("--remat", action=argparse.BooleanOptionalAction, default=None,
                   help="memory: recompute the inner steps in the backward pass instead of storing them; same result")
+
+  tt = p.add_argument_group("TURTLE mode (--method turtle; --k, --inner-lr, --outer-lr, --num-iters and --seed "
+                            "apply too, with TURTLE's defaults 10, 1e-3, 1e-3, 6000, 42)")
+  tt.add_argument("--method", choices=("hume", "turtle"), default="hume",
+                  help="'hume' (default) or 'turtle': HUME's successor on the same inputs, phi1 and phi2 as "
+                  "two symmetric spaces, used as given (not normalised)")
+  tt.add_argument("--inner-steps", type=int, default=None, help="TURTLE: inner Adam steps per iteration (default 10)")
+  tt.add_argument("--batch-size", type=int, default=None, help="TURTLE: samples per iteration (default 10000)")
+  tt.add_argument("--gamma", type=float, default=None, help="TURTLE: weight of the per-space entropy (default 10)")
+  tt.add_argument("--warm-start", action="store_true", help="TURTLE: keep the inner heads and their Adam "
+                  "state across iterations")
 
   ens = p.add_argument_group("evaluation protocol")
   ens.add_argument("--seeds", type=int, default=1, metavar="N",
@@ -191,8 +200,9 @@ def main(argv: list[str] | None = None) -> dict:
     train, val, name = load_inputs(args)
     config, preset = resolve_config(args, "cpu" if name == "fashion_mnist" else "official")
     from hume_jax._fit import check_config
-    check_config(config, len(train["phi1"]), train["phi1"].shape[1])
-    if args.normalize_phi1:
+    if args.method == "hume":
+      check_config(config, len(train["phi1"]), train["phi1"].shape[1])
+    if args.normalize_phi1 and args.method == "hume":
       train["phi1"] = hd.l2_normalize(train["phi1"], "--phi1" if name != "fashion_mnist" else "phi1")
       if val is not None:
         val["phi1"] = hd.l2_normalize(val["phi1"], "--phi1-val")
@@ -202,6 +212,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"note: subset size {config.subset_size} > n = {len(train['phi1'])}: each subset is all "
           f"{len(train['phi1'])} rows (as the official code clips it)")
 
+  if args.method == "turtle" and (args.seeds > 1 or args.resume):
+    raise SystemExit("error: --method turtle runs one seed without checkpoints (no --seeds, --resume)")
   if args.seeds < 1:
     raise SystemExit(f"error: --seeds: expected a positive number of runs, got {args.seeds}")
   if args.seeds > 1 and args.resume:
@@ -234,14 +246,23 @@ def main(argv: list[str] | None = None) -> dict:
   from hume_jax._fit import fit, predict
 
   versions = _versions()
-  print(f"HUME on {name}: train n={len(train['phi1'])}, d1={train['phi1'].shape[1]}, "
+  print(f"{args.method.upper()} on {name}: train n={len(train['phi1'])}, d1={train['phi1'].shape[1]}, "
         f"d2={train['phi2'].shape[1]}" + (f"; val n={len(val['phi1'])}" if val is not None else "")
         + f"; device {jax.devices()[0].platform} ({versions['device']})")
-  print(f"preset '{preset}'" + (" (smaller than the official settings so that it runs on a CPU in "
-                                "minutes; pass --preset official for the paper's)" if preset == "cpu" else "")
-        + ": " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
+  if args.method == "turtle":
+    from hume_jax.turtle import TurtleConfig
+    given = {"k": args.k, "inner_lr": args.inner_lr, "outer_lr": args.outer_lr, "num_iters": args.num_iters,
+             "seed": args.seed, "inner_steps": args.inner_steps, "batch_size": args.batch_size,
+             "gamma": args.gamma}
+    config = dataclasses.replace(TurtleConfig(warm_start=args.warm_start),
+                                 **{key: v for key, v in given.items() if v is not None})
+    print("TURTLE: " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
+  else:
+    print(f"preset '{preset}'" + (" (smaller than the official settings so that it runs on a CPU in "
+                                  "minutes; pass --preset official for the paper's)" if preset == "cpu" else "")
+          + ": " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
 
-  if args.remat is None and args.subset_chunk is None:
+  if args.method == "hume" and args.remat is None and args.subset_chunk is None:
     from hume_jax.memory import device_memory_bytes, plan_memory
     budget = device_memory_bytes()
     try:
@@ -254,9 +275,9 @@ def main(argv: list[str] | None = None) -> dict:
             + f" ({peak / 2**30:.1f} GiB, same result)")
       config = planned
 
-  from hume_jax._task_encoder import encoder_matrix
-
-  if args.seeds > 1:
+  if args.method == "turtle":
+    preds, results, encoder = _train_turtle(args, config, train, val, evaluation, partial)
+  elif args.seeds > 1:
     preds, results, encoder = _train_seeds(args, config, train, val, evaluation)
   else:
     preds, results, encoder = _train_one(args, config, train, val, evaluation, out, partial, checkpoint_path, argv)
@@ -283,15 +304,13 @@ def main(argv: list[str] | None = None) -> dict:
   results.pop("_table_rows", None)
 
   os.makedirs(partial, exist_ok=True)
-  np.savez(os.path.join(partial, "task_encoder.npz"), raw=np.asarray(encoder.raw),
-           base=np.asarray(encoder.base), E=np.asarray(jax.vmap(encoder_matrix)(encoder)
-                                                       if encoder.raw.ndim == 3 else encoder_matrix(encoder)))
+  np.savez(os.path.join(partial, "task_encoder.npz"), **encoder)
   for split, pred in preds.items():
     np.save(os.path.join(partial, f"labels_{split}.npy"), pred.astype(np.int64))
   with open(os.path.join(partial, "metrics.json"), "w") as f:
     json.dump(results, f, indent=2)
   with open(os.path.join(partial, "config.json"), "w") as f:
-    json.dump({"hume": dataclasses.asdict(config), "preset": preset, "dataset": name, "seeds": args.seeds,
+    json.dump({args.method: dataclasses.asdict(config), "preset": preset if args.method == "hume" else None, "dataset": name, "seeds": args.seeds,
                "inputs": {a: getattr(args, a) for a in ("phi1", "phi2", "labels", "phi1_val", "phi2_val",
                                                         "labels_val")},
                "normalize_phi1": args.normalize_phi1, "command": sys.argv, "versions": versions}, f, indent=2)
@@ -390,7 +409,7 @@ def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_pa
   print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
   results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
              "train_seconds": round(seconds, 2), "splits": {}, "_table_rows": [("HUME", eval_split)]}
-  return preds, results, state.encoder
+  return preds, results, _encoder_arrays(state.encoder)
 
 
 def _train_seeds(args, config, train, val, evaluation):
@@ -431,7 +450,44 @@ def _train_seeds(args, config, train, val, evaluation):
                                  "std": float(np.std([e[m] for e in per_seed]))} for m in ("acc", "nmi", "ari")}
     print("over seeds: " + ", ".join(f"{m.upper()} {100 * v['mean']:.1f} +- {100 * v['std']:.1f}"
                                      for m, v in results["over_seeds"].items()))
-  return preds, results, states.encoder
+  return preds, results, _encoder_arrays(states.encoder)
+
+
+def _encoder_arrays(encoder) -> dict[str, np.ndarray]:
+  """``raw``, ``base`` and ``E`` of one task encoder, or of stacked ones (``[N, ...]``)."""
+  import jax
+
+  from hume_jax._task_encoder import encoder_matrix
+  E = jax.vmap(encoder_matrix)(encoder) if encoder.raw.ndim == 3 else encoder_matrix(encoder)
+  return {"raw": np.asarray(encoder.raw), "base": np.asarray(encoder.base), "E": np.asarray(E)}
+
+
+def _train_turtle(args, config, train, val, evaluation, partial):
+  """TURTLE on the two spaces (phi1, phi2); returns (predictions, results, head arrays)."""
+  from hume_jax.turtle import fit_turtle, predict_turtle
+
+  shutil.rmtree(partial, ignore_errors=True)
+  os.makedirs(partial)
+  with open(os.path.join(partial, "log.jsonl"), "w") as log_file:
+    t0 = time.perf_counter()
+    try:
+      state, _ = fit_turtle([train["phi1"], train["phi2"]], config, progress=not args.quiet,
+                            log_every=args.log_every, labels=train["labels"],
+                            on_log=lambda r: log_file.write(json.dumps(r) + "\n"))
+    except (FloatingPointError, ValueError) as e:
+      raise SystemExit(f"error: {e}") from None
+    seconds = time.perf_counter() - t0
+  preds = {"train": predict_turtle(state.encoder, [train["phi1"], train["phi2"]])}
+  if val is not None:
+    preds["val"] = predict_turtle(state.encoder, [val["phi1"], val["phi2"]])
+  eval_split = "val" if val is not None else "train"
+  print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
+  results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
+             "train_seconds": round(seconds, 2), "splits": {}, "_table_rows": [("TURTLE", eval_split)]}
+  arrays = {}
+  for m, head in enumerate(state.encoder, start=1):
+    arrays.update({f"v{m}": np.asarray(head.v), f"g{m}": np.asarray(head.g), f"b{m}": np.asarray(head.b)})
+  return preds, results, arrays
 
 
 if __name__ == "__main__":
