@@ -65,3 +65,38 @@ def cv_score(phi2: np.ndarray, pred: np.ndarray, folds: int = 10, n_jobs: int | 
     warnings.simplefilter("ignore")  # lbfgs's ConvergenceWarning at max_iter=100, as upstream
     scores = cross_val_score(clf, phi2, pred, scoring="accuracy", cv=cv, n_jobs=n_jobs)
   return float(np.mean(scores))
+
+
+def cv_kappa(phi2: np.ndarray, pred: np.ndarray, folds: int = 10, n_jobs: int | None = -1) -> float:
+  """Chance-corrected CV score: Cohen's kappa between the found labels ``pred [n]`` and
+  their cross-validated predictions from ``phi2 [n, d2]`` (same classifier and folds as
+  ``cv_score``).
+
+  The CV score's chance level grows as the number of classes K shrinks (a balanced
+  labeling is predicted by chance with accuracy 1/K), so it prefers small K. Kappa,
+  ``(accuracy - chance) / (1 - chance)``, removes that. A single-class labeling scores 0.
+  """
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.model_selection import KFold, cross_val_predict
+
+  pred = np.asarray(pred)
+  if len(np.unique(pred)) < 2:
+    return 0.0
+  cv = KFold(n_splits=folds, random_state=1, shuffle=True)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    again = cross_val_predict(LogisticRegression(C=np.inf), phi2, pred, cv=cv, n_jobs=n_jobs)
+  return float(skm.cohen_kappa_score(pred, again))
+
+
+def stability(preds: np.ndarray) -> float:
+  """Mean adjusted Rand index over all pairs of labelings ``preds [N, n]`` (N >= 2 runs).
+
+  A label-free way to choose K (Ben-Hur, Elisseeff & Guyon, 2002; Lange et al., 2004): with
+  the right K, runs from different seeds find the same partition; with too many classes
+  they split a true class in arbitrary, run-dependent ways, and with too few they merge
+  different pairs of classes. ARI is corrected for chance, so small K gains nothing by luck.
+  """
+  import itertools
+  pairs = list(itertools.combinations(range(len(preds)), 2))
+  return float(np.mean([skm.adjusted_rand_score(preds[i], preds[j]) for i, j in pairs]))

@@ -63,3 +63,21 @@ def training_curves(log: list[dict], path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def k_selection(scores: list[dict], chosen: int, path: str) -> None:
+  """The label-free scores of each K tried by ``--k auto`` (and accuracy when known)."""
+  plt, (fig, ax) = _figure(figsize=(6, 3.5))
+  ks = [e["k"] for e in scores]
+  ax.plot(ks, [e["stability"] for e in scores], "o-", label="stability (chooses K)")
+  ax.plot(ks, [e["cv_score"] for e in scores], "s--", label="CV score")
+  ax.plot(ks, [e["kappa"] for e in scores], "d--", label="chance-corrected CV")
+  if all("acc" in e for e in scores):
+    ax.plot(ks, [e["acc"] for e in scores], "^:", label="ACC vs labels (not used)")
+  ax.axvline(chosen, color="gray", lw=0.8)
+  ax.set_xlabel("K")
+  ax.legend(fontsize=8)
+  ax.set_title(f"--k auto chose K={chosen}")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -82,7 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
                   "steps, chosen by the label-free CV score)")
   for field, typ, help_ in _CONFIG_FLAGS:
     flags = [f"--{field.replace('_', '-')}"] + ([f"--{field}"] if "_" in field else [])
+    if field == "k":
+      hp.add_argument("--k", type=_k_value, default=None, help="number of classes of the labeling, or 'auto': "
+                      "train --k-seeds runs for every K in --k-range and keep the K whose runs agree most "
+                      "(stability, label-free; scores per K in metrics.json and k_selection.png)")
+      continue
     hp.add_argument(*flags, dest=field, type=typ, default=None, help=help_)
+  hp.add_argument("--k-range", type=_k_range, default=(2, 20), metavar="LO:HI",
+                  help="with --k auto: the K tried, LO to HI inclusive (default 2:20)")
+  hp.add_argument("--k-seeds", type=int, default=3, metavar="N",
+                  help="with --k auto: runs per K whose agreement (stability) chooses K (default 3)")
   hp.add_argument("--anneal", dest="anneal", action=argparse.BooleanOptionalAction,
                   default=None, help="divide the outer lr and tau by 10 at iterations 100 and 200")
   hp.add_argument("--rand-init", "--rand_init", dest="rand_init", action=argparse.BooleanOptionalAction,
@@ -131,10 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+def _k_value(text: str) -> int | str:
+  if text == "auto":
+    return text
+  try:
+    return int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+
+
+def _k_range(text: str) -> tuple[int, int]:
+  try:
+    lo, hi = (int(x) for x in text.split(":"))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected LO:HI, e.g. 2:20, got {text!r}") from None
+  if not 2 <= lo <= hi:
+    raise argparse.ArgumentTypeError(f"expected 2 <= LO <= HI, got {text!r}")
+  return lo, hi
+
+
 def resolve_config(args: argparse.Namespace, default_preset: str) -> tuple[HumeConfig, str]:
   preset = args.preset or default_preset
   overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(HumeConfig)
-               if getattr(args, f.name, None) is not None}
+               if getattr(args, f.name, None) is not None and getattr(args, f.name) != "auto"}
   return dataclasses.replace(PRESETS[preset], **overrides), preset
 
 
@@ -212,6 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"note: subset size {config.subset_size} > n = {len(train['phi1'])}: each subset is all "
           f"{len(train['phi1'])} rows (as the official code clips it)")
 
+  if args.k == "auto" and (args.method != "hume" or args.resume):
+    raise SystemExit("error: --k auto works with --method hume and without --resume")
   if args.method == "turtle" and (args.seeds > 1 or args.resume):
     raise SystemExit("error: --method turtle runs one seed without checkpoints (no --seeds, --resume)")
   if args.seeds < 1:
@@ -275,6 +305,10 @@ def main(argv: list[str] | None = None) -> dict:
             + f" ({peak / 2**30:.1f} GiB, same result)")
       config = planned
 
+  k_selection = None
+  if args.k == "auto":
+    k_selection = _select_k(args, config, train, evaluation)
+    config = dataclasses.replace(config, k=k_selection["chosen_k"])
   if args.method == "turtle":
     preds, results, encoder = _train_turtle(args, config, train, val, evaluation, partial)
   elif args.seeds > 1:
@@ -282,6 +316,8 @@ def main(argv: list[str] | None = None) -> dict:
   else:
     preds, results, encoder = _train_one(args, config, train, val, evaluation, out, partial, checkpoint_path, argv)
   eval_split = results["cv_split"]
+  if k_selection is not None:
+    results["k_selection"] = k_selection
 
   for split, pred in preds.items():
     entry = {"n": int(len(pred)), "cluster_sizes": hm.cluster_sizes(pred, config.k)}
@@ -315,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                         "labels_val")},
                "normalize_phi1": args.normalize_phi1, "command": sys.argv, "versions": versions}, f, indent=2)
   if args.plots:
-    _write_plots(partial, preds, train, val, eval_split)
+    _write_plots(partial, preds, train, val, eval_split, k_selection)
   if os.path.isdir(out):
     shutil.rmtree(out)
   os.replace(partial, out)
@@ -329,7 +365,7 @@ def main(argv: list[str] | None = None) -> dict:
   return results
 
 
-def _write_plots(folder, preds, train, val, eval_split):
+def _write_plots(folder, preds, train, val, eval_split, k_selection=None):
   try:
     from hume_jax import plots
   except ImportError:
@@ -346,6 +382,8 @@ def _write_plots(folder, preds, train, val, eval_split):
     plots.embedding_map(data["phi2"], preds[split], os.path.join(folder, f"map_{split}.png"))
     if data["labels"] is not None:
       plots.confusion_matrix(preds[split], data["labels"], os.path.join(folder, f"confusion_{split}.png"))
+  if k_selection is not None:
+    plots.k_selection(k_selection["scores"], k_selection["chosen_k"], os.path.join(folder, "k_selection.png"))
   log_path = os.path.join(folder, "log.jsonl")
   if os.path.exists(log_path):
     log = [json.loads(line) for line in open(log_path) if line.strip()]
@@ -451,6 +489,37 @@ def _train_seeds(args, config, train, val, evaluation):
     print("over seeds: " + ", ".join(f"{m.upper()} {100 * v['mean']:.1f} +- {100 * v['std']:.1f}"
                                      for m, v in results["over_seeds"].items()))
   return preds, results, _encoder_arrays(states.encoder)
+
+
+def _select_k(args, config, train, evaluation) -> dict:
+  """--k auto: for each K in --k-range, --k-seeds runs (vmapped); the chosen K is the one
+  whose runs agree most (stability: mean pairwise ARI of their labelings, label-free)."""
+  from hume_jax._fit import check_config
+  from hume_jax.ensemble import fit_seeds, predict_seeds
+  lo, hi = args.k_range
+  seeds = [config.seed + i for i in range(args.k_seeds)]
+  scores = []
+  for k in range(lo, hi + 1):
+    cfg = dataclasses.replace(config, k=k)
+    try:
+      check_config(cfg, len(train["phi1"]), train["phi1"].shape[1])
+    except ValueError as e:
+      print(f"K={k}: skipped ({e})")
+      continue
+    preds = predict_seeds(fit_seeds(train["phi1"], train["phi2"], cfg, seeds, progress=False), evaluation["phi1"])
+    entry = {"k": k, "stability": hm.stability(preds), "cv_score": hm.cv_score(evaluation["phi2"], preds[0]),
+             "kappa": hm.cv_kappa(evaluation["phi2"], preds[0])}
+    if evaluation["labels"] is not None:
+      entry["acc"] = hm.hungarian_accuracy(preds[0], evaluation["labels"])
+    scores.append(entry)
+    print(f"K={k}: stability {entry['stability']:.4f}, CV {entry['cv_score']:.4f}, chance-corrected CV "
+          f"{entry['kappa']:.4f}" + (f", ACC {entry['acc']:.4f} (not used)" if "acc" in entry else ""), flush=True)
+  if not scores:
+    raise SystemExit("error: --k-range holds no K that this data allows")
+  chosen = max(scores, key=lambda e: e["stability"])["k"]
+  print(f"--k auto: chose K={chosen}")
+  return {"criterion": f"stability: mean pairwise ARI of {len(seeds)} runs (label-free)", "chosen_k": chosen,
+          "scores": scores}
 
 
 def _encoder_arrays(encoder) -> dict[str, np.ndarray]:

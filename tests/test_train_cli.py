@@ -141,3 +141,15 @@ def test_same_seed_same_outputs_and_versions_recorded(files, tmp_path):
   assert m[0]["cv_score"] == m[1]["cv_score"] and m[0]["splits"] == m[1]["splits"]
   cfg = json.load(open(os.path.join(runs[0], "config.json")))
   assert cfg["hume"]["seed"] == 3 and {"jax", "numpy", "optax", "scikit-learn", "python"} <= set(cfg["versions"])
+
+
+def test_k_auto_finds_the_planted_k(files, tmp_path):
+  out = str(tmp_path / "auto")
+  args = [a for a in SMALL if a not in ("--k", "4")] + ["--num-iters", "100", "--adaptation-steps", "30", "--k-seeds", "5"]
+  res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--labels", files["y"], "--k", "auto",
+                    "--k-range", "2:6", "--out", out] + args)
+  sel = res["k_selection"]
+  assert [e["k"] for e in sel["scores"]] == [2, 3, 4, 5, 6]
+  assert sel["chosen_k"] == 4 and res["splits"]["train"]["acc"] > 0.9
+  assert os.path.exists(os.path.join(out, "k_selection.png"))
+  assert json.load(open(os.path.join(out, "config.json")))["hume"]["k"] == 4
