@@ -17,7 +17,6 @@ import platform
 import sys
 import time
 
-import numpy as np
 
 from hume_jax import OFFICIAL, cv_score, fit, hungarian_accuracy, predict
 from hume_jax.data import l2_normalize, load_default

@@ -119,7 +119,7 @@ def main() -> None:
 
   phi1_d, phi2_d = jnp.asarray(phi1), jnp.asarray(phi2)
   jax.block_until_ready(compiled(state, phi1_d, phi2_d))  # warm-up
-  ref = None
+  ref_step = None
   if not args.no_torch:
     import torch
     torch.set_num_threads(args.threads)
@@ -133,7 +133,7 @@ def main() -> None:
     p1, p2 = torch.from_numpy(phi1).to(dev), torch.from_numpy(phi2).to(dev)
     nrng = np.random.default_rng(0)
 
-    def ref():
+    def ref_step():
       subsets, inits = tr.random_batch(n, d2, cfg.k, cfg.num_subsets, cfg.subset_size, nrng)
       subsets = [s.to(dev) for s in subsets]
       inits = [(w.to(dev), b.to(dev)) for w, b in inits]
@@ -141,7 +141,7 @@ def main() -> None:
                          steps=cfg.adaptation_steps, H_reg=cfg.H_reg)
       if dev.type == "cuda":
         torch.cuda.synchronize()
-    ref()  # warm-up
+    ref_step()  # warm-up
 
   times_j, times_t = [], []
   for _ in range(args.repeats):
@@ -149,9 +149,9 @@ def main() -> None:
     state, metrics = compiled(state, phi1_d, phi2_d)
     jax.block_until_ready(metrics)
     times_j.append(time.perf_counter() - t)
-    if ref is not None:
+    if ref_step is not None:
       t = time.perf_counter()
-      ref()
+      ref_step()
       times_t.append(time.perf_counter() - t)
   result["hume_jax_s"] = float(np.median(times_j))
   print(f"hume_jax  median {result['hume_jax_s']:.3f} s/it  (runs: {', '.join(f'{x:.3f}' for x in times_j)})")

@@ -273,7 +273,6 @@ def main(argv: list[str] | None = None) -> dict:
 
   # Imported here so that --help and input errors come back without initialising JAX.
   import jax
-  from hume_jax._fit import fit, predict
 
   versions = _versions()
   print(f"{args.method.upper()} on {name}: train n={len(train['phi1'])}, d1={train['phi1'].shape[1]}, "
@@ -366,15 +365,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _write_plots(folder, preds, train, val, eval_split, k_selection=None):
-  try:
-    from hume_jax import plots
-  except ImportError:
-    return
-  try:
-    import matplotlib  # noqa: F401
-  except ImportError:
+  import importlib.util
+  if importlib.util.find_spec("matplotlib") is None:
     print("note: matplotlib is not installed: no plots (pip install matplotlib)")
     return
+  from hume_jax import plots
   for split in (eval_split, f"{eval_split}_vote"):
     if split not in preds:
       continue

@@ -2,7 +2,7 @@ import dataclasses
 
 import numpy as np
 
-from hume_jax import HumeConfig, fit, hungarian_accuracy, predict
+from hume_jax import fit, predict
 from hume_jax.ensemble import fit_seeds, majority_vote, predict_seeds
 from test_fit import CFG, planted
 

@@ -1,6 +1,5 @@
 """The JAX objective, hypergradient and outer loop against an independent PyTorch one (float64)."""
 
-import dataclasses
 import functools
 
 import jax
