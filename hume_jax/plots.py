@@ -81,3 +81,24 @@ def k_selection(scores: list[dict], chosen: int, path: str) -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+def cluster_examples(images: np.ndarray, pred: np.ndarray, path: str, per_cluster: int = 8) -> None:
+  """A grid of example images: one row per found class, its first ``per_cluster`` members.
+
+  Args:
+    images: ``uint8 [n, h, w]`` (grey) or ``[n, h, w, 3]`` (RGB), in the order of ``pred``.
+    pred: ``[n]`` found labels.
+  """
+  k = int(pred.max()) + 1
+  plt, (fig, axes) = _figure(k, per_cluster, figsize=(per_cluster * 0.8, k * 0.8), squeeze=False)
+  for c in range(k):
+    members = np.nonzero(pred == c)[0][:per_cluster]
+    for j, ax in enumerate(axes[c]):
+      ax.axis("off")
+      if j < len(members):
+        ax.imshow(images[members[j]], cmap="gray" if images.ndim == 3 else None)
+    axes[c][0].set_title(f"class {c} ({int(np.sum(pred == c))})", fontsize=6, loc="left")
+  fig.tight_layout(pad=0.2)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                   "to predict with the trained task encoder (the CV score is computed on it)")
   io.add_argument("--phi2-val", "--phi2_val", metavar="FILE", help="[m, d2] the same split in phi2")
   io.add_argument("--labels-val", "--labels_val", metavar="FILE", help="optional [m] labels of that split")
+  io.add_argument("--images", metavar="FILE", help="optional uint8 images [m, h, w] or [m, h, w, 3] of the "
+                  "evaluated split (val if given, else train), in the same order: the output gets a grid of "
+                  "example images per found class (automatic for the shipped dataset when the "
+                  "Fashion-MNIST files are installed)")
   io.add_argument("--setting", choices=("inductive", "transductive"), default="inductive",
                   help="with a val split: 'inductive' (default) trains on the train split and predicts the "
                   "val split; 'transductive' trains on train and val together and predicts both")
@@ -270,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
     train = both
   evaluation = val if val is not None else train
   labels_known = evaluation["labels"] is not None
+  images = _load_images(args, name, len(evaluation["phi1"]))
 
   # Imported here so that --help and input errors come back without initialising JAX.
   import jax
@@ -350,7 +355,7 @@ def main(argv: list[str] | None = None) -> dict:
                                                         "labels_val")},
                "normalize_phi1": args.normalize_phi1, "command": sys.argv, "versions": versions}, f, indent=2)
   if args.plots:
-    _write_plots(partial, preds, train, val, eval_split, k_selection)
+    _write_plots(partial, preds, train, val, eval_split, k_selection, images)
   if os.path.isdir(out):
     shutil.rmtree(out)
   os.replace(partial, out)
@@ -364,7 +369,27 @@ def main(argv: list[str] | None = None) -> dict:
   return results
 
 
-def _write_plots(folder, preds, train, val, eval_split, k_selection=None):
+def _load_images(args, name: str, n: int) -> np.ndarray | None:
+  """The images of the evaluated split for the example grid, or None."""
+  if args.images:
+    images = hd.load_array(args.images, "--images")
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] != 3):
+      raise SystemExit(f"error: --images: expected uint8 [m, h, w] or [m, h, w, 3], found {images.dtype} "
+                       f"{images.shape}")
+    if len(images) != n:
+      raise SystemExit(f"error: --images: expected {n} images (one per row of the evaluated split), found "
+                       f"{len(images)}")
+    return images
+  if name == "fashion_mnist" and args.plots:
+    try:  # the shipped split is the first 10,000 test images (torch-free reader)
+      from extract_torch.datasets import fashion_mnist
+      return fashion_mnist("test")[0][:n]
+    except (ImportError, FileNotFoundError):
+      return None
+  return None
+
+
+def _write_plots(folder, preds, train, val, eval_split, k_selection=None, images=None):
   import importlib.util
   if importlib.util.find_spec("matplotlib") is None:
     print("note: matplotlib is not installed: no plots (pip install matplotlib)")
@@ -377,6 +402,8 @@ def _write_plots(folder, preds, train, val, eval_split, k_selection=None):
     plots.embedding_map(data["phi2"], preds[split], os.path.join(folder, f"map_{split}.png"))
     if data["labels"] is not None:
       plots.confusion_matrix(preds[split], data["labels"], os.path.join(folder, f"confusion_{split}.png"))
+    if images is not None:
+      plots.cluster_examples(images, preds[split], os.path.join(folder, f"examples_{split}.png"))
   if k_selection is not None:
     plots.k_selection(k_selection["scores"], k_selection["chosen_k"], os.path.join(folder, "k_selection.png"))
   log_path = os.path.join(folder, "log.jsonl")

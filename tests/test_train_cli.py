@@ -153,3 +153,16 @@ def test_k_auto_finds_the_planted_k(files, tmp_path):
   assert sel["chosen_k"] == 4 and res["splits"]["train"]["acc"] > 0.9
   assert os.path.exists(os.path.join(out, "k_selection.png"))
   assert json.load(open(os.path.join(out, "config.json")))["hume"]["k"] == 4
+
+
+def test_example_images_per_cluster(files, tmp_path):
+  images = np.random.default_rng(0).integers(0, 256, (600, 8, 8), dtype=np.uint8)
+  np.save(tmp_path / "img.npy", images)
+  out = str(tmp_path / "run")
+  train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--images", str(tmp_path / "img.npy"),
+              "--out", out] + SMALL)
+  assert os.path.getsize(os.path.join(out, "examples_train.png")) > 2000
+  np.save(tmp_path / "few.npy", images[:10])
+  with pytest.raises(SystemExit, match="expected 600 images .* found 10"):
+    train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--images", str(tmp_path / "few.npy"),
+                "--out", str(tmp_path / "r2")] + SMALL)
