@@ -40,12 +40,22 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
                      f"got {config.subset_chunk}")
   m, n_train = config.subset_sizes(n)
   chunk = config.subset_chunk or config.num_subsets
-  if jax.device_count() > 1 and chunk % jax.device_count():
+  if jax.process_count() > 1 and chunk % jax.device_count():
     raise ValueError(f"num_subsets (or subset_chunk) = {chunk} must be a multiple of the "
-                     f"{jax.device_count()} devices the subsets are split over")
+                     f"{jax.device_count()} devices of all processes, which the subsets are split over")
   if n_train < 1 or n_train >= m:
     raise ValueError(f"train_fraction {config.train_fraction} of a subset of {m} rows leaves "
                      f"{n_train} for inner training and {m - n_train} held out; both must be >= 1")
+
+
+def subset_devices(config: HumeConfig) -> list:
+  """The devices the subsets are split over: all of them under ``jax.distributed``; on one
+  host, as many as evenly divide the subsets of a chunk (e.g. 5 of 8 GPUs for 20 subsets)."""
+  devices = jax.devices()
+  if jax.process_count() > 1:
+    return devices
+  chunk = config.subset_chunk or config.num_subsets
+  return devices[:max(d for d in range(1, len(devices) + 1) if chunk % d == 0)]
 
 
 def compute_dtype(phi: np.ndarray) -> np.dtype:
@@ -96,10 +106,11 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
     state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1], dtype)
   mesh = None
   phi1_d, phi2_d = np.asarray(phi1, dtype), np.asarray(phi2, dtype)
-  if jax.device_count() > 1:
-    # Subsets split over every device (of every process under jax.distributed); data and
+  devices = subset_devices(config)
+  if len(devices) > 1:
+    # Subsets split over the devices (of every process under jax.distributed); data and
     # state replicated. Each process holds the full inputs.
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), (SUBSET_AXIS,))
+    mesh = jax.sharding.Mesh(np.array(devices), (SUBSET_AXIS,))
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     put = lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x))
     phi1_d, phi2_d = put(phi1_d), put(phi2_d)

@@ -66,7 +66,7 @@ def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None
   budget = device_memory_bytes() if budget is None else budget
   if rough_step_bytes(config, n, d1, d2, jnp.dtype(dtype).itemsize) < budget // 4:
     return config, 0  # far below the limit: not worth a compile
-  multiple = jax.device_count()
+  multiple = jax.device_count() if jax.process_count() > 1 else 1
   chunks = [c for c in range(config.num_subsets, 0, -1)
             if config.num_subsets % c == 0 and c % multiple == 0 and c < config.num_subsets]
   candidates = [config, dataclasses.replace(config, remat=True)]
