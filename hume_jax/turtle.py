@@ -1,6 +1,6 @@
 """TURTLE (Gadetsky, Jiang & Brbic, ICML 2024), HUME's successor, on the same core.
 
-Differences from HUME (``../REFERENCE``): M >= 1 symmetric spaces; the labeling is the mean
+Differences from HUME: M >= 1 symmetric spaces; the labeling is the mean
 of per-space softmax heads (weight-normed linear with bias, no temperature); per space, a
 linear classifier is trained on the *detached* labels by ``inner_steps`` steps of Adam
 (cold start by default, or warm: weights and Adam state kept across outer iterations); the
