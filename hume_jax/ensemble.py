@@ -8,8 +8,6 @@ per-sample majority vote.
 from __future__ import annotations
 
 import functools
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,8 +26,7 @@ def init_states(seeds: list[int], config: HumeConfig, d1: int, d2: int, dtype=jn
 
 
 def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: list[int], *,
-              chunk: int | None = None, progress: bool = True,
-              on_chunk: Callable[[int, int], None] | None = None) -> TrainState:
+              chunk: int | None = None, progress: bool = True) -> TrainState:
   """Trains one HUME run per seed, ``chunk`` seeds at a time vmapped in one jitted step.
 
   Each run is exactly the run ``fit`` makes with ``dataclasses.replace(config, seed=s)``.
@@ -67,8 +64,6 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
             raise FloatingPointError(f"non-finite HUME loss at iteration {it + 1} for seeds {bad}")
           bar.set_postfix(loss=f"{losses.mean():.4f}")
       finals.append(state)
-      if on_chunk is not None:
-        on_chunk(start + len(part), len(seeds))
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *finals)
 
 
