@@ -27,6 +27,9 @@ def _split_key(spec: str) -> tuple[str, str | None]:
 def load_array(spec: str, what: str) -> np.ndarray:
   """Loads the array named by ``spec`` (``file.npy``, ``file.npz`` or ``file.npz:key``).
 
+  An ``.npz`` with several arrays needs ``:key``, except one with a ``features`` array
+  (the output of ``python -m extract_torch``), which reads that.
+
   Args:
     spec: the file (and key) to read.
     what: the role of the array in messages, e.g. ``"--phi1"``.
@@ -55,6 +58,8 @@ def load_array(spec: str, what: str) -> np.ndarray:
       keys = list(loaded.keys())
       if key is None and len(keys) == 1:
         key = keys[0]
+      if key is None and "features" in keys:  # a file written by python -m extract_torch
+        key = "features"
       if key is None and len(keys) != 1:
         raise KeyError(f"{what}: {path} holds {len(keys)} arrays; name one as {path}:KEY. Its keys are {keys}")
       if key not in keys:
