@@ -38,6 +38,9 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
   if config.subset_chunk < 0 or (config.subset_chunk and config.num_subsets % config.subset_chunk):
     raise ValueError(f"subset_chunk: expected 0 or a divisor of num_subsets = {config.num_subsets}, "
                      f"got {config.subset_chunk}")
+  if config.row_block < -1:
+    raise ValueError(f"row_block: expected -1 (automatic), 0 (whole matrices) or a number of rows, "
+                     f"got {config.row_block}")
   m, n_train = config.subset_sizes(n)
   chunk = config.subset_chunk or config.num_subsets
   if jax.process_count() > 1 and chunk % jax.device_count():

@@ -55,7 +55,7 @@ def cross_entropy_grad(w: Linear, phi2: jax.Array, y: jax.Array) -> Linear:
 
 
 def inner_sgd(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int,
-              remat: bool = False) -> Linear:
+              remat: bool = False, row_block: int = 0) -> Linear:
   """``steps`` steps of ``w <- w - lr * grad CE(phi2 @ W + b, y)`` from ``w0`` (Eq. 5, cold start).
 
   A ``lax.scan``, so compile time does not grow with ``steps``, and ``jax.grad`` with
@@ -74,8 +74,13 @@ def inner_sgd(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int,
     remat: keep only the classifier of each step (``[k, d2 + 1]``) for the backward pass
       and recompute its activations there, instead of storing the ``[n_tr, k]`` softmax of
       every step: less memory, one more pass over ``phi2`` per step.
+    row_block: 0 to run each step as whole-matrix products (best on GPUs), or a number of
+      rows: each step then walks ``phi2`` in blocks of that many rows and does all its work
+      on a block (logits, softmax, gradient; in the backward pass all of the adjoint) while
+      the block is in cache, so each step reads ``phi2`` from memory once forward and once
+      backward instead of twice each (best on CPUs). Same result up to summation order.
   """
-  V, c = _unrolled_sgd(w0.W.T, w0.b[:, None], phi2, y.T, float(lr), int(steps), bool(remat))
+  V, c = _unrolled_sgd(w0.W.T, w0.b[:, None], phi2, y.T, float(lr), int(steps), bool(remat), int(row_block))
   return Linear(W=V.T, b=c[:, 0])
 
 
@@ -112,20 +117,28 @@ def _forward(V0, c0, phi2, YT, lr, steps, remat):
   return jax.lax.scan(step, (V0, c0), None, length=steps)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
-def _unrolled_sgd(V0, c0, phi2, YT, lr, steps, remat):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
+def _unrolled_sgd(V0, c0, phi2, YT, lr, steps, remat, block):
+  if block:
+    return _forward_blocked(V0, c0, *_blocks(phi2, YT, block), phi2.shape[0], lr, steps, remat)[0]
   return _forward(V0, c0, phi2, YT, lr, steps, remat)[0]
 
 
-def _unrolled_sgd_fwd(V0, c0, phi2, YT, lr, steps, remat):
+def _unrolled_sgd_fwd(V0, c0, phi2, YT, lr, steps, remat, block):
   if phi2.perturbed:
     raise NotImplementedError("inner_sgd: the gradient with respect to phi2 is not implemented; "
                               "use inner_sgd_autodiff")
+  if block:
+    Xb, Yb, sb = _blocks(phi2.value, YT.value, block)
+    out, history = _forward_blocked(V0.value, c0.value, Xb, Yb, sb, YT.value.shape[1], lr, steps, remat)
+    return out, ((Xb, Yb, sb), YT.value, history)
   out, history = _forward(V0.value, c0.value, phi2.value, YT.value, lr, steps, remat)
   return out, (phi2.value, YT.value, history)
 
 
-def _unrolled_sgd_bwd(lr, steps, remat, residuals, cotangents):
+def _unrolled_sgd_bwd(lr, steps, remat, block, residuals, cotangents):
+  if block:
+    return _backward_blocked(lr, steps, remat, residuals, cotangents)
   phi2, YT, history = residuals
   n = phi2.shape[0]
   phi2_t = phi2.T
@@ -150,3 +163,70 @@ def _unrolled_sgd_bwd(lr, steps, remat, residuals, cotangents):
 
 
 _unrolled_sgd.defvjp(_unrolled_sgd_fwd, _unrolled_sgd_bwd, symbolic_zeros=True)
+
+
+# The same step, walking the rows of phi2 in blocks (row_block > 0). With phi2 cut into
+# blocks X_j [nb, d2] (zero rows padding the last one, whose targets and s are zero, so
+# their G and adjoints vanish), Z_j = V X_j^T + c and G_j follow block by block, and
+# G phi2 = sum_j G_j X_j: each block is read once per step while it sits in cache.
+
+def _blocks(phi2, YT, block):
+  """``phi2 [n, d2]``, ``Y^T [k, n]`` -> ``X [J, nb, d2]``, ``Y [J, k, nb]``, ``s [J, 1, nb]``."""
+  n, d2 = phi2.shape
+  k = YT.shape[0]
+  nb = min(block, n)
+  J = -(-n // nb)
+  pad = J * nb - n
+  Xb = jnp.pad(phi2, ((0, pad), (0, 0))).reshape(J, nb, d2)
+  Yb = jnp.pad(YT, ((0, 0), (0, pad))).reshape(k, J, nb).transpose(1, 0, 2)
+  return Xb, Yb, jnp.sum(Yb, axis=1, keepdims=True)
+
+
+def _block_probs(V, c, X):
+  return jax.nn.softmax(jax.lax.dot_general(V, X, (((1,), (1,)), ((), ()))) + c, axis=0)  # [k, nb]
+
+
+def _forward_blocked(V0, c0, Xb, Yb, sb, n, lr, steps, remat):
+  def step(carry, _):
+    V, c = carry
+
+    def block(acc, xs):
+      X, Y, s = xs
+      P = _block_probs(V, c, X)
+      G = (P * s - Y) / n
+      return (acc[0] + G @ X, acc[1] + jnp.sum(G, axis=1, keepdims=True)), P
+
+    (gV, gc), P = jax.lax.scan(block, (jnp.zeros_like(V), jnp.zeros_like(c)), (Xb, Yb, sb))
+    return (V - lr * gV, c - lr * gc), (carry if remat else P)
+
+  return jax.lax.scan(step, (V0, c0), None, length=steps)
+
+
+def _backward_blocked(lr, steps, remat, residuals, cotangents):
+  (Xb, Yb, sb), YT, history = residuals
+  n = YT.shape[1]
+  V_bar, c_bar = (jnp.zeros(ct.shape, ct.dtype) if isinstance(ct, SymbolicZero) else ct for ct in cotangents)
+
+  def step(carry, saved):
+    V_bar, c_bar, Y_bar = carry
+
+    def block(acc, xs):
+      X, s, P, Y_bar_j = xs
+      if remat:
+        P = _block_probs(*saved, X)
+      # The adjoint of one step, as in _unrolled_sgd_bwd, on the columns of block j.
+      G_bar = -lr * (jax.lax.dot_general(V_bar, X, (((1,), (1,)), ((), ()))) + c_bar)
+      P_bar = G_bar * s / n
+      Y_bar_j = Y_bar_j - G_bar / n + jnp.sum(G_bar * P, axis=0, keepdims=True) / n
+      Z_bar = P * (P_bar - jnp.sum(P_bar * P, axis=0, keepdims=True))
+      return (acc[0] + Z_bar @ X, acc[1] + jnp.sum(Z_bar, axis=1, keepdims=True)), Y_bar_j
+
+    P_all = jnp.zeros_like(Yb) if remat else saved  # under remat, P is recomputed per block
+    (dV, dc), Y_bar = jax.lax.scan(block, (jnp.zeros_like(V_bar), jnp.zeros_like(c_bar)),
+                                   (Xb, sb, P_all, Y_bar))
+    return (V_bar + dV, c_bar + dc, Y_bar), None
+
+  (V0_bar, c0_bar, Y_bar), _ = jax.lax.scan(step, (V_bar, c_bar, jnp.zeros_like(Yb)), history, reverse=True)
+  k = Yb.shape[1]
+  YT_bar = Y_bar.transpose(1, 0, 2).reshape(k, -1)[:, :n]
+  return V0_bar, c0_bar, None, YT_bar

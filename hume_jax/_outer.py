@@ -98,7 +98,7 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
   subsets = draw_subsets(k_sub, n, config.num_subsets, m)
   w0 = (init_inner(k_init, config.num_subsets, d2, config.k, phi2.dtype)
         if config.rand_init else state.w0)
-  chunk = config.subset_chunk or config.num_subsets
+  chunk, row_block = execution_plan(config, n, d2, phi2.dtype.itemsize, mesh)
 
   def shard(x, axis):  # split axis `axis` (the subsets) over the mesh
     if mesh is None:
@@ -109,7 +109,8 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
   def loss_fn(raw, subsets, w0):
     return hume_loss(state.encoder._replace(raw=raw), phi1, phi2, subsets, w0,
                      n_train=n_train, tau=tau, inner_lr=config.inner_lr,
-                     steps=config.adaptation_steps, H_reg=config.H_reg, remat=config.remat)
+                     steps=config.adaptation_steps, H_reg=config.H_reg, remat=config.remat,
+                     row_block=row_block)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   if chunk >= config.num_subsets:
@@ -139,3 +140,25 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
   new_state = state._replace(encoder=state.encoder._replace(raw=raw), opt_state=opt_state,
                              step=state.step + 1)
   return new_state, metrics
+
+
+CPU_ROW_BLOCK = 128  # rows of phi2 per block on a CPU: 128 x d2 floats stay in L2 (measured best)
+CPU_BLOCKED_ABOVE = 4 * 2**20  # bytes of one subset's inner block beyond which the CPU plan switches
+
+
+def execution_plan(config: HumeConfig, n: int, d2: int, itemsize: int = 4, mesh=None) -> tuple[int, int]:
+  """``(subsets per chunk, rows per block)`` for this backend and size; neither changes the result.
+
+  On accelerators all subsets run at once (vmapped, batched) with whole-matrix products.
+  On a CPU the same holds while one subset's inner block ``[n_train, d2]`` fits in L2;
+  above ``CPU_BLOCKED_ABOVE`` bytes the subsets run one at a time (a ``vmap`` makes every
+  inner matmul a batched one, which XLA's CPU backend runs about 1.6x slower at that size)
+  and each inner step walks ``phi2`` in L2-sized row blocks (about 1.5x faster again at
+  the paper's size; ``benchmarks/README.md``). ``config.subset_chunk`` /
+  ``config.row_block`` override the choice.
+  """
+  _, n_train = config.subset_sizes(n)
+  blocked = jax.default_backend() == "cpu" and n_train * d2 * itemsize > CPU_BLOCKED_ABOVE
+  chunk = config.subset_chunk or (1 if blocked and mesh is None else config.num_subsets)
+  row_block = config.row_block if config.row_block >= 0 else (CPU_ROW_BLOCK if blocked else 0)
+  return chunk, row_block

@@ -134,7 +134,8 @@ def test_chunked_and_rematerialised_steps_give_the_same_update(rand_init):
   state = init_state(jax.random.PRNGKey(0), base, 8, 6, jnp.float64)
   ref, m_ref = outer_step(state, phi1, phi2, config=base)
   for cfg in (dataclasses.replace(base, subset_chunk=2), dataclasses.replace(base, subset_chunk=1, remat=True),
-              dataclasses.replace(base, remat=True)):
+              dataclasses.replace(base, remat=True), dataclasses.replace(base, subset_chunk=1, row_block=16),
+              dataclasses.replace(base, row_block=7, remat=True)):
     out, m = jax.jit(functools.partial(outer_step, config=cfg))(state, phi1, phi2)
     np.testing.assert_allclose(out.encoder.raw, ref.encoder.raw, rtol=0, atol=1e-12)
     np.testing.assert_allclose(m.loss, m_ref.loss, rtol=1e-12)
@@ -159,7 +160,8 @@ def test_memory_plan_escalates_until_it_fits():
 
 
 @pytest.mark.parametrize("remat", [False, True])
-def test_inner_sgd_reverse_pass_matches_autodiff(remat):
+@pytest.mark.parametrize("row_block", [0, 16, 40, 64])  # 16: 3 blocks, the last padded; 64 > n
+def test_inner_sgd_reverse_pass_matches_autodiff(remat, row_block):
   from hume_jax._inner import inner_sgd_autodiff
   k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(5), 4)
   phi2 = jax.random.normal(k1, (40, 7))
@@ -168,9 +170,12 @@ def test_inner_sgd_reverse_pass_matches_autodiff(remat):
   R = jax.random.normal(k4, (7, 3))
   for loss in (lambda w: jnp.sum(w.W * R) + jnp.sum(w.b ** 2),  # both outputs used
                lambda w: jnp.sum(w.W * R)):                      # b's cotangent is a symbolic zero
-    fast = jax.grad(lambda y, w0: loss(inner_sgd(w0, phi2, y, 0.7, 9, remat)), argnums=(0, 1))(y, w0)
+    fast = jax.grad(lambda y, w0: loss(inner_sgd(w0, phi2, y, 0.7, 9, remat, row_block)), argnums=(0, 1))(y, w0)
     ref = jax.grad(lambda y, w0: loss(inner_sgd_autodiff(w0, phi2, y, 0.7, 9)), argnums=(0, 1))(y, w0)
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
       np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    w_fast, w_ref = inner_sgd(w0, phi2, y, 0.7, 9, remat, row_block), inner_sgd_autodiff(w0, phi2, y, 0.7, 9)
+    np.testing.assert_allclose(w_fast.W, w_ref.W, rtol=1e-12)
+    np.testing.assert_allclose(w_fast.b, w_ref.b, rtol=1e-12)
   with pytest.raises(NotImplementedError, match="phi2"):
     jax.grad(lambda p: jnp.sum(inner_sgd(w0, p, y, 0.7, 3).W))(phi2)
