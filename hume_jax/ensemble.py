@@ -35,7 +35,8 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
     phi1: ``[n, d1]`` L2-normalised; phi2: ``[n, d2]``.
     config: hyperparameters (its ``seed`` is ignored: ``seeds`` are used).
     seeds: one run per seed.
-    chunk: seeds trained together (default: all); bounds memory.
+    chunk: seeds trained together (default: all); bounds memory. With several local
+      devices, each chunk's seeds are split over as many of them as divide it.
 
   Returns:
     the final states stacked along a leading ``[len(seeds)]`` axis.
@@ -48,12 +49,22 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
   dtype = compute_dtype(phi1)
   phi1_d, phi2_d = jnp.asarray(phi1, dtype), jnp.asarray(phi2, dtype)
   step = jax.jit(jax.vmap(functools.partial(outer_step, config=config), in_axes=(0, None, None)))
+  # The runs are independent: split each chunk's seeds over the local devices that divide it
+  # (the data replicated); XLA partitions the vmapped step along the seed axis.
+  devices = jax.local_devices()
+  n_dev = max(d for d in range(1, len(devices) + 1) if chunk % d == 0 and len(seeds) % chunk % d == 0)
+  mesh = jax.sharding.Mesh(np.array(devices[:n_dev]), ("seeds",)) if n_dev > 1 else None
+  if mesh is not None:
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    phi1_d, phi2_d = jax.device_put(phi1_d, replicated), jax.device_put(phi2_d, replicated)
   finals = []
   with tqdm(total=len(seeds) * config.num_iters, desc=f"HUME x{len(seeds)} seeds", unit="it",
             disable=not progress, dynamic_ncols=True) as bar:
     for start in range(0, len(seeds), chunk):
       part = seeds[start:start + chunk]
       state = init_states(part, config, d1, phi2.shape[1], dtype)
+      if mesh is not None:
+        state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
       for it in range(config.num_iters):
         state, m = step(state, phi1_d, phi2_d)
         bar.update(len(part))

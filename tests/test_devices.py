@@ -69,3 +69,34 @@ def test_two_processes_with_jax_distributed(tmp_path):
   np.testing.assert_allclose(raw[0], raw[1], atol=1e-4)
   np.testing.assert_array_equal(np.load(tmp_path / "multi" / "labels_train.npy"),
                                 np.load(tmp_path / "single" / "labels_train.npy"))
+
+
+SEEDS_SCRIPT = """
+import numpy as np, jax
+jax.config.update("jax_enable_x64", True)
+import sys
+sys.path.insert(0, {tests!r})
+from test_fit import planted
+from hume_jax import HumeConfig
+from hume_jax.ensemble import fit_seeds
+phi1, phi2, _ = planted()
+cfg = HumeConfig(k=4, num_iters=3, num_subsets=2, subset_size=300, adaptation_steps=5, inner_lr=0.05, outer_lr=0.01)
+states = fit_seeds(phi1, phi2, cfg, [3, 4, 5, 6], chunk=2, progress=False)
+np.save({out!r}, np.asarray(states.encoder.raw))
+print(len(states.encoder.raw.sharding.device_set) if hasattr(states.encoder.raw, "sharding") else 1)
+"""
+
+
+def test_seeds_split_over_devices_match_one(tmp_path):
+  """fit_seeds splits each chunk's seeds over the devices: same runs as on one device."""
+  outs = []
+  for devices in (1, 2):
+    out = str(tmp_path / f"seeds_{devices}.npy")
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    code = SEEDS_SCRIPT.format(tests=os.path.dirname(__file__), out=out)
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == str(devices)  # the last chunk lives on that many devices
+    outs.append(np.load(out))
+  assert outs[0].shape == (4, 16, 4)
+  np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=1e-10)
