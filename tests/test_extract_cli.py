@@ -152,3 +152,34 @@ def test_hume_reads_the_features_of_an_extraction_file(tmp_path):
   np.savez(tmp_path / "e.npz", features=np.ones((3, 2), np.float32), labels=np.arange(3), meta=np.array("{}"))
   assert load_array(str(tmp_path / "e.npz"), "--phi1").shape == (3, 2)
   assert load_array(f"{tmp_path / 'e.npz'}:labels", "--labels").tolist() == [0, 1, 2]
+
+
+def test_real_sigint_then_resume(tmp_path):
+  """A real Ctrl-C (SIGINT) to the CLI keeps the finished chunks; --resume completes the file."""
+  import signal
+  import subprocess
+  import sys
+  import time
+  from sklearn.datasets import load_digits
+  images = np.repeat((load_digits().images[:600] * 255 / 16).astype(np.uint8), 4, axis=1).repeat(4, axis=2)
+  np.save(tmp_path / "digits.npy", images)  # 600 images, 32x32
+  out = str(tmp_path / "f.npz")
+  args = [sys.executable, "-m", "extract_torch", "--dataset", f"npy:{tmp_path / 'digits.npy'}", "--out", out,
+          "--chunk-size", "32", "--batch-size", "32", "--model", "efficientnet_lite0", "--image-size", "112", "--quiet"]
+  proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  first = os.path.join(out + ".partial", "chunk_000000.npy")
+  deadline = time.time() + 120
+  while not os.path.exists(first) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 130, err[-1500:]
+  assert "--resume" in err and not os.path.exists(out)
+  done = [f for f in os.listdir(out + ".partial") if f.startswith("chunk_")]
+  assert 1 <= len(done) < 19  # some, not all, of the 19 chunks
+  res = subprocess.run(args + ["--resume"], capture_output=True, text=True)
+  assert res.returncode == 0, res.stderr[-1500:]
+  whole = run_extraction(open_dataset(f"npy:{tmp_path / 'digits.npy'}"), build_model("efficientnet_lite0", image_size=112),
+                         str(tmp_path / "whole.npz"), dataset=f"npy:{tmp_path / 'digits.npy'}", split="train",
+                         batch_size=32, chunk_size=32, progress=False)
+  np.testing.assert_array_equal(np.load(out)["features"], whole["features"])
