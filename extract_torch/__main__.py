@@ -88,12 +88,14 @@ def _layout_name(dataset: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from extract_torch.datasets import open_dataset
-    from extract_torch.extract import run_extraction, write_official_layout
+    from extract_torch.extract import check_output, run_extraction, write_official_layout
     from extract_torch.models import build_model, pick_device
 
     # Every check that needs no compute comes first, so that bad input loses nothing.
-    if os.path.exists(args.out) and not args.overwrite:
-        raise SystemExit(f"error: --out {args.out} exists; pass --overwrite to replace it")
+    try:
+        check_output(args.out, args.overwrite)
+    except (ValueError, FileExistsError) as e:
+        raise SystemExit(f"error: {e}") from None
     if args.l2 and not args.official_layout:
         raise SystemExit("error: --l2 only applies with --official-layout")
     device = pick_device(args.device)

@@ -250,8 +250,9 @@ def _folder(path: str) -> ImageSource:
         for label, c in enumerate(classes):
             for dirpath, dirnames, names in os.walk(os.path.join(path, c)):
                 dirnames.sort()
-                files += [os.path.join(dirpath, n) for n in sorted(names) if _is_image(n)]
-                labels += [label] * sum(_is_image(n) for n in names)
+                images = [os.path.join(dirpath, n) for n in sorted(names) if _is_image(n)]
+                files += images
+                labels += [label] * len(images)
     else:
         files = [os.path.join(path, e) for e in flat]
     if not files:

@@ -95,6 +95,14 @@ def _check_resume(partial: str, meta: dict) -> None:
                          f"those settings, or delete {partial} to start again")
 
 
+def check_output(out: str, overwrite: bool) -> None:
+    """Refuses an output path that is not ``.npz``, or that exists unless ``overwrite``."""
+    if not out.endswith(".npz"):
+        raise ValueError(f"--out {out}: expected a path ending in .npz")
+    if os.path.exists(out) and not overwrite:
+        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
+
+
 def run_extraction(source: ImageSource, extractor: Extractor, out: str, *, dataset: str, split: str,
                    batch_size: int = 64, chunk_size: int = 4096, workers: int = 0, resume: bool = False,
                    overwrite: bool = False, progress: bool = True) -> dict[str, np.ndarray]:
@@ -115,12 +123,9 @@ def run_extraction(source: ImageSource, extractor: Extractor, out: str, *, datas
     import torch
     from tqdm.auto import tqdm
 
-    if not out.endswith(".npz"):
-        raise ValueError(f"--out {out}: expected a path ending in .npz")
+    check_output(out, overwrite)
     if batch_size < 1 or chunk_size < 1:
         raise ValueError(f"--batch-size and --chunk-size must be positive, got {batch_size} and {chunk_size}")
-    if os.path.exists(out) and not overwrite:
-        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
     chunk_size = math.ceil(chunk_size / batch_size) * batch_size
     n = len(source)
     if n == 0:

