@@ -145,3 +145,23 @@ def load_default(phi1_model: str = "open_nsfw", phi2_model: str = "efficientnet_
     splits = [Split(f[f"{phi1_model}_{s}"].astype(np.float32), f[f"{phi2_model}_{s}"].astype(np.float32),
                     f[f"labels_{s}"].astype(np.int64)) for s in ("train", "test")]
   return splits[0], splits[1], meta
+
+
+# Where Debian's ``dataset-fashion-mnist`` package puts the original IDX files.
+FASHION_MNIST_IMAGES = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot")
+
+
+def load_default_images(path: str = FASHION_MNIST_IMAGES) -> np.ndarray | None:
+  """The images of the shipped test split, ``uint8 [10000, 28, 28]``, or None when the
+  Fashion-MNIST files are not installed. IDX format: a 16-byte header, then the pixels."""
+  import gzip
+  if not os.path.exists(path):
+    return None
+  with gzip.open(path, "rb") as f:
+    raw = f.read()
+  if int.from_bytes(raw[:4], "big") != 2051:
+    raise ValueError(f"{path}: not an IDX image file (magic {int.from_bytes(raw[:4], 'big')}, expected 2051)")
+  n, h, w = (int.from_bytes(raw[4 * i: 4 * i + 4], "big") for i in (1, 2, 3))
+  return np.frombuffer(raw, np.uint8, offset=16).reshape(n, h, w)

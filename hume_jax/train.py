@@ -167,10 +167,32 @@ def _k_range(text: str) -> tuple[int, int]:
   return lo, hi
 
 
+# Flags of one method only; each is refused with the other, so that no flag of one method can
+# change the other's configuration (e.g. TURTLE's --gamma is not HUME's annealing factor).
+HUME_ONLY = ("tau", "H_reg", "adaptation_steps", "num_subsets", "subset_size", "train_fraction", "subset_chunk",
+             "row_block", "anneal", "rand_init", "remat", "preset")
+TURTLE_ONLY = ("inner_steps", "batch_size", "gamma", "warm_start")
+SHARED = ("k", "inner_lr", "outer_lr", "num_iters", "seed")
+
+
+def _flag(name: str) -> str:
+  return "--" + name.replace("_", "-")
+
+
+def check_method_flags(args: argparse.Namespace) -> None:
+  """Refuses a flag that belongs to the other method (``--gamma`` with HUME, ``--tau`` with TURTLE)."""
+  other = TURTLE_ONLY if args.method == "hume" else HUME_ONLY
+  given = [_flag(a) for a in other if getattr(args, a, None) not in (None, False)]
+  if given:
+    owner = "TURTLE (--method turtle)" if args.method == "hume" else "HUME (--method hume)"
+    raise ValueError(f"{', '.join(given)}: only for {owner}; this run is --method {args.method}")
+
+
 def resolve_config(args: argparse.Namespace, default_preset: str) -> tuple[HumeConfig, str]:
+  """HUME's configuration: the preset, then the HUME flags given (never a TURTLE flag)."""
   preset = args.preset or default_preset
-  overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(HumeConfig)
-               if getattr(args, f.name, None) is not None and getattr(args, f.name) != "auto"}
+  names = [field for field, _, _ in _CONFIG_FLAGS] + ["anneal", "rand_init", "remat"]
+  overrides = {a: getattr(args, a) for a in names if getattr(args, a, None) not in (None, "auto")}
   return dataclasses.replace(PRESETS[preset], **overrides), preset
 
 
@@ -233,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
       args.out, args.overwrite, args.resume = tempfile.mkdtemp(prefix="hume-process-"), True, False
       args.quiet, args.plots, args.baselines = True, False, False
   try:
+    check_method_flags(args)
     train, val, name = load_inputs(args)
     config, preset = resolve_config(args, "cpu" if name == "fashion_mnist" else "official")
     from hume_jax._fit import check_config
@@ -288,12 +311,16 @@ def main(argv: list[str] | None = None) -> dict:
         f"d2={train['phi2'].shape[1]}" + (f"; val n={len(val['phi1'])}" if val is not None else "")
         + f"; device {jax.devices()[0].platform} ({versions['device']})")
   if args.method == "turtle":
-    from hume_jax.turtle import TurtleConfig
+    from hume_jax.turtle import TurtleConfig, check_turtle_config
     given = {"k": args.k, "inner_lr": args.inner_lr, "outer_lr": args.outer_lr, "num_iters": args.num_iters,
              "seed": args.seed, "inner_steps": args.inner_steps, "batch_size": args.batch_size,
              "gamma": args.gamma}
     config = dataclasses.replace(TurtleConfig(warm_start=args.warm_start),
                                  **{key: v for key, v in given.items() if v is not None})
+    try:
+      check_turtle_config(config, len(train["phi1"]))
+    except ValueError as e:
+      raise SystemExit(f"error: {e}") from None
     print("TURTLE: " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
   else:
     print(f"preset '{preset}'" + (" (smaller than the official settings so that it runs on a CPU in "
@@ -385,11 +412,8 @@ def _load_images(args, name: str, n: int) -> np.ndarray | None:
                        f"{len(images)}")
     return images
   if name == "fashion_mnist" and args.plots:
-    try:  # the shipped split is the first 10,000 test images (torch-free reader)
-      from extract_torch.datasets import fashion_mnist
-      return fashion_mnist("test")[0][:n]
-    except (ImportError, FileNotFoundError):
-      return None
+    images = hd.load_default_images()  # the shipped split is the first 10,000 test images
+    return None if images is None else images[:n]
   return None
 
 

@@ -127,6 +127,17 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
   return new, (loss, h)
 
 
+def check_turtle_config(config: TurtleConfig, n: int) -> None:
+  """Rejects TURTLE hyperparameters that cannot define a run, before any compute."""
+  if not 2 <= config.k <= n:
+    raise ValueError(f"k: expected 2 <= k <= n = {n}, got {config.k}")
+  for name in ("inner_lr", "outer_lr", "inner_steps", "num_iters", "batch_size"):
+    if not getattr(config, name) > 0:
+      raise ValueError(f"{name}: expected a positive value, got {getattr(config, name)}")
+  if config.gamma < 0:
+    raise ValueError(f"gamma: expected a value >= 0, got {config.gamma}")
+
+
 def fit_turtle(phis: list[np.ndarray], config: TurtleConfig, *, progress: bool = True,
                log_every: int = 50, labels: np.ndarray | None = None, on_log=None) -> tuple[TurtleState, list[dict]]:
   """Runs TURTLE on ``M`` spaces ``phis[m] [n, d_m]``; returns ``(state, log records)``."""
@@ -138,8 +149,7 @@ def fit_turtle(phis: list[np.ndarray], config: TurtleConfig, *, progress: bool =
   n = len(phis[0])
   if any(len(x) != n for x in phis):
     raise ValueError(f"TURTLE: every space needs the same rows; found {[len(x) for x in phis]}")
-  if not 2 <= config.k <= n:
-    raise ValueError(f"k: expected 2 <= k <= n = {n}, got {config.k}")
+  check_turtle_config(config, n)
   dtype = compute_dtype(phis[0])
   xs = tuple(jnp.asarray(x, dtype) for x in phis)
   state = init_turtle(jax.random.PRNGKey(config.seed), config, tuple(x.shape[1] for x in xs), dtype)

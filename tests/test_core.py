@@ -6,6 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from hume_jax import (HumeConfig, Linear, cross_entropy_grad, draw_subsets, encoder_matrix, entropy,
@@ -179,3 +180,20 @@ def test_inner_sgd_reverse_pass_matches_autodiff(remat, row_block):
     np.testing.assert_allclose(w_fast.b, w_ref.b, rtol=1e-12)
   with pytest.raises(NotImplementedError, match="phi2"):
     jax.grad(lambda p: jnp.sum(inner_sgd(w0, p, y, 0.7, 3).W))(phi2)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.5, 1.0, 3.0, 1e4])
+def test_clipping_is_pytorchs_clip_grad_norm(scale):
+  torch = pytest.importorskip("torch")
+  from hume_jax._outer import clip_grad_norm
+  rng = np.random.default_rng(0)
+  grads = [rng.normal(size=(7, 3)), rng.normal(size=(5,))]
+  norm = np.sqrt(sum((g ** 2).sum() for g in grads))
+  grads = [g * scale / norm for g in grads]  # global norm = scale
+  tensors = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
+  for t, g in zip(tensors, grads):
+    t.grad = torch.tensor(g)
+  torch.nn.utils.clip_grad_norm_(tensors, 1.0)
+  clipped, _ = clip_grad_norm(1.0).update([jnp.asarray(g) for g in grads], optax.EmptyState())
+  for t, c in zip(tensors, clipped):
+    np.testing.assert_allclose(np.asarray(c), t.grad.numpy(), rtol=1e-14, atol=0)

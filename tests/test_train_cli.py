@@ -166,3 +166,30 @@ def test_example_images_per_cluster(files, tmp_path):
   with pytest.raises(SystemExit, match="expected 600 images .* found 10"):
     train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--images", str(tmp_path / "few.npy"),
                 "--out", str(tmp_path / "r2")] + SMALL)
+
+
+@pytest.mark.parametrize("method, flag", [("hume", ["--gamma", "5"]), ("hume", ["--inner-steps", "3"]),
+                                          ("hume", ["--batch-size", "100"]), ("hume", ["--warm-start"]),
+                                          ("turtle", ["--tau", "0.5"]), ("turtle", ["--H_reg", "1"]),
+                                          ("turtle", ["--num-subsets", "2"]), ("turtle", ["--preset", "cpu"])])
+def test_a_flag_of_one_method_is_refused_by_the_other(files, tmp_path, capsys, method, flag):
+  # --gamma 5 once turned HUME's annealing factor 0.1 into 5, silently.
+  with pytest.raises(SystemExit, match="only for"):
+    train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--method", method, "--out",
+                str(tmp_path / "r"), "--quiet"] + flag)
+  assert not os.path.exists(tmp_path / "r") and not os.path.exists(tmp_path / "r.partial")
+
+
+def test_hume_config_takes_only_hume_flags():
+  args = train.build_parser().parse_args(["--gamma", "5", "--inner-steps", "3", "--tau", "0.2", "--k", "4"])
+  config, _ = train.resolve_config(args, "official")
+  assert config.gamma == 0.1 and config.tau == 0.2 and config.k == 4
+
+
+@pytest.mark.parametrize("flag, message", [(["--gamma", "-1"], "gamma: expected a value >= 0"),
+                                           (["--inner-steps", "0"], "inner_steps: expected a positive"),
+                                           (["--batch-size", "0"], "batch_size: expected a positive")])
+def test_turtle_ranges_are_checked(files, tmp_path, flag, message):
+  with pytest.raises(SystemExit, match=message):
+    train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--method", "turtle", "--out",
+                str(tmp_path / "r"), "--quiet"] + flag)
