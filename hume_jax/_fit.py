@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hume_jax import metrics as hm
+from hume_jax.data import check_fit_inputs
 from hume_jax._outer import SUBSET_AXIS, TrainState, init_state, outer_step
 from hume_jax._task_encoder import TaskEncoder, task_logits
 from hume_jax.config import HumeConfig
@@ -98,10 +99,12 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
     ``(final state, log records)``.
 
   Raises:
+    ValueError: on inputs or hyperparameters that cannot define a run (before any compute).
     FloatingPointError: on a non-finite loss (found at a log or checkpoint step).
   """
   from tqdm.auto import tqdm
 
+  check_fit_inputs(phi1, phi2, labels)
   n, d1 = phi1.shape
   check_config(config, n, d1)
   dtype = compute_dtype(phi1)

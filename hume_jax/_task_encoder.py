@@ -90,6 +90,17 @@ def init_task_encoder(key: jax.Array, k: int, d1: int, dtype=jnp.float32) -> Tas
   return TaskEncoder(raw=-jnp.eye(d1, k, dtype=dtype), base=base)
 
 
+def task_encoder_from(weight: jax.Array, key: jax.Array) -> TaskEncoder:
+  """A task encoder whose rows start at the Gram-Schmidt orthonormalisation of ``weight [k, d1]``
+  (e.g. cluster centroids), completed to ``base`` like ``init_task_encoder``."""
+  k, d1 = weight.shape
+  if not 1 <= k <= d1:
+    raise ValueError(f"task encoder: need 1 <= k <= d1 for orthonormal rows, got k={k}, d1={d1}")
+  full = jnp.concatenate([weight.T, jax.random.normal(key, (d1, d1 - k), weight.dtype)], axis=1)
+  q, r = jnp.linalg.qr(full)
+  return TaskEncoder(raw=-jnp.eye(d1, k, dtype=weight.dtype), base=q * jnp.sign(jnp.diagonal(r))[None, :])
+
+
 def task_logits(params: TaskEncoder, phi1: jax.Array) -> jax.Array:
   """``phi1 @ E^T`` of shape ``[n, k]`` for ``phi1 [n, d1]``; its argmax is the hard labeling."""
   return phi1 @ encoder_matrix(params).T

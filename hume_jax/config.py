@@ -3,7 +3,8 @@
 ``OFFICIAL`` is the official code's ``argparser.py`` (used for STL-10, CIFAR-10 and
 CIFAR-100-20); ``IMAGENET`` the official README's ImageNet-1000 settings; ``CPU`` the
 smaller preset of the default Fashion-MNIST run, chosen by the label-free CV score
-(``benchmarks/cpu_preset.py``).
+(``benchmarks/cpu_preset.py``); ``AUTO`` the default for a user's own representations, run
+by ``hume_jax.auto`` on conditioned inputs within a time budget.
 """
 
 from __future__ import annotations
@@ -82,4 +83,10 @@ IMAGENET = dataclasses.replace(
 CPU = dataclasses.replace(OFFICIAL, num_subsets=8, subset_size=2000, adaptation_steps=50, inner_lr=6e-3,
                           outer_lr=1e-2, num_iters=300)
 
-PRESETS = {"official": OFFICIAL, "imagenet": IMAGENET, "cpu": CPU}
+# The default for a user's own representations (hume_jax.auto): the CPU preset's subsets and
+# steps on conditioned inputs, phi2 scaled to unit top eigenvalue so that inner_lr 0.9 is 0.9 of
+# 1 / lambda_max (under the stable limit 2 / lambda_max), whatever the features' scale.
+# num_iters is cut to fit the time budget.
+AUTO = dataclasses.replace(CPU, inner_lr=0.9)
+
+PRESETS = {"official": OFFICIAL, "imagenet": IMAGENET, "cpu": CPU, "auto": AUTO}

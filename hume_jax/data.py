@@ -165,3 +165,25 @@ def load_default_images(path: str = FASHION_MNIST_IMAGES) -> np.ndarray | None:
     raise ValueError(f"{path}: not an IDX image file (magic {int.from_bytes(raw[:4], 'big')}, expected 2051)")
   n, h, w = (int.from_bytes(raw[4 * i: 4 * i + 4], "big") for i in (1, 2, 3))
   return np.frombuffer(raw, np.uint8, offset=16).reshape(n, h, w)
+
+
+def check_fit_inputs(phi1, phi2, labels=None, *, unit_phi1: bool = True) -> None:
+  """The CLI's checks, for the Python API (``fit``, ``fit_seeds``, ``fit_turtle``): 2-D finite
+  arrays with one row per sample and, for HUME's ``phi1``, L2-normalised rows (paper Sec. 2.2).
+  Raises ``ValueError`` naming the array, what was expected and what was found."""
+  arrays = {"phi1": phi1, "phi2": phi2}
+  for what, x in arrays.items():
+    x = np.asarray(x)
+    if x.ndim != 2 or 0 in x.shape:
+      raise ValueError(f"{what}: expected a non-empty 2-D array [n, d], found shape {x.shape}")
+    if not np.isfinite(x).all():
+      rows = np.unique(np.nonzero(~np.isfinite(x))[0])
+      raise ValueError(f"{what}: expected finite values, found NaN/inf in {len(rows)} rows (first rows: "
+                       f"{rows[:5].tolist()})")
+  check_same_rows({**arrays, "labels": labels})
+  if unit_phi1:
+    norms = np.linalg.norm(np.asarray(phi1, np.float64), axis=1)
+    if np.abs(norms - 1).max() > 1e-3:
+      raise ValueError(f"phi1: expected L2-normalised rows (HUME's task encoder, paper Sec. 2.2), found row "
+                       f"norms from {norms.min():.4g} to {norms.max():.4g}; normalise with "
+                       "hume_jax.data.l2_normalize(phi1, 'phi1')")

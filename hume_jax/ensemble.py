@@ -14,6 +14,7 @@ import numpy as np
 
 from hume_jax import metrics as hm
 from hume_jax._fit import check_config, compute_dtype
+from hume_jax.data import check_fit_inputs
 from hume_jax._outer import TrainState, init_state, outer_step
 from hume_jax._task_encoder import task_logits
 from hume_jax.config import HumeConfig
@@ -43,6 +44,7 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
   """
   from tqdm.auto import tqdm
 
+  check_fit_inputs(phi1, phi2)
   n, d1 = phi1.shape
   check_config(config, n, d1)
   chunk = chunk or len(seeds)

@@ -146,9 +146,10 @@ def fit_turtle(phis: list[np.ndarray], config: TurtleConfig, *, progress: bool =
   from hume_jax import metrics as hm
   from hume_jax._fit import compute_dtype
 
+  from hume_jax.data import check_fit_inputs
+  for m in range(1, len(phis)):
+    check_fit_inputs(phis[0], phis[m], labels, unit_phi1=False)
   n = len(phis[0])
-  if any(len(x) != n for x in phis):
-    raise ValueError(f"TURTLE: every space needs the same rows; found {[len(x) for x in phis]}")
   check_turtle_config(config, n)
   dtype = compute_dtype(phis[0])
   xs = tuple(jnp.asarray(x, dtype) for x in phis)

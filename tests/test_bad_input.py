@@ -9,7 +9,7 @@ import pytest
 from hume_jax import train
 from test_fit import planted
 
-SMALL = ["--k", "4", "--num-iters", "3", "--num-subsets", "2", "--subset-size", "300",
+SMALL = ["--preset", "official", "--k", "4", "--num-iters", "3", "--num-subsets", "2", "--subset-size", "300",
          "--adaptation-steps", "3", "--quiet", "--no-baselines"]
 
 

@@ -51,7 +51,7 @@ def test_two_processes_with_jax_distributed(tmp_path):
   with socket.socket() as s:
     s.bind(("localhost", 0))
     port = s.getsockname()[1]
-  common = ["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy"), "--k", "4",
+  common = ["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy"), "--preset", "official", "--k", "4",
             "--num-iters", "4", "--num-subsets", "4", "--subset-size", "300", "--adaptation-steps", "10",
             "--inner-lr", "0.05", "--outer-lr", "0.01", "--quiet", "--no-plots"]
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")

@@ -45,7 +45,7 @@ def test_cli_seeds(tmp_path):
     np.save(tmp_path / f"{name}.npy", arr)
   out = str(tmp_path / "run")
   res = train.main(["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy"),
-                    "--labels", str(tmp_path / "y.npy"), "--seeds", "3", "--k", "4", "--num-iters", "30",
+                    "--labels", str(tmp_path / "y.npy"), "--seeds", "3", "--preset", "official", "--k", "4", "--num-iters", "30",
                     "--num-subsets", "2", "--subset-size", "300", "--adaptation-steps", "20", "--inner-lr", "0.05",
                     "--outer-lr", "0.01", "--quiet", "--out", out])
   assert [e["seed"] for e in res["seeds"]] == [42, 43, 44]

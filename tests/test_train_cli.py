@@ -11,7 +11,7 @@ import pytest
 from hume_jax import train
 from test_fit import planted
 
-SMALL = ["--k", "4", "--num-iters", "20", "--num-subsets", "2", "--subset-size", "300",
+SMALL = ["--preset", "official", "--k", "4", "--num-iters", "20", "--num-subsets", "2", "--subset-size", "300",
          "--adaptation-steps", "10", "--inner-lr", "0.05", "--outer-lr", "0.01", "--quiet", "--log-every", "5"]
 
 

@@ -1,0 +1,118 @@
+"""``--preset auto`` (hume_jax.auto): conditioning in closed form, the plan, the criterion, and
+the cause of empty classes (an un-centred cone of features) removed."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+
+from hume_jax import HumeConfig, fit, hungarian_accuracy, predict, train
+from hume_jax.auto import (apply_conditioning, fit_auto, fit_conditioning, plan_iterations, scaled_config,
+                           separability)
+from test_fit import planted
+
+CFG = HumeConfig(k=4, num_iters=60, num_subsets=4, subset_size=300, adaptation_steps=30, inner_lr=0.9,
+                 outer_lr=0.01, milestones=(40, 50), seed=0)
+
+
+def cone(n=600, k=4, seed=0):
+  """Planted classes seen through ReLU features with a positive offset: every row in a narrow
+  cone (mean cosine to the mean direction about 0.9), like a CNN's pooled features."""
+  rng = np.random.default_rng(seed)
+  y = rng.integers(0, k, n)
+  latent = rng.normal(size=(k, 8))[y] * 2 + 0.5 * rng.normal(size=(n, 8))
+  phi1 = np.maximum(latent @ rng.normal(size=(8, 16)), 0) + 3.0
+  phi2 = np.maximum(latent @ rng.normal(size=(8, 12)), 0) + 3.0
+  return phi1.astype(np.float32), phi2.astype(np.float32), y
+
+
+def test_conditioning_of_phi2_centres_projects_and_scales_to_unit_top_eigenvalue():
+  from sklearn.decomposition import PCA
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(500, 30)) @ rng.normal(size=(30, 30)) + 7.0
+  c = fit_conditioning(x, unit_rows=False, max_dim=10)
+  z = apply_conditioning(c, x).astype(np.float64)
+  assert z.shape == (500, 10)
+  np.testing.assert_allclose(z.mean(0), 0, atol=1e-5)
+  eig = np.linalg.eigvalsh(np.cov(z.T, bias=True))[::-1]
+  assert eig[0] == pytest.approx(1.0, rel=1e-5)
+  ref = PCA(10).fit(x)  # an independent PCA: the same variances and subspace
+  np.testing.assert_allclose(eig / eig[0], ref.explained_variance_ / ref.explained_variance_[0], rtol=1e-4)
+  np.testing.assert_allclose(np.abs(c.components @ ref.components_.T), np.eye(10), atol=1e-6)
+  assert c.explained == pytest.approx(ref.explained_variance_ratio_.sum(), rel=1e-6)
+
+
+def test_conditioning_of_phi1_gives_unit_rows_and_reuses_train_statistics():
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(300, 8)) + 5.0
+  c = fit_conditioning(x, unit_rows=True)
+  np.testing.assert_allclose(np.linalg.norm(apply_conditioning(c, x), axis=1), 1, rtol=1e-5)
+  shifted = apply_conditioning(c, x[:5] + 1e4)  # val: train's mean, not its own
+  direction = np.full(8, 1e4) @ c.components.T
+  np.testing.assert_allclose(shifted, np.tile(direction / np.linalg.norm(direction), (5, 1)), atol=1e-3)
+
+
+def test_plan_fits_the_budget_and_scales_the_milestones():
+  assert plan_iterations(0.1, 600, 4) == 300             # fits: the preset's 300
+  assert plan_iterations(1.0, 600, 4) == 150             # cut to the budget
+  assert plan_iterations(100.0, 600, 4) == 60            # never below the floor
+  cfg = scaled_config(HumeConfig(num_iters=300, milestones=(100, 200)), 150)
+  assert cfg.num_iters == 150 and cfg.milestones == (50, 100)
+
+
+def test_separability_is_chance_corrected():
+  phi1, phi2, y = planted()
+  good = separability([phi1, phi2], y)
+  shuffled = separability([phi1, phi2], np.random.default_rng(0).permutation(y))
+  assert good > 0.9 and abs(shuffled) < 0.1
+
+
+def test_uncentred_cone_leaves_classes_empty_and_auto_does_not():
+  phi1, phi2, y = cone()
+  unit = phi1 / np.linalg.norm(phi1, axis=1, keepdims=True)
+  # The cause: on the un-centred cone the official recipe (L2 only) leaves classes empty for some seeds.
+  sizes = [np.bincount(predict(fit(unit, phi2, dataclasses.replace(CFG, seed=s, inner_lr=0.05), progress=False)[0]
+                               .encoder, unit), minlength=4) for s in (0, 2)]
+  assert min((s > 0).sum() for s in sizes) < 4
+  res = fit_auto(phi1, phi2, 4, num_iters=60, progress=False, config=CFG, say=lambda s: None)
+  x1 = phi1 if res.order[0] == "a" else phi2
+  pred = predict(res.state.encoder, apply_conditioning(res.conditioning["phi1"], x1))
+  assert np.bincount(pred, minlength=4).min() > 50
+  assert hungarian_accuracy(pred, y) > 0.85
+  assert len(res.candidates) == 4 and {c["start"] for c in res.candidates} == {"k-means", "random"}
+  best = max(res.candidates, key=lambda c: c["separability"])
+  assert (best["phi1"], best["phi2"]) == res.order
+
+
+def test_cli_default_for_user_data_is_auto_and_reports_classes(tmp_path, capsys):
+  phi1, phi2, y = cone()
+  for name, arr in {"a": phi1, "b": phi2, "y": y}.items():
+    np.save(tmp_path / f"{name}.npy", arr)
+  out = str(tmp_path / "run")
+  res = train.main(["--phi1", str(tmp_path / "a.npy"), "--phi2", str(tmp_path / "b.npy"), "--labels",
+                    str(tmp_path / "y.npy"), "--k", "4", "--num-iters", "40", "--quiet", "--no-plots", "--out", out])
+  text = capsys.readouterr().out
+  assert "preset 'auto'" in text and "about" in text and "kept phi1" in text
+  assert len(res["auto"]["candidates"]) == 4 and res["auto"]["phi1"] in ("--phi1", "--phi2")
+  entry = res["splits"]["train"]
+  assert entry["nonempty_classes"] == 4 and entry["smallest_class"] == min(entry["cluster_sizes"]) > 0
+  assert entry["acc"] > 0.85
+  assert json.load(open(os.path.join(out, "config.json")))["preset"] == "auto"
+  enc = np.load(os.path.join(out, "task_encoder.npz"))  # enough to label new samples
+  for key in ("phi1_mean", "phi1_components", "phi1_scale", "E"):
+    assert key in enc
+
+
+def test_cli_warns_when_classes_are_empty(tmp_path, capsys):
+  phi1, phi2, _ = cone()
+  np.save(tmp_path / "a.npy", phi1)
+  np.save(tmp_path / "b.npy", phi2)
+  res = train.main(["--phi1", str(tmp_path / "a.npy"), "--phi2", str(tmp_path / "b.npy"), "--preset", "official",
+                    "--k", "4", "--num-iters", "60", "--num-subsets", "4", "--subset-size", "300",
+                    "--adaptation-steps", "30", "--inner-lr", "0.05", "--outer-lr", "0.01", "--seed", "2", "--quiet",
+                    "--no-plots", "--out", str(tmp_path / "run")])
+  entry = res["splits"]["train"]
+  assert entry["nonempty_classes"] < 4
+  assert f"warning: only {entry['nonempty_classes']} of the 4 requested classes" in capsys.readouterr().out
