@@ -355,7 +355,10 @@ DATASET_KINDS = {
 
 def open_dataset(spec: str, split: str = "train", data_dir: str | None = None,
                  label_key: str | None = None) -> ImageSource:
-    """Opens ``spec`` (see the module docstring) at ``split`` (parts joined by ``+``)."""
+    """Opens ``spec`` (see the module docstring) at ``split`` (parts joined by ``+``). An
+    existing folder given without a kind is read as ``folder:PATH``."""
+    if os.path.isdir(spec):
+        spec = f"folder:{spec}"
     kind, _, arg = spec.partition(":")
     if kind not in DATASET_KINDS:
         raise ValueError(f"--dataset {spec!r}: unknown kind {kind!r}; expected one of "

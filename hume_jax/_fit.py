@@ -151,7 +151,8 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
           if labels is not None:
             record["acc"] = hm.hungarian_accuracy(predict(state.encoder, phi1_d), labels)
           history.append(record)
-          bar.set_postfix({k: f"{record[k]:.4f}" for k in ("loss", "entropy", "acc") if k in record})
+          bar.set_postfix({("train acc" if k == "acc" else k): f"{record[k]:.4f}"  # acc: of the training split
+                           for k in ("loss", "entropy", "acc") if k in record})
           if on_log is not None:
             on_log(record)
         if save_now:

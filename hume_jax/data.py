@@ -24,17 +24,20 @@ def _split_key(spec: str) -> tuple[str, str | None]:
   return spec, None
 
 
-def load_array(spec: str, what: str) -> np.ndarray:
+def load_array(spec: str, what: str, default_key: str = "features") -> np.ndarray:
   """Loads the array named by ``spec`` (``file.npy``, ``file.npz`` or ``file.npz:key``).
 
-  An ``.npz`` with several arrays needs ``:key``, except one with a ``features`` array
-  (the output of ``python -m extract_torch``), which reads that.
+  An ``.npz`` with several arrays needs ``:key``, except one holding ``default_key``
+  (``features`` of an ``python -m extract_torch`` output; ``labels`` for label files).
 
   Args:
     spec: the file (and key) to read.
     what: the role of the array in messages, e.g. ``"--phi1"``.
   """
   path, key = _split_key(spec)
+  if os.path.isdir(path):
+    raise ValueError(f"{what}: {path} is a folder; expected a .npy or .npz file (FILE.npz:KEY for one array of an "
+                     ".npz)")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{what}: no such file {path}")
   if os.path.getsize(path) == 0:
@@ -58,8 +61,8 @@ def load_array(spec: str, what: str) -> np.ndarray:
       keys = list(loaded.keys())
       if key is None and len(keys) == 1:
         key = keys[0]
-      if key is None and "features" in keys:  # a file written by python -m extract_torch
-        key = "features"
+      if key is None and default_key in keys:  # e.g. a file written by python -m extract_torch
+        key = default_key
       if key is None and len(keys) != 1:
         raise KeyError(f"{what}: {path} holds {len(keys)} arrays; name one as {path}:KEY. Its keys are {keys}")
       if key not in keys:

@@ -19,24 +19,31 @@ from hume_jax._outer import init_state, outer_step
 from hume_jax.config import HumeConfig
 
 
-def rough_step_bytes(config: HumeConfig, n: int, d1: int, d2: int, itemsize: int = 4) -> int:
+def rough_step_bytes(config: HumeConfig, n: int, d1: int, d2: int, itemsize: int = 4, runs: int = 1) -> int:
   """A generous closed-form bound on one step's memory, to skip compiling when far from a limit.
 
-  Inputs ``n (d1 + d2)``, gathered subsets ``S m (d1 + d2)`` and per inner step a few
-  ``[n_tr, k]`` activations stored for the backward pass (``S T n_tr k``), times 4.
+  Inputs ``n (d1 + d2)`` (shared by the runs), and per run gathered subsets ``S m (d1 + d2)``
+  and per inner step a few ``[n_tr, k]`` activations stored for the backward pass
+  (``S T n_tr k``), times 4.
   """
   m, n_tr = config.subset_sizes(n)
   per_step = config.num_subsets * config.adaptation_steps * n_tr * config.k
-  return 4 * itemsize * (n * (d1 + d2) + config.num_subsets * m * (d1 + d2) + 4 * per_step + d1 * d1)
+  per_run = config.num_subsets * m * (d1 + d2) + 4 * per_step + d1 * d1
+  return 4 * itemsize * (n * (d1 + d2) + runs * per_run)
 
 
 @functools.lru_cache(maxsize=64)
-def step_memory_bytes(config: HumeConfig, n: int, d1: int, d2: int, dtype=jnp.float32) -> int:
+def step_memory_bytes(config: HumeConfig, n: int, d1: int, d2: int, dtype=jnp.float32, runs: int = 1) -> int:
   """Peak bytes of one compiled outer step on the default device (arguments + outputs +
-  temporaries - aliased), for ``phi1 [n, d1]`` and ``phi2 [n, d2]``."""
+  temporaries - aliased), for ``phi1 [n, d1]`` and ``phi2 [n, d2]``; with ``runs > 1``, of the
+  step ``fit_seeds`` compiles: ``runs`` states vmapped over shared inputs."""
   state = jax.eval_shape(lambda: init_state(jax.random.PRNGKey(0), config, d1, d2, dtype))
+  step = functools.partial(outer_step, config=config)
+  if runs > 1:
+    state = jax.tree.map(lambda s: jax.ShapeDtypeStruct((runs,) + s.shape, s.dtype), state)
+    step = jax.vmap(step, in_axes=(0, None, None))
   args = (state, jax.ShapeDtypeStruct((n, d1), dtype), jax.ShapeDtypeStruct((n, d2), dtype))
-  compiled = jax.jit(functools.partial(outer_step, config=config)).lower(*args).compile()
+  compiled = jax.jit(step).lower(*args).compile()
   mem = compiled.memory_analysis()
   if mem is None:  # backend without the analysis
     return 0
@@ -53,8 +60,11 @@ def device_memory_bytes() -> int:
 
 
 def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None = None,
-                dtype=jnp.float32) -> tuple[HumeConfig, int]:
+                dtype=jnp.float32, runs: int = 1) -> tuple[HumeConfig, int]:
   """The least costly of (as given), remat, remat + ever smaller subset chunks that fits.
+
+  ``runs``: runs compiled into one program (``--seeds`` chunk, or ``--k auto``'s runs per K);
+  pass the largest ``k`` the program will have.
 
   Returns:
     ``(config with remat / subset_chunk set, its peak bytes or 0 when it is so far below
@@ -64,7 +74,7 @@ def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None
     MemoryError: when even one subset at a time with remat does not fit.
   """
   budget = device_memory_bytes() if budget is None else budget
-  if rough_step_bytes(config, n, d1, d2, jnp.dtype(dtype).itemsize) < budget // 4:
+  if rough_step_bytes(config, n, d1, d2, jnp.dtype(dtype).itemsize, runs) < budget // 4:
     return config, 0  # far below the limit: not worth a compile
   multiple = jax.device_count() if jax.process_count() > 1 else 1
   chunks = [c for c in range(config.num_subsets, 0, -1)
@@ -73,7 +83,7 @@ def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None
   candidates += [dataclasses.replace(config, remat=True, subset_chunk=c) for c in chunks]
   peak = 0
   for candidate in candidates:
-    peak = step_memory_bytes(candidate, n, d1, d2, dtype)
+    peak = step_memory_bytes(candidate, n, d1, d2, dtype, runs)
     if peak <= budget:
       return candidate, peak
   raise MemoryError(f"one outer step needs {peak / 2**30:.1f} GiB even with --remat and one subset at a "

@@ -14,21 +14,30 @@ def _figure(*args, **kwargs):
   return plt, plt.subplots(*args, **kwargs)
 
 
-def confusion_matrix(pred: np.ndarray, labels: np.ndarray, path: str, title: str = "") -> np.ndarray:
-  """Counts of (true class, found class) after Hungarian matching of the found classes."""
+def confusion_matrix(pred: np.ndarray, labels: np.ndarray, path: str, title: str = "",
+                     class_names: list[str] | None = None) -> np.ndarray:
+  """Counts of (true class, found class). Found classes keep their own numbers (those of
+  ``labels_*.npy``, the map and the example grid); their columns are ordered by the Hungarian
+  matching so that matched pairs lie on the diagonal.
+
+  Returns:
+    ``counts [k, k]``: row = true class, column ``j`` = found class ``order[j]``.
+  """
   k = int(max(pred.max(), labels.max()) + 1)
-  matched = hm.hungarian_map(pred, labels, k)[pred]
-  counts = hm.contingency(labels, matched, k)
-  plt, (fig, ax) = _figure(figsize=(1.2 + 0.5 * k, 1 + 0.5 * k))
+  to_true = hm.hungarian_map(pred, labels, k)       # found class -> matched true class
+  order = np.argsort(to_true)                        # column j: the found class matched to true class j
+  counts = hm.contingency(labels, pred, k)[:, order]
+  plt, (fig, ax) = _figure(figsize=(2.2 + 0.5 * k, 1.2 + 0.5 * k))
   ax.imshow(counts, cmap="Blues")
   for (i, j), c in np.ndenumerate(counts):
     if c:
       ax.text(j, i, str(c), ha="center", va="center", fontsize=7,
               color="white" if c > counts.max() / 2 else "black")
-  ax.set_xlabel("found class (matched)")
+  ax.set_xlabel("found class (as in labels_*.npy), in matched order")
   ax.set_ylabel("true class")
-  ax.set_xticks(range(k))
-  ax.set_yticks(range(k))
+  ax.set_xticks(range(k), [str(c) for c in order])
+  names = list(class_names) if class_names is not None and len(class_names) == k else [str(i) for i in range(k)]
+  ax.set_yticks(range(k), names, fontsize=7 if class_names else None)
   ax.set_title(title or f"ACC {100 * np.trace(counts) / counts.sum():.1f}%")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
@@ -37,13 +46,21 @@ def confusion_matrix(pred: np.ndarray, labels: np.ndarray, path: str, title: str
 
 
 def embedding_map(phi2: np.ndarray, pred: np.ndarray, path: str, max_points: int = 5000, seed: int = 0) -> None:
-  """The first two principal components of ``phi2``, coloured by the found labels."""
+  """The first two principal components of ``phi2``, coloured by the found labels (one colour
+  per class, the colour bar ticked at each class's number)."""
+  import matplotlib.colors as mcolors
   from sklearn.decomposition import PCA
   idx = np.random.default_rng(seed).permutation(len(pred))[:max_points]
   xy = PCA(2, random_state=seed).fit_transform(phi2[idx])
+  k = int(pred.max()) + 1
   plt, (fig, ax) = _figure(figsize=(6, 5))
-  sc = ax.scatter(xy[:, 0], xy[:, 1], c=pred[idx], s=3, cmap="tab20" if pred.max() >= 10 else "tab10")
-  fig.colorbar(sc, ax=ax, label="found class")
+  cmap = plt.get_cmap("tab20" if k > 10 else "tab10", k)
+  norm = mcolors.BoundaryNorm(np.arange(k + 1) - 0.5, k)
+  sc = ax.scatter(xy[:, 0], xy[:, 1], c=pred[idx], s=3, cmap=cmap, norm=norm)
+  bar = fig.colorbar(sc, ax=ax, label="found class (as in labels_*.npy)", ticks=np.arange(k))
+  bar.ax.tick_params(labelsize=7)
+  ax.set_xlabel("phi2 principal component 1")
+  ax.set_ylabel("phi2 principal component 2")
   ax.set_title(f"phi2, first two principal components ({len(idx)} points)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)

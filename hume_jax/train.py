@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
   run.add_argument("--log-every", type=int, default=10, help="iterations between log lines (default 10)")
   run.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
                    help="also report k-means on each representation and a supervised linear probe "
-                   "(needs labels; default: on for the shipped dataset)")
+                   "(needs labels; default: on whenever labels are given; --no-baselines to skip)")
   run.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                    help="write PNGs to --out: confusion matrix (with labels), 2-D map of phi2 coloured by the "
                    "found labels, training curves (needs matplotlib; default on)")
@@ -214,7 +214,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str]:
     raise ValueError("give both --phi1 and --phi2 (or neither, for the shipped default dataset)")
   train = {"phi1": hd.check_features(hd.load_array(args.phi1, "--phi1"), "--phi1"),
            "phi2": hd.check_features(hd.load_array(args.phi2, "--phi2"), "--phi2"),
-           "labels": hd.check_labels(hd.load_array(args.labels, "--labels"), "--labels") if args.labels else None}
+           "labels": hd.check_labels(hd.load_array(args.labels, "--labels", "labels"), "--labels") if args.labels else None}
   hd.check_same_rows({"--phi1": train["phi1"], "--phi2": train["phi2"], "--labels": train["labels"]})
   val = None
   if args.phi1_val or args.phi2_val or args.labels_val:
@@ -222,7 +222,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str]:
       raise ValueError("the inductive setting needs both --phi1-val and --phi2-val")
     val = {"phi1": hd.check_features(hd.load_array(args.phi1_val, "--phi1-val"), "--phi1-val"),
            "phi2": hd.check_features(hd.load_array(args.phi2_val, "--phi2-val"), "--phi2-val"),
-           "labels": (hd.check_labels(hd.load_array(args.labels_val, "--labels-val"), "--labels-val")
+           "labels": (hd.check_labels(hd.load_array(args.labels_val, "--labels-val", "labels"), "--labels-val")
                       if args.labels_val else None)}
     hd.check_same_rows({"--phi1-val": val["phi1"], "--phi2-val": val["phi2"], "--labels-val": val["labels"]})
     for name in ("phi1", "phi2"):
@@ -350,7 +350,13 @@ def main(argv: list[str] | None = None) -> dict:
     from hume_jax.memory import device_memory_bytes, plan_memory
     budget = device_memory_bytes()
     try:
-      planned, peak = plan_memory(config, len(train["phi1"]), train["phi1"].shape[1], train["phi2"].shape[1], budget)
+      # Plan the program that is compiled: --seeds vmaps a chunk of runs; --k auto vmaps --k-seeds
+      # runs per K, the largest at the top of --k-range.
+      runs = (args.seed_chunk or args.seeds) if args.seeds > 1 else (args.k_seeds if args.k == "auto" else 1)
+      largest = dataclasses.replace(config, k=args.k_range[1]) if args.k == "auto" else config
+      planned, peak = plan_memory(largest, len(train["phi1"]), train["phi1"].shape[1], train["phi2"].shape[1],
+                                  budget, runs=runs)
+      planned = dataclasses.replace(planned, k=config.k)
     except MemoryError as e:
       raise SystemExit(f"error: {e}")
     if planned != config:
@@ -383,7 +389,7 @@ def main(argv: list[str] | None = None) -> dict:
     if y is not None:
       entry.update(hm.evaluate(pred, y))
     results["splits"][split] = entry
-  run_baselines = args.baselines if args.baselines is not None else name == "fashion_mnist"
+  run_baselines = args.baselines if args.baselines is not None else True  # cheap reference points, with labels
   table = None
   if labels_known:
     table = {label: results["splits"][split] for label, split in results.pop("_table_rows")}
@@ -407,9 +413,10 @@ def main(argv: list[str] | None = None) -> dict:
     json.dump({args.method: dataclasses.asdict(config), "preset": preset if args.method == "hume" else None, "dataset": name, "seeds": args.seeds,
                "inputs": {a: getattr(args, a) for a in ("phi1", "phi2", "labels", "phi1_val", "phi2_val",
                                                         "labels_val")},
-               "normalize_phi1": args.normalize_phi1, "command": sys.argv, "versions": versions}, f, indent=2)
+               "normalize_phi1": args.normalize_phi1, "command": _command(argv), "versions": versions}, f, indent=2)
   if args.plots:
-    _write_plots(partial, preds, train, val, eval_split, k_selection, images)
+    _write_plots(partial, preds, train, val, eval_split, k_selection, images,
+                 class_names=hd.FASHION_MNIST_CLASSES if name == "fashion_mnist" else None)
   if os.path.isdir(out):
     shutil.rmtree(out)
   os.replace(partial, out)
@@ -429,6 +436,12 @@ def main(argv: list[str] | None = None) -> dict:
   return results
 
 
+def _command(argv: list[str] | None) -> str:
+  """The command line that reproduces this run, pasteable in a shell."""
+  import shlex
+  return shlex.join(["python", "-m", "hume_jax.train"] + list(sys.argv[1:] if argv is None else argv))
+
+
 def _load_images(args, name: str, n: int) -> np.ndarray | None:
   """The images of the evaluated split for the example grid, or None."""
   if args.images:
@@ -446,7 +459,7 @@ def _load_images(args, name: str, n: int) -> np.ndarray | None:
   return None
 
 
-def _write_plots(folder, preds, train, val, eval_split, k_selection=None, images=None):
+def _write_plots(folder, preds, train, val, eval_split, k_selection=None, images=None, class_names=None):
   import importlib.util
   if importlib.util.find_spec("matplotlib") is None:
     print("note: matplotlib is not installed: no plots (pip install matplotlib)")
@@ -458,7 +471,8 @@ def _write_plots(folder, preds, train, val, eval_split, k_selection=None, images
     data = val if split.startswith("val") else train
     plots.embedding_map(data["phi2"], preds[split], os.path.join(folder, f"map_{split}.png"))
     if data["labels"] is not None:
-      plots.confusion_matrix(preds[split], data["labels"], os.path.join(folder, f"confusion_{split}.png"))
+      plots.confusion_matrix(preds[split], data["labels"], os.path.join(folder, f"confusion_{split}.png"),
+                             class_names=class_names)
     if images is not None:
       plots.cluster_examples(images, preds[split], os.path.join(folder, f"examples_{split}.png"))
   if k_selection is not None:

@@ -197,3 +197,16 @@ def test_clipping_is_pytorchs_clip_grad_norm(scale):
   clipped, _ = clip_grad_norm(1.0).update([jnp.asarray(g) for g in grads], optax.EmptyState())
   for t, c in zip(tensors, clipped):
     np.testing.assert_allclose(np.asarray(c), t.grad.numpy(), rtol=1e-14, atol=0)
+
+
+def test_memory_plan_covers_the_vmapped_seeds():
+  from hume_jax.memory import plan_memory, step_memory_bytes
+  cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50)
+  one = step_memory_bytes(cfg, 3000, 32, 64)
+  five = step_memory_bytes(cfg, 3000, 32, 64, runs=5)
+  assert five > 3 * one  # per-run activations scale with the runs vmapped together
+  # A budget that fits one run but not five: planning one run (the old behaviour) keeps the
+  # config as is, planning the compiled program does not.
+  assert plan_memory(cfg, 3000, 32, 64, budget=one)[0] == cfg
+  plan, peak = plan_memory(cfg, 3000, 32, 64, budget=one, runs=5)
+  assert plan.remat and peak <= one

@@ -37,3 +37,12 @@ def test_confusion_matrix_png(tmp_path):
   counts = plots.confusion_matrix(np.array([2, 2, 0, 0, 1, 1, 0]), y, str(tmp_path / "c.png"))
   assert np.trace(counts) == 6 and counts.sum() == 7
   assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_confusion_matrix_keeps_the_found_numbers_in_matched_order(tmp_path):
+  # found 2 <-> true 0, found 0 <-> true 1, found 1 <-> true 2: columns in the order [2, 0, 1]
+  y = np.array([0, 0, 1, 1, 2, 2, 2])
+  pred = np.array([2, 2, 0, 0, 1, 1, 0])
+  counts = plots.confusion_matrix(pred, y, str(tmp_path / "c.png"), class_names=["a", "b", "c"])
+  np.testing.assert_array_equal(counts, hm.contingency(y, pred, 3)[:, [2, 0, 1]])
+  assert np.trace(counts) == 6

@@ -193,3 +193,28 @@ def test_turtle_ranges_are_checked(files, tmp_path, flag, message):
   with pytest.raises(SystemExit, match=message):
     train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--method", "turtle", "--out",
                 str(tmp_path / "r"), "--quiet"] + flag)
+
+
+def test_paths_folder_and_extraction_labels(files, tmp_path):
+  with pytest.raises(SystemExit, match="is a folder; expected a .npy or .npz file"):
+    train.main(["--phi1", str(tmp_path), "--phi2", files["phi2"], "--out", str(tmp_path / "r")] + SMALL)
+  phi1, _, y = planted()
+  np.savez(tmp_path / "extracted.npz", features=phi1, labels=y, indices=np.arange(len(y)))  # extract_torch's layout
+  out = str(tmp_path / "r2")
+  res = train.main(["--phi1", str(tmp_path / "extracted.npz"), "--phi2", files["phi2"], "--labels",
+                    str(tmp_path / "extracted.npz"), "--out", out] + SMALL)
+  assert res["splits"]["train"]["n"] == 600 and "acc" in res["splits"]["train"]  # read :labels, not :features
+  command = json.load(open(os.path.join(out, "config.json")))["command"]
+  assert command.startswith("python -m hume_jax.train --phi1 ") and "extracted.npz" in command
+
+
+def test_api_validates_inputs_like_the_cli():
+  from hume_jax import HumeConfig, fit
+  phi1, phi2, _ = planted()
+  cfg = HumeConfig(k=4, num_iters=1)
+  with pytest.raises(ValueError, match=r"same number of rows .* phi1, phi2; found \{'phi1': 600, 'phi2': 100\}"):
+    fit(phi1, phi2[:100], cfg, progress=False)
+  with pytest.raises(ValueError, match="phi1: expected L2-normalised rows"):
+    fit(phi1 * 3, phi2, cfg, progress=False)
+  with pytest.raises(ValueError, match="phi2: expected finite values"):
+    fit(phi1, np.where(np.arange(600)[:, None] == 5, np.nan, phi2), cfg, progress=False)
