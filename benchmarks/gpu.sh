@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU benchmark in one call (under 8 minutes on an H100): hume_jax's outer iteration at the
-# small and paper configs, beside the PyTorch reference on the same GPU, and the imagenet
-# config's compiled memory. Run from the repository root: bash benchmarks/gpu.sh
+# The GPU benchmark in one call: hume_jax's outer iteration at the small and paper configs,
+# beside the PyTorch reference on the same GPU, and the imagenet config's compiled memory.
+# Not yet run on a GPU: its duration and the memory figures in benchmarks/README.md come from
+# CPU timings and XLA's memory analysis of the CPU-compiled step, not from a GPU.
+# Run from the repository root: bash benchmarks/gpu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-benchmarks/results}

@@ -141,7 +141,7 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
         if not (log_now or save_now):
           continue  # no host sync on other iterations
         record = {"iteration": done, **{f: float(v) for f, v in m._asdict().items()},
-                  "seconds": round(time.perf_counter() - t0, 3)}
+                  "seconds": time.perf_counter() - t0}
         if not np.isfinite(record["loss"]):
           raise FloatingPointError(
               f"non-finite HUME loss ({record['loss']}) at iteration {done}; the last finite state "

@@ -208,11 +208,11 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
   iters = num_iters or plan_iterations(step_s, max(budget_seconds - spent - overhead, 0.0), len(runs), config)
   run_config = scaled_config(dataclasses.replace(config, k=k, seed=seed), iters)
   m, n_tr = run_config.subset_sizes(n)
-  plan = {"step_seconds": round(step_s, 4), "compile_seconds": round(compile_s, 2), "num_iters": iters,
-          "runs": len(runs), "estimate_seconds": round(spent + len(runs) * (iters * step_s + compile_s), 1),
+  plan = {"step_seconds": step_s, "compile_seconds": compile_s, "num_iters": iters,
+          "runs": len(runs), "estimate_seconds": spent + len(runs) * (iters * step_s + compile_s),
           "budget_seconds": budget_seconds, "max_dim": max_dim,
           "dims": {s: int(c.components.shape[0]) for s, c in as_phi1.items()},
-          "explained_variance": {s: round(c.explained, 4) for s, c in as_phi1.items()}}
+          "explained_variance": {s: c.explained for s, c in as_phi1.items()}}
   say(f"auto: each space centred and reduced to its {max_dim} leading principal components "
       f"(a: {plan['dims']['a']}, {100 * plan['explained_variance']['a']:.1f}% of the variance; "
       f"b: {plan['dims']['b']}, {100 * plan['explained_variance']['b']:.1f}%); phi1 L2-normalised, phi2 scaled "
@@ -234,9 +234,9 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
     pred = predict(state.encoder, x1)
     score = separability([cond2["a"], cond2["b"]], pred)
     sizes = np.bincount(pred, minlength=k)
-    entry = {"phi1": phi1_name, "phi2": phi2_name, "start": start, "separability": round(score, 4),
+    entry = {"phi1": phi1_name, "phi2": phi2_name, "start": start, "separability": score,
              "nonempty_classes": int((sizes > 0).sum()), "smallest_class": int(sizes.min()),
-             "seconds": round(time.perf_counter() - t0, 1)}
+             "seconds": time.perf_counter() - t0}
     say(f"auto: phi1 = {phi1_name}, phi2 = {phi2_name}, {start} start: separability {score:.4f} (label-free), "
         f"{entry['nonempty_classes']} of {k} classes non-empty, {entry['seconds']:.0f} s")
     candidates.append(entry)

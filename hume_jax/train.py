@@ -539,7 +539,7 @@ def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_pa
   eval_split = "val" if val is not None else "train"
   print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
   results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
-             "train_seconds": round(seconds, 2), "splits": {}, "_table_rows": [("HUME", eval_split)]}
+             "train_seconds": seconds, "splits": {}, "_table_rows": [("HUME", eval_split)]}
   return preds, results, _encoder_arrays(state.encoder)
 
 
@@ -571,7 +571,7 @@ def _train_auto(args, config, train, val):
   print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
   flags = {"a": "--phi1", "b": "--phi2"}
   results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
-             "train_seconds": round(seconds, 2), "splits": {},
+             "train_seconds": seconds, "splits": {},
              "auto": {"phi1": flags[res.order[0]], "phi2": flags[res.order[1]],
                       "criterion": "separability: chance-corrected 5-fold CV score (kappa) of the labeling in "
                                    "each conditioned space, averaged (label-free)",
@@ -614,7 +614,7 @@ def _train_seeds(args, config, train, val, evaluation):
     preds[split] = p[best]
     preds[f"{split}_vote"] = majority_vote(p, best, config.k)
   results = {"cv_score": cvs[best], "cv_split": eval_split, "best_seed": seeds[best],
-             "train_seconds": round(seconds, 2), "seeds": per_seed, "splits": {},
+             "train_seconds": seconds, "seeds": per_seed, "splits": {},
              "_table_rows": [(f"HUME best-CV run (seed {seeds[best]})", eval_split),
                              (f"HUME majority vote ({len(seeds)} runs)", f"{eval_split}_vote")]}
   if evaluation["labels"] is not None:
@@ -686,7 +686,7 @@ def _train_turtle(args, config, train, val, evaluation, partial):
   eval_split = "val" if val is not None else "train"
   print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
   results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
-             "train_seconds": round(seconds, 2), "splits": {}, "_table_rows": [("TURTLE", eval_split)]}
+             "train_seconds": seconds, "splits": {}, "_table_rows": [("TURTLE", eval_split)]}
   arrays = {}
   for m, head in enumerate(state.encoder, start=1):
     arrays.update({f"v{m}": np.asarray(head.v), f"g{m}": np.asarray(head.g), f"b{m}": np.asarray(head.b)})

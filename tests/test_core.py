@@ -210,3 +210,24 @@ def test_memory_plan_covers_the_vmapped_seeds():
   assert plan_memory(cfg, 3000, 32, 64, budget=one)[0] == cfg
   plan, peak = plan_memory(cfg, 3000, 32, 64, budget=one, runs=5)
   assert plan.remat and peak <= one
+
+
+@pytest.mark.parametrize("remat", [False, True])
+@pytest.mark.parametrize("row_block", [0, 8, 16, 40])  # 8 and 40 divide n = 40 evenly; 16 pads the last block
+def test_inner_sgd_reverse_pass_in_float32_matches_float64_autodiff(remat, row_block):
+  """Users run float32: the hand-written reverse pass in float32 against autodiff in float64
+  (the oracle), at float32 tolerance relative to the gradient's scale."""
+  from hume_jax._inner import inner_sgd_autodiff
+  k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(6), 4)
+  phi2 = jax.random.normal(k1, (40, 7))
+  y = jax.nn.softmax(jax.random.normal(k2, (40, 3)) * 2)
+  w0 = init_linear(k3, 7, 3, jnp.float64)
+  R = jax.random.normal(k4, (7, 3))
+  loss = lambda w: jnp.sum(w.W * R) + jnp.sum(w.b ** 2)
+  f32 = lambda t: jax.tree.map(lambda a: a.astype(jnp.float32), t)
+  fast = jax.grad(lambda y, w0: loss(inner_sgd(w0, phi2.astype(jnp.float32), y, 0.7, 9, remat, row_block)),
+                  argnums=(0, 1))(y.astype(jnp.float32), f32(w0))
+  ref = jax.grad(lambda y, w0: loss(inner_sgd_autodiff(w0, phi2, y, 0.7, 9)), argnums=(0, 1))(y, w0)
+  for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
+    assert a.dtype == jnp.float32
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-6 * float(jnp.max(jnp.abs(b))) + 1e-7)
