@@ -75,7 +75,7 @@ def probe(a, b, y):
                              np.hstack([a, b]), y, cv=5)
 
 
-def run_set(path: str, budget: float, seed: int = 42, on_row=lambda rows: None) -> list[dict]:
+def run_set(path: str, budget: float, seed: int = 42, on_row=lambda rows: None, turtle: bool = True) -> list[dict]:
   with np.load(path) as f:
     a, b, y = f["phi_a"].astype(np.float32), f["phi_b"].astype(np.float32), f["labels"]
   k = len(np.unique(y))
@@ -112,20 +112,31 @@ def run_set(path: str, budget: float, seed: int = 42, on_row=lambda rows: None) 
     phi1 = l2_normalize(a, "phi1")
     state, _ = fit(phi1, b, dataclasses.replace(CPU, k=k, seed=seed), progress=False)
     return predict(state.encoder, phi1)
-  record("HUME, cpu preset, raw inputs", "a->b", hume_cpu)
   record("linear probe, 5-fold (supervised)", "a+b", lambda: probe(a, b, y))
-  record("TURTLE mode, TURTLE defaults", "a+b",
-         lambda: predict_turtle(fit_turtle([a, b], TurtleConfig(k=k, seed=seed), progress=False)[0].encoder, [a, b]))
+  record("HUME, cpu preset, raw inputs", "a->b", hume_cpu)
+  if turtle:
+    record("TURTLE mode, TURTLE defaults", "a+b",
+           lambda: predict_turtle(fit_turtle([a, b], TurtleConfig(k=k, seed=seed), progress=False)[0].encoder, [a, b]))
   return rows
 
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("folder", help="the folder benchmarks/quality_data.py wrote")
+  p.add_argument("folder", nargs="?", help="the folder benchmarks/quality_data.py wrote")
   p.add_argument("--only", default="fashion_mnist,digits,debian_sections,fortunes")
   p.add_argument("--budget", type=float, default=600.0, help="--preset auto's budget in seconds (default 600)")
   p.add_argument("--json", help="also write every row to this file")
+  p.add_argument("--no-turtle", dest="turtle", action="store_false",
+                 help="skip TURTLE mode (6000 iterations at its defaults: about 30 minutes at 10k x 2300-d here)")
+  p.add_argument("--summary", nargs="+", metavar="JSON", help="only print the tables of saved --json files")
   args = p.parse_args()
+  if args.summary:
+    merged = {}
+    for path in args.summary:
+      with open(path) as f:
+        merged.update(json.load(f))
+    summary(merged)
+    return
   import jax
   print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {jax.devices()[0].platform}")
   results = {}
@@ -135,17 +146,32 @@ def main() -> None:
       if args.json:
         with open(args.json, "w") as f:
           json.dump(results, f, indent=1)
-    run_set(os.path.join(args.folder, f"{name}.npz"), args.budget, on_row=save)
+    run_set(os.path.join(args.folder, f"{name}.npz"), args.budget, on_row=save, turtle=args.turtle)
+  summary(results)
+
+
+def summary(results: dict[str, list[dict]]) -> None:
+  """The markdown tables of ``benchmarks/README.md``: per set, every row; then ACC per family."""
+  for name, rows in results.items():
+    print(f"\n{name}\n\n| method | space | ACC | NMI | ARI | empty classes | seconds |\n|---|---|---|---|---|---|---|")
+    for r in rows:
+      print(f"| {r['method']} | {r['space']} | {100 * r['acc']:.1f} | {100 * r['nmi']:.1f} | {100 * r['ari']:.1f} | "
+            f"{r['empty']} | {r['seconds']:.0f} |")
   print("\nACC (%), best space chosen with labels for each baseline family:")
   families = list(dict.fromkeys(r["method"] for rows in results.values() for r in rows))
-  print(f"{'method':<36}" + "".join(f"{n[:14]:>16}" for n in results))
+  if not families:
+    return
+  print("| method | " + " | ".join(results) + " |\n|---" * 1 + "|---" * len(results) + "|")
   for fam in families:
     cells = []
     for rows in results.values():
       rs = [r for r in rows if r["method"] == fam]
+      if not rs:
+        cells.append("-")
+        continue
       best = max(rs, key=lambda r: r["acc"])
       cells.append(f"{100 * best['acc']:.1f}" + (f" ({best['empty']} empty)" if best["empty"] else ""))
-    print(f"{fam:<36}" + "".join(f"{c:>16}" for c in cells))
+    print(f"| {fam} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

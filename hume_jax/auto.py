@@ -194,8 +194,8 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
   t_start = time.perf_counter()
   spaces = {"a": np.asarray(phi_a), "b": np.asarray(phi_b)}
   n = len(phi_a)
-  as_phi1 = {s: fit_conditioning(x, unit_rows=True, max_dim=max_dim) for s, x in spaces.items()}
   as_phi2 = {s: fit_conditioning(x, unit_rows=False, max_dim=max_dim) for s, x in spaces.items()}
+  as_phi1 = {s: c._replace(scale=1.0, unit_rows=True) for s, c in as_phi2.items()}  # same PCA, unit rows
   cond1 = {s: apply_conditioning(c, spaces[s]) for s, c in as_phi1.items()}
   cond2 = {s: apply_conditioning(c, spaces[s]) for s, c in as_phi2.items()}
   orders = [("a", "b"), ("b", "a")]
