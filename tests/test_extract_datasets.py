@@ -99,6 +99,8 @@ def test_image_folder_with_classes_flat_and_mixed(tmp_path):
   (tmp_path / "labeled" / "dog" / "notes.txt").write_text("not an image")
   src = open_dataset(f"folder:{tmp_path / 'labeled'}")
   assert len(src) == 5 and src.class_names == ["cat", "dog"]
+  plain = open_dataset(str(tmp_path / "labeled"))  # an existing folder needs no folder: prefix
+  assert len(plain) == 5 and plain.class_names == ["cat", "dog"]
   np.testing.assert_array_equal(src.labels, [0, 0, 1, 1, 1])
   np.testing.assert_array_equal(np.asarray(src.get(3)), _rgb(1))
   (tmp_path / "flat").mkdir()

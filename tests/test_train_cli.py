@@ -218,3 +218,13 @@ def test_api_validates_inputs_like_the_cli():
     fit(phi1 * 3, phi2, cfg, progress=False)
   with pytest.raises(ValueError, match="phi2: expected finite values"):
     fit(phi1, np.where(np.arange(600)[:, None] == 5, np.nan, phi2), cfg, progress=False)
+
+
+def test_baselines_by_default_when_labels_are_given(files, tmp_path, capsys):
+  res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--labels", files["y"], "--out",
+                    str(tmp_path / "r"), "--no-plots"] + SMALL)
+  assert {"k-means on phi1", "k-means on phi2"} <= set(res["baselines"])
+  assert "k-means on phi1" in capsys.readouterr().out
+  res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--labels", files["y"], "--out",
+                    str(tmp_path / "r2"), "--no-plots", "--no-baselines"] + SMALL)
+  assert "baselines" not in res
