@@ -152,9 +152,9 @@ class AutoResult(NamedTuple):
   Attributes:
     state: final ``TrainState`` of the chosen run.
     order: ``("a", "b")`` when space a is phi1, ``("b", "a")`` when swapped.
-    conditioning: ``{"a": (as phi1), "b": ...}`` per space, as used by the chosen run.
+    conditioning: ``{"phi1": Conditioning, "phi2": Conditioning}`` of the chosen run's spaces.
     config: the chosen run's ``HumeConfig``.
-    candidates: one dict per candidate: order, separability, cluster sizes, seconds.
+    candidates: one dict per candidate: order, start, separability, class counts, seconds.
     plan: the plan printed before training (step time, iterations, estimate).
   """
   state: object
