@@ -45,6 +45,8 @@ def parse() -> argparse.Namespace:
   p.add_argument("--subset-chunk", type=int, default=None, help="hume_jax: subsets per gradient chunk")
   p.add_argument("--remat", action="store_true", help="hume_jax: rematerialise the inner steps")
   p.add_argument("--row-block", type=int, default=None, help="hume_jax: rows per inner block (-1 auto, 0 whole)")
+  p.add_argument("--shared-rows", type=int, default=None, choices=(-1, 0, 1),
+                 help="hume_jax: subsets as row masks over all rows (-1 auto, 0 off, 1 on)")
   p.add_argument("--adaptation-steps", type=int, default=None, help="override T (e.g. to show compile time vs T)")
   p.add_argument("--compile-only", action="store_true", help="report compile time and memory, run nothing")
   p.add_argument("--json", help="also write the results to this file")
@@ -81,20 +83,23 @@ def main() -> None:
     cfg = dataclasses.replace(cfg, subset_chunk=args.subset_chunk)
   if args.row_block is not None:
     cfg = dataclasses.replace(cfg, row_block=args.row_block)
+  if args.shared_rows is not None:
+    cfg = dataclasses.replace(cfg, shared_rows=args.shared_rows)
   if args.remat:
     cfg = dataclasses.replace(cfg, remat=True)
   if args.adaptation_steps:
     cfg = dataclasses.replace(cfg, adaptation_steps=args.adaptation_steps)
   m, n_tr = cfg.subset_sizes(n)
-  chunk, row_block = execution_plan(cfg, n, d2)
+  chunk, row_block, shared = execution_plan(cfg, n, d2)
   device = jax.devices()[0]
   print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} used; jax {jax.__version__} "
         f"on {device.platform} ({device.device_kind})")
   print(f"config {args.config}: n {n}, d1 {d1}, d2 {d2}, k {cfg.k}, S {cfg.num_subsets}, subset {m} "
         f"(train {n_tr}), T {cfg.adaptation_steps}, subsets per chunk {chunk}, rows per block {row_block}, "
-        f"remat {cfg.remat}")
+        f"shared rows {shared}, remat {cfg.remat}")
   result: dict = {"config": args.config, "threads": args.threads, "device": device.device_kind,
-                  "spec": CONFIGS[args.config], "subset_chunk": chunk, "row_block": row_block, "remat": cfg.remat}
+                  "spec": CONFIGS[args.config], "subset_chunk": chunk, "row_block": row_block, "shared_rows": shared,
+                  "remat": cfg.remat}
 
   step = jax.jit(lambda s, p1, p2: outer_step(s, p1, p2, config=cfg))
   state = init_state(jax.random.PRNGKey(0), cfg, d1, d2)

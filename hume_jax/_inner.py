@@ -80,8 +80,35 @@ def inner_sgd(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int,
       the block is in cache, so each step reads ``phi2`` from memory once forward and once
       backward instead of twice each (best on CPUs). Same result up to summation order.
   """
-  V, c = _unrolled_sgd(w0.W.T, w0.b[:, None], phi2, y.T, float(lr), int(steps), bool(remat), int(row_block))
+  V, c = _unrolled_sgd(w0.W.T, w0.b[:, None], phi2, y.T, float(lr), int(steps), bool(remat), int(row_block), 0)
   return Linear(W=V.T, b=c[:, 0])
+
+
+def inner_sgd_shared_rows(w0: Linear, phi2: jax.Array, YT: jax.Array, lr: float, steps: int, n_train: int,
+                          remat: bool = False) -> Linear:
+  """``S`` inner problems on the rows of one ``phi2``, each with its own targets, in lockstep.
+
+  Problem ``s`` is ``inner_sgd(w0[s], phi2[rows_s], y[rows_s], ...)`` with ``n_train`` rows
+  ``rows_s``, written over all ``n`` rows with targets ``YT[s]`` that are zero outside
+  ``rows_s``: a row with zero targets has zero gradient (``G = P * sum_k Y - Y = 0``), and
+  the mean is taken over ``n_train``. The ``S`` classifiers are stacked into one
+  ``[S k, d2]`` matrix, so every product of a step is one wide ``[S k, d2] x [d2, n]`` (or
+  ``[S k, n] x [n, d2]``) product instead of ``S`` narrow ones: worth it when the subsets
+  cover most rows (``benchmarks/README.md``). Same result up to summation order.
+
+  Args:
+    w0: ``W [S, d2, k]``, ``b [S, k]``.
+    phi2: ``[n, d2]``.
+    YT: ``[S, k, n]`` targets, zero outside each problem's rows (not detached).
+    lr, steps, remat: as for ``inner_sgd``.
+    n_train: rows of each problem (the divisor of its mean).
+
+  Returns:
+    ``Linear`` with ``W [S, d2, k]``, ``b [S, k]``.
+  """
+  V, c = _unrolled_sgd(jnp.swapaxes(w0.W, 1, 2), w0.b[:, :, None], phi2, YT, float(lr), int(steps), bool(remat),
+                       0, int(n_train))
+  return Linear(W=jnp.swapaxes(V, 1, 2), b=c[:, :, 0])
 
 
 def inner_sgd_autodiff(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int) -> Linear:
@@ -98,33 +125,41 @@ def inner_sgd_autodiff(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, ste
 # [k, n], targets Y^T [k, n]. One step (Eq. 5 with the gradient of cross_entropy_grad):
 #   P = softmax_k(Z),  G = (P * s - Y^T) / n  with s = sum_k Y^T  [1, n],
 #   V <- V - lr G phi2,  c <- c - lr G 1.
+# V, c, Y^T may carry a leading axis of S stacked problems ([S, k, .]; inner_sgd_shared_rows):
+# the products then run on the [S k, .] matrices, the softmax over each problem's k, and the
+# mean is over n_div rows (n_div = 0: all n rows).
+
+def _mm(A, B):
+  """``A [..., k, p] @ B [p, q]`` as one ``[(...) k, p] x [p, q]`` product."""
+  return (A.reshape(-1, A.shape[-1]) @ B).reshape(A.shape[:-1] + B.shape[1:])
+
 
 def _probs(V, c, phi2_t):
-  return jax.nn.softmax(V @ phi2_t + c, axis=0)
+  return jax.nn.softmax(_mm(V, phi2_t) + c, axis=-2)
 
 
-def _forward(V0, c0, phi2, YT, lr, steps, remat):
-  n = phi2.shape[0]
+def _forward(V0, c0, phi2, YT, lr, steps, remat, n_div):
+  n = n_div or phi2.shape[0]
   phi2_t = phi2.T
-  s = jnp.sum(YT, axis=0, keepdims=True)
+  s = jnp.sum(YT, axis=-2, keepdims=True)
 
   def step(carry, _):
     V, c = carry
     P = _probs(V, c, phi2_t)
     G = (P * s - YT) / n
-    return (V - lr * (G @ phi2), c - lr * jnp.sum(G, axis=1, keepdims=True)), (carry if remat else P)
+    return (V - lr * _mm(G, phi2), c - lr * jnp.sum(G, axis=-1, keepdims=True)), (carry if remat else P)
 
   return jax.lax.scan(step, (V0, c0), None, length=steps)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
-def _unrolled_sgd(V0, c0, phi2, YT, lr, steps, remat, block):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7, 8))
+def _unrolled_sgd(V0, c0, phi2, YT, lr, steps, remat, block, n_div):
   if block:
     return _forward_blocked(V0, c0, *_blocks(phi2, YT, block), phi2.shape[0], lr, steps, remat)[0]
-  return _forward(V0, c0, phi2, YT, lr, steps, remat)[0]
+  return _forward(V0, c0, phi2, YT, lr, steps, remat, n_div)[0]
 
 
-def _unrolled_sgd_fwd(V0, c0, phi2, YT, lr, steps, remat, block):
+def _unrolled_sgd_fwd(V0, c0, phi2, YT, lr, steps, remat, block, n_div):
   if phi2.perturbed:
     raise NotImplementedError("inner_sgd: the gradient with respect to phi2 is not implemented; "
                               "use inner_sgd_autodiff")
@@ -132,30 +167,30 @@ def _unrolled_sgd_fwd(V0, c0, phi2, YT, lr, steps, remat, block):
     Xb, Yb, sb = _blocks(phi2.value, YT.value, block)
     out, history = _forward_blocked(V0.value, c0.value, Xb, Yb, sb, YT.value.shape[1], lr, steps, remat)
     return out, ((Xb, Yb, sb), YT.value, history)
-  out, history = _forward(V0.value, c0.value, phi2.value, YT.value, lr, steps, remat)
+  out, history = _forward(V0.value, c0.value, phi2.value, YT.value, lr, steps, remat, n_div)
   return out, (phi2.value, YT.value, history)
 
 
-def _unrolled_sgd_bwd(lr, steps, remat, block, residuals, cotangents):
+def _unrolled_sgd_bwd(lr, steps, remat, block, n_div, residuals, cotangents):
   if block:
     return _backward_blocked(lr, steps, remat, residuals, cotangents)
   phi2, YT, history = residuals
-  n = phi2.shape[0]
+  n = n_div or phi2.shape[0]
   phi2_t = phi2.T
-  s = jnp.sum(YT, axis=0, keepdims=True)
+  s = jnp.sum(YT, axis=-2, keepdims=True)
   V_bar, c_bar = (jnp.zeros(ct.shape, ct.dtype) if isinstance(ct, SymbolicZero) else ct for ct in cotangents)
 
   def step(carry, saved):
     V_bar, c_bar, Y_bar = carry
     P = _probs(*saved, phi2_t) if remat else saved
     # G enters V_{t+1} = V_t - lr G phi2 and c_{t+1} = c_t - lr G 1.
-    G_bar = -lr * (V_bar @ phi2_t + c_bar)
+    G_bar = -lr * (_mm(V_bar, phi2_t) + c_bar)
     # G = (P * s - Y^T) / n, with s = sum_k Y^T.
     P_bar = G_bar * s / n
-    Y_bar = Y_bar - G_bar / n + jnp.sum(G_bar * P, axis=0, keepdims=True) / n
+    Y_bar = Y_bar - G_bar / n + jnp.sum(G_bar * P, axis=-2, keepdims=True) / n
     # P = softmax_k(Z): Z_bar = P * (P_bar - sum_k P_bar P); Z = V phi2^T + c.
-    Z_bar = P * (P_bar - jnp.sum(P_bar * P, axis=0, keepdims=True))
-    return (V_bar + Z_bar @ phi2, c_bar + jnp.sum(Z_bar, axis=1, keepdims=True), Y_bar), None
+    Z_bar = P * (P_bar - jnp.sum(P_bar * P, axis=-2, keepdims=True))
+    return (V_bar + _mm(Z_bar, phi2), c_bar + jnp.sum(Z_bar, axis=-1, keepdims=True), Y_bar), None
 
   (V0_bar, c0_bar, Y_bar), _ = jax.lax.scan(step, (V_bar, c_bar, jnp.zeros_like(YT)), history,
                                             reverse=True)

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from hume_jax._inner import Linear, init_linear, inner_sgd, soft_cross_entropy
+from hume_jax._inner import Linear, init_linear, inner_sgd, inner_sgd_shared_rows, soft_cross_entropy
 from hume_jax._task_encoder import TaskEncoder, task_labels
 
 
@@ -100,6 +100,37 @@ def hume_loss(encoder: TaskEncoder, phi1: jax.Array, phi2: jax.Array, subsets: j
     return loss, jax.tree.map(lambda x: x[None], stats)
   losses, stats = jax.vmap(one, in_axes=(0, 0 if per_subset_w0 else None))(subsets, w0)
   return jnp.mean(losses), stats
+
+
+def hume_loss_shared_rows(encoder: TaskEncoder, phi1: jax.Array, phi2: jax.Array, subsets: jax.Array,
+                          w0: Linear, *, n_train: int, tau, inner_lr: float, steps: int, H_reg: float,
+                          remat: bool = False) -> tuple[jax.Array, SubsetStats]:
+  """``hume_loss`` computed over all ``n`` rows at once, the subsets as row masks.
+
+  The labels ``y = sparsemax(phi1 @ E^T / tau)`` of every row are computed once; subset
+  ``s``'s inner problem gets targets ``y`` on its ``n_train`` training rows and zero
+  elsewhere (``inner_sgd_shared_rows``: the ``S`` classifiers step together through wide
+  products), its held-out error is the CE averaged over its held-out rows, and its label
+  distribution the mean of ``y`` over its ``m`` rows. Equal to ``hume_loss`` up to summation
+  order (tested to 1e-12 in float64); cheaper on a CPU when the subsets cover most of the
+  ``n`` rows, since it computes every step on all ``n`` rows. Arguments as ``hume_loss``.
+  """
+  S, m = subsets.shape
+  n = phi1.shape[0]
+  if w0.W.ndim == 2:
+    w0 = jax.tree.map(lambda x: jnp.broadcast_to(x, (S,) + x.shape), w0)
+  rows = jnp.arange(S)[:, None]
+  train = jnp.zeros((S, n), phi1.dtype).at[rows, subsets[:, :n_train]].set(1)  # [S, n] row masks
+  test = jnp.zeros((S, n), phi1.dtype).at[rows, subsets[:, n_train:]].set(1)
+  y = task_labels(encoder, phi1, tau)                                           # [n, k] (Eq. 3)
+  w = inner_sgd_shared_rows(w0, phi2, y.T[None] * train[:, None, :], inner_lr, steps, n_train, remat)  # Eq. 5
+  logits = jnp.einsum("sdk,nd->snk", w.W, phi2) + w.b[:, None, :]              # [S, n, k]
+  ce = -jnp.sum(y[None] * jax.nn.log_softmax(logits, axis=-1), axis=-1)        # [S, n]
+  test_error = jnp.sum(ce * test, axis=1) / (m - n_train)
+  label_dist = (train + test) @ y / m                                           # [S, k]
+  h = entropy(label_dist)
+  losses = test_error - H_reg * h                                               # Eq. 7
+  return jnp.mean(losses), SubsetStats(test_error, h, label_dist)
 
 
 def init_inner(key: jax.Array, num_subsets: int, d2: int, k: int, dtype=jnp.float32) -> Linear:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from hume_jax._inner import Linear, init_linear
-from hume_jax._objective import draw_subsets, hume_loss, init_inner
+from hume_jax._objective import draw_subsets, hume_loss, hume_loss_shared_rows, init_inner
 from hume_jax._task_encoder import TaskEncoder, init_task_encoder
 from hume_jax.config import HumeConfig
 
@@ -115,7 +115,7 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
   subsets = draw_subsets(k_sub, n, config.num_subsets, m)
   w0 = (init_inner(k_init, config.num_subsets, d2, config.k, phi2.dtype)
         if config.rand_init else state.w0)
-  chunk, row_block = execution_plan(config, n, d2, phi2.dtype.itemsize, mesh)
+  chunk, row_block, shared = execution_plan(config, n, d2, phi2.dtype.itemsize, mesh)
 
   def shard(x, axis):  # split axis `axis` (the subsets) over the mesh
     if mesh is None:
@@ -124,10 +124,12 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
     return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
 
   def loss_fn(raw, subsets, w0):
-    return hume_loss(state.encoder._replace(raw=raw), phi1, phi2, subsets, w0,
-                     n_train=n_train, tau=tau, inner_lr=config.inner_lr,
-                     steps=config.adaptation_steps, H_reg=config.H_reg, remat=config.remat,
-                     row_block=row_block)
+    encoder = state.encoder._replace(raw=raw)
+    kw = dict(n_train=n_train, tau=tau, inner_lr=config.inner_lr, steps=config.adaptation_steps,
+              H_reg=config.H_reg, remat=config.remat)
+    if shared:
+      return hume_loss_shared_rows(encoder, phi1, phi2, subsets, w0, **kw)
+    return hume_loss(encoder, phi1, phi2, subsets, w0, row_block=row_block, **kw)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   if chunk >= config.num_subsets:
@@ -161,21 +163,44 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
 
 CPU_ROW_BLOCK = 128  # rows of phi2 per block on a CPU: 128 x d2 floats stay in L2 (measured best)
 CPU_BLOCKED_ABOVE = 4 * 2**20  # bytes of one subset's inner block beyond which the CPU plan switches
+CPU_SHARED_COVERAGE = 0.8  # on a CPU, subsets of at least this share of the rows run as row masks
+CPU_SHARED_WIDTH = 100  # ... with this many stacked classifier rows (subsets x k) per product
 
 
-def execution_plan(config: HumeConfig, n: int, d2: int, itemsize: int = 4, mesh=None) -> tuple[int, int]:
-  """``(subsets per chunk, rows per block)`` for this backend and size; neither changes the result.
+def execution_plan(config: HumeConfig, n: int, d2: int, itemsize: int = 4, mesh=None) -> tuple[int, int, bool]:
+  """``(subsets per chunk, rows per block, shared rows)`` for this backend and size; none of
+  them changes the result.
 
   On accelerators all subsets run at once (vmapped, batched) with whole-matrix products.
-  On a CPU the same holds while one subset's inner block ``[n_train, d2]`` is small (up to
-  ``CPU_BLOCKED_ABOVE`` bytes, about an L2 cache); above it the subsets run one at a time (a ``vmap`` makes every
-  inner matmul a batched one, which XLA's CPU backend runs about 1.6x slower at that size)
-  and each inner step walks ``phi2`` in L2-sized row blocks (about 1.5x faster again at
-  the paper's size; ``benchmarks/README.md``). ``config.subset_chunk`` /
-  ``config.row_block`` override the choice.
+  On a CPU, measured in ``benchmarks/README.md``:
+
+  - when each subset covers most of the ``n`` rows (``m >= 0.8 n``, e.g. the official
+    subsets of 10,000 rows on 10,000 samples), the subsets run in chunks as row masks over
+    all rows (``hume_loss_shared_rows``), their ``k``-row classifiers stacked into products
+    about ``CPU_SHARED_WIDTH`` rows wide, which run near the machine's matmul rate while
+    ``k = 10``-row products reach half of it;
+  - otherwise the subsets run one at a time: a ``vmap`` makes every inner product a batched
+    ``dot_general``, which XLA's CPU backend runs slower than the same products one by one
+    (one core: 0.19 against 0.30 CPU s per outer iteration of the default run; equal on
+    two). Once one subset's inner block ``[n_train, d2]`` outgrows ``CPU_BLOCKED_ABOVE``
+    bytes (about an L2 cache), each inner step also walks ``phi2`` in L2-sized row blocks.
+
+  ``config.subset_chunk`` / ``config.row_block`` / ``config.shared_rows`` override the
+  choice; with a device mesh the subsets stay together so that they can be split over its
+  devices.
   """
-  _, n_train = config.subset_sizes(n)
-  blocked = jax.default_backend() == "cpu" and n_train * d2 * itemsize > CPU_BLOCKED_ABOVE
-  chunk = config.subset_chunk or (1 if blocked and mesh is None else config.num_subsets)
+  m, n_train = config.subset_sizes(n)
+  cpu = jax.default_backend() == "cpu" and mesh is None
+  S = config.num_subsets
+  if config.shared_rows >= 0:
+    shared = bool(config.shared_rows)
+  else:
+    shared = cpu and S > 1 and m >= CPU_SHARED_COVERAGE * n and config.k < CPU_SHARED_WIDTH
+  if shared:
+    wide = [c for c in range(1, S + 1) if S % c == 0 and c * config.k >= CPU_SHARED_WIDTH]
+    chunk = config.subset_chunk or (min(wide) if wide and cpu else S)
+    return chunk, 0, True
+  blocked = cpu and n_train * d2 * itemsize > CPU_BLOCKED_ABOVE
+  chunk = config.subset_chunk or (1 if cpu else S)
   row_block = config.row_block if config.row_block >= 0 else (CPU_ROW_BLOCK if blocked else 0)
-  return chunk, row_block
+  return chunk, row_block, False

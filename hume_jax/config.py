@@ -35,15 +35,18 @@ class HumeConfig:
     clip_norm: global-norm clipping of the task encoder's gradient.
     seed: seed of the run.
     subset_chunk: compute the hypergradient over this many subsets at a time and sum
-      (0: automatic, see ``execution_plan``: all at once, except one at a time on a CPU
-      when a subset's inner block outgrows its L2 cache). Same result, less memory. Not a
-      HUME hyperparameter.
+      (0: automatic, see ``execution_plan``: all at once on accelerators, one at a time on
+      a CPU). Same result, less memory. Not a HUME hyperparameter.
     remat: recompute the inner steps' activations in the backward pass instead of storing
       them. Same result, less memory. Not a HUME hyperparameter.
     row_block: rows of ``phi2`` per block in each inner step (see ``inner_sgd``); 0:
       whole-matrix products; -1: automatic (``execution_plan``: 128 on a CPU when a
       subset's inner block outgrows L2, else 0). Same result up to summation order. Not a
       HUME hyperparameter.
+    shared_rows: 1 to compute the subsets of a chunk over all rows at once, as row masks,
+      with their classifiers stacked into wide products (``hume_loss_shared_rows``); 0 not;
+      -1: automatic (``execution_plan``: on a CPU when each subset covers most rows). Same
+      result up to summation order. Not a HUME hyperparameter.
   """
   k: int = 10
   inner_lr: float = 1e-3
@@ -64,6 +67,7 @@ class HumeConfig:
   subset_chunk: int = 0
   remat: bool = False
   row_block: int = -1
+  shared_rows: int = -1
 
   def subset_sizes(self, n: int) -> tuple[int, int]:
     """``(m, n_train)``: rows per subset for ``n`` samples and its inner training part."""

@@ -15,7 +15,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from hume_jax._outer import init_state, outer_step
+from hume_jax._outer import execution_plan, init_state, outer_step
 from hume_jax.config import HumeConfig
 
 
@@ -77,8 +77,8 @@ def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None
   if rough_step_bytes(config, n, d1, d2, jnp.dtype(dtype).itemsize, runs) < budget // 4:
     return config, 0  # far below the limit: not worth a compile
   multiple = jax.device_count() if jax.process_count() > 1 else 1
-  chunks = [c for c in range(config.num_subsets, 0, -1)
-            if config.num_subsets % c == 0 and c % multiple == 0 and c < config.num_subsets]
+  planned_chunk = execution_plan(config, n, d2)[0]  # e.g. one subset at a time on a CPU already
+  chunks = [c for c in range(planned_chunk - 1, 0, -1) if config.num_subsets % c == 0 and c % multiple == 0]
   candidates = [config, dataclasses.replace(config, remat=True)]
   candidates += [dataclasses.replace(config, remat=True, subset_chunk=c) for c in chunks]
   peak = 0

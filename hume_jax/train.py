@@ -43,8 +43,7 @@ _CONFIG_FLAGS = [
     ("train_fraction", float, "share of each subset that trains the inner classifier; the rest is held out"),
     ("seed", int, "seed of the initialisation and of every subset"),
     ("subset_chunk", int, "memory: compute the hypergradient over this many subsets at a time "
-     "(a divisor of --num-subsets; 0 = automatic: all at once, or one at a time on a CPU when a subset "
-     "outgrows its L2 cache); same result"),
+     "(a divisor of --num-subsets; 0 = automatic: all at once on a GPU, one at a time on a CPU); same result"),
     ("row_block", int, "speed: rows of phi2 per block of each inner step (0 = whole matrices; -1 = automatic: "
      "128 on a CPU when a subset outgrows its L2 cache, else 0); same result up to rounding"),
 ]

@@ -136,7 +136,8 @@ def test_chunked_and_rematerialised_steps_give_the_same_update(rand_init):
   ref, m_ref = outer_step(state, phi1, phi2, config=base)
   for cfg in (dataclasses.replace(base, subset_chunk=2), dataclasses.replace(base, subset_chunk=1, remat=True),
               dataclasses.replace(base, remat=True), dataclasses.replace(base, subset_chunk=1, row_block=16),
-              dataclasses.replace(base, row_block=7, remat=True)):
+              dataclasses.replace(base, row_block=7, remat=True), dataclasses.replace(base, shared_rows=1),
+              dataclasses.replace(base, shared_rows=1, subset_chunk=2, remat=True)):
     out, m = jax.jit(functools.partial(outer_step, config=cfg))(state, phi1, phi2)
     np.testing.assert_allclose(out.encoder.raw, ref.encoder.raw, rtol=0, atol=1e-12)
     np.testing.assert_allclose(m.loss, m_ref.loss, rtol=1e-12)
@@ -144,20 +145,52 @@ def test_chunked_and_rematerialised_steps_give_the_same_update(rand_init):
   assert float(m_ref.grad_norm) > 1e-3
 
 
+@pytest.mark.parametrize("m, shared_w0", [(60, False), (40, True)])
+def test_subsets_as_row_masks_give_hume_loss_and_its_gradient(m, shared_w0):
+  """hume_loss_shared_rows (all rows at once, subsets as masks, stacked classifiers) against
+  hume_loss (each subset gathered), float64: subsets of all rows (m = n) and of some."""
+  from hume_jax._objective import draw_subsets, hume_loss, hume_loss_shared_rows, init_inner
+  from hume_jax._task_encoder import init_task_encoder
+  rng = np.random.default_rng(0)
+  phi1 = rng.normal(size=(60, 7))
+  phi1 = jnp.asarray(phi1 / np.linalg.norm(phi1, axis=1, keepdims=True))
+  phi2 = jnp.asarray(rng.normal(size=(60, 5)))
+  encoder = init_task_encoder(jax.random.PRNGKey(1), 3, 7, jnp.float64)
+  subsets = draw_subsets(jax.random.PRNGKey(2), 60, 4, m)
+  w0 = (init_linear(jax.random.PRNGKey(3), 5, 3, jnp.float64) if shared_w0
+        else init_inner(jax.random.PRNGKey(3), 4, 5, 3, jnp.float64))
+  kw = dict(n_train=int(m * 0.9), tau=0.3, inner_lr=0.5, steps=6, H_reg=2.0)
+  results = [jax.value_and_grad(lambda raw: fn(encoder._replace(raw=raw), phi1, phi2, subsets, w0, **kw),
+                                has_aux=True)(encoder.raw) for fn in (hume_loss, hume_loss_shared_rows)]
+  ((l1, s1), g1), ((l2, s2), g2) = results
+  np.testing.assert_allclose(l2, l1, rtol=1e-13)
+  np.testing.assert_allclose(g2, g1, rtol=0, atol=1e-13)
+  for a, b in zip(s1, s2):
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-13)
+  assert float(jnp.abs(g1).max()) > 1e-2
+
+
 def test_memory_plan_escalates_until_it_fits():
   from hume_jax.memory import plan_memory, step_memory_bytes
-  cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50)
+  # All four subsets at once (the accelerators' plan; a CPU runs them one at a time by itself).
+  cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50, subset_chunk=4)
   full = step_memory_bytes(cfg, 3000, 32, 64)
   remat = step_memory_bytes(dataclasses.replace(cfg, remat=True), 3000, 32, 64)
   assert remat < full
   assert plan_memory(cfg, 3000, 32, 64, budget=full)[0] == cfg
   assert plan_memory(cfg, 3000, 32, 64, budget=2**40) == (cfg, 0)  # far below: no compile
   plan, peak = plan_memory(cfg, 3000, 32, 64, budget=remat)
-  assert plan.remat and plan.subset_chunk == 0 and peak <= remat
+  assert plan.remat and plan.subset_chunk == 4 and peak <= remat
   plan, peak = plan_memory(cfg, 3000, 32, 64, budget=remat - 1)
   assert plan.remat and plan.subset_chunk in (1, 2) and peak < remat
   with pytest.raises(MemoryError, match="even with --remat"):
     plan_memory(cfg, 3000, 32, 64, budget=1000)
+  # The automatic CPU plan already runs one subset at a time: no larger chunk is offered.
+  auto = dataclasses.replace(cfg, subset_chunk=0)
+  one_remat = step_memory_bytes(dataclasses.replace(auto, remat=True), 3000, 32, 64)
+  assert one_remat < remat
+  with pytest.raises(MemoryError, match="even with --remat"):
+    plan_memory(auto, 3000, 32, 64, budget=one_remat - 1)
 
 
 @pytest.mark.parametrize("remat", [False, True])
@@ -201,7 +234,7 @@ def test_clipping_is_pytorchs_clip_grad_norm(scale):
 
 def test_memory_plan_covers_the_vmapped_seeds():
   from hume_jax.memory import plan_memory, step_memory_bytes
-  cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50)
+  cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50, subset_chunk=4)
   one = step_memory_bytes(cfg, 3000, 32, 64)
   five = step_memory_bytes(cfg, 3000, 32, 64, runs=5)
   assert five > 3 * one  # per-run activations scale with the runs vmapped together
