@@ -12,10 +12,14 @@ Sample output (2-core x86_64 CPU, jax 0.10.2, torch 2.13.0; see benchmarks/READM
     ...
 
 Times alternate hume_jax and reference iterations after a warm-up and report medians;
-compile time is reported apart. The roofline line divides the bytes that must move per
-outer iteration (4 passes over each inner training block [n_tr, d2] per step: forward
-logits, gradient, and their two transposes in the backward pass) by this machine's
-streaming read bandwidth.
+compile time is reported apart. Two bounds of the kernel as written follow, and which one
+binds: the memory-traffic bound (bytes the kernel reads per outer iteration over this
+machine's streaming read bandwidth: 4 passes over each inner block per step with
+whole-matrix products, 2 with row blocks, which read each block once forward and once
+backward while it sits in cache) and the compute bound (8 rows d2 k FLOPs per inner step and
+subset over this machine's measured rate for the same product shapes). This is a timing
+script for the PyTorch reference of the tests (``torch_reference.py``); speed claims against
+a faster, lean reference are made by ``reference_speed.py``.
 """
 
 from __future__ import annotations
@@ -171,12 +175,50 @@ def main() -> None:
     result["ratio"] = result["torch_s"] / result["hume_jax_s"]
     print(f"torch     median {result['torch_s']:.3f} s/it  (runs: {', '.join(f'{x:.3f}' for x in times_t)})"
           f"   ratio torch/hume_jax {result['ratio']:.2f}x")
-  bytes_moved = 4 * cfg.adaptation_steps * cfg.num_subsets * n_tr * d2 * 4
+  # Two bounds of the kernel as written. Memory traffic: passes over each inner block [rows, d2]
+  # per step (4 for whole-matrix products: 2 forward, 2 backward; 2 for row blocks, each read
+  # once forward and once backward while in cache). Compute: 8 rows d2 k FLOPs per step and
+  # subset (4 products) at this machine's rate for the same product shapes.
+  rows = n if shared else n_tr
+  passes = 2 if row_block else 4
+  bytes_moved = passes * cfg.adaptation_steps * cfg.num_subsets * rows * d2 * 4
+  flops = 8 * cfg.adaptation_steps * cfg.num_subsets * rows * d2 * cfg.k
   bw = stream_bandwidth()
-  result.update(bytes_per_iter=bytes_moved, bandwidth_Bps=bw, floor_s=bytes_moved / bw)
-  print(f"roofline: {bytes_moved / 1e9:.1f} GB per iteration / {bw / 1e9:.1f} GB/s = {bytes_moved / bw:.3f} s "
-        f"floor; hume_jax at {result['hume_jax_s'] / (bytes_moved / bw):.2f}x the floor")
+  rate = product_rate(chunk * cfg.k if shared else cfg.k, min(rows, row_block) if row_block else rows, d2)
+  memory_floor, compute_floor = bytes_moved / bw, flops / rate
+  result.update(bytes_per_iter=bytes_moved, bandwidth_Bps=bw, memory_floor_s=memory_floor, flops_per_iter=flops,
+                product_flops_per_s=rate, compute_floor_s=compute_floor)
+  print(f"memory-traffic bound: {passes} passes, {bytes_moved / 1e9:.1f} GB per iteration / {bw / 1e9:.1f} GB/s "
+        f"= {memory_floor:.3f} s")
+  print(f"compute bound: {flops / 1e9:.1f} GFLOP per iteration / {rate / 1e9:.1f} GFLOP/s (this machine, these "
+        f"product shapes) = {compute_floor:.3f} s")
+  binding = "compute" if compute_floor >= memory_floor else "memory traffic"
+  print(f"the {binding} bound binds; hume_jax at {result['hume_jax_s'] / max(memory_floor, compute_floor):.2f}x it")
   _finish(args, result)
+
+
+def product_rate(k: int, rows: int, d2: int) -> float:
+  """FLOP/s of the inner step's two product shapes, ``[k, d2] x [d2, rows]`` and ``[k, rows] x
+  [rows, d2]``, on this machine (XLA, the threads this process may use), median of 5."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  rng = np.random.default_rng(0)
+  reps = max(1, int(2e9 // (2 * k * rows * d2)))
+  total = []
+  for a_shape, b_shape in (((k, d2), (d2, rows)), ((k, rows), (rows, d2))):
+    a = jnp.asarray(rng.normal(size=a_shape), jnp.float32)
+    b = jnp.asarray(rng.normal(size=b_shape), jnp.float32)
+    f = jax.jit(lambda a, b: jax.lax.fori_loop(
+        0, reps, lambda i, acc: acc + (a + acc[0, 0] * 0) @ b, jnp.zeros((a_shape[0], b_shape[1]), jnp.float32)))
+    f(a, b).block_until_ready()
+    times = []
+    for _ in range(5):
+      t = time.perf_counter()
+      f(a, b).block_until_ready()
+      times.append(time.perf_counter() - t)
+    total.append(float(np.median(times)))
+  return 2 * (2 * k * rows * d2 * reps) / sum(total)
 
 
 def _finish(args, result):

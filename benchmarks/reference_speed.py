@@ -14,10 +14,13 @@ alternation (round 1: fast, slow, hume_jax; round 2: the same ...), on the same 
 - **hume_jax**: ``python -m hume_jax.train`` as a user runs it (progress bar, checkpoints,
   final evaluation), with the config's hyperparameters as flags.
 
-Per-iteration cost is measured by difference so that start-up, compilation and the final
-evaluation cancel: each program runs ``--iters-low`` and ``--iters-high`` outer iterations,
-and ``(cost(high) - cost(low)) / (high - low)`` is reported, in CPU seconds (user + system
-of the child, robust to other load on a shared machine) and wall seconds. Medians over rounds.
+Per-iteration cost is what each program reports for its own iterations after the first
+(``--warmup``), so that start-up, compilation and the final evaluation stay out: the fast
+reference its per-iteration lines (``iter i (timed) ... cpu=...``), the slow reference the
+same from a small driver, ``hume_jax`` the ``seconds`` and ``cpu_seconds`` of its
+``log.jsonl`` (logged every 5 iterations; per iteration: the difference of consecutive
+records / 5). CPU seconds (user + system of the process, robust to other load on a shared
+machine) and wall seconds; medians over all measured iterations of all rounds.
 
 It also reports the achieved GFLOP/s of the inner products (``8 n_tr d2 k`` FLOPs per inner
 step and subset: two products forward, two in the reverse pass) and this machine's rate for
@@ -36,15 +39,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CONFIGS = {
     "small": dict(n=5000, d1=128, d2=256, k=10, num_subsets=4, subset_size=2000, adaptation_steps=50,
-                  low=5, high=55),
+                  warmup=5, iters=30),
     "paper": dict(n=10000, d1=512, d2=768, k=10, num_subsets=20, subset_size=10000, adaptation_steps=300,
-                  low=1, high=2),
+                  warmup=1, iters=1),
 }
 # The official hyperparameters that set the cost (the rest: official defaults in every program).
 TAU, INNER_LR, OUTER_LR, H_REG, TRAIN_FRACTION = 0.1, 1e-3, 1e-3, 10.0, 0.9
@@ -56,8 +58,9 @@ def parse() -> argparse.Namespace:
   p.add_argument("--config", choices=sorted(CONFIGS), default="small")
   p.add_argument("--threads", type=int, nargs="+", default=[1], help="core counts to measure (default: 1)")
   p.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported (default 3)")
-  p.add_argument("--iters-low", type=int, default=None, help="outer iterations of the short run (default: config's)")
-  p.add_argument("--iters-high", type=int, default=None, help="outer iterations of the long run (default: config's)")
+  p.add_argument("--warmup", type=int, default=None, help="iterations left out of each run (default: config's)")
+  p.add_argument("--iters", type=int, default=None, help="measured iterations per run and round (default: config's; "
+                 "hume_jax: a multiple of 5)")
   p.add_argument("--no-slow-ref", action="store_true", help="skip benchmarks/torch_reference.py")
   p.add_argument("--json", help="also write the results to this file")
   return p.parse_args()
@@ -78,7 +81,7 @@ def synthetic_inputs(folder: str, c: dict) -> tuple[str, str]:
 
 
 SLOW_REF_DRIVER = """
-import sys, numpy as np, torch
+import sys, time, numpy as np, torch
 sys.path.insert(0, {here!r})
 import torch_reference as tr
 torch.set_num_threads({threads}); torch.manual_seed(0)
@@ -86,45 +89,59 @@ phi1, phi2 = torch.from_numpy(np.load({p1!r})), torch.from_numpy(np.load({p2!r})
 n, d1 = phi1.shape; d2 = phi2.shape[1]
 enc = tr.make_task_encoder(d1, {k}); opt = torch.optim.Adam(enc.parameters(), lr={outer_lr})
 rng = np.random.default_rng(0); m = min(n, {subset_size}); n_tr = int(m * {train_fraction})
-for _ in range({iters}):
+for i in range({total}):
+  t, c = time.perf_counter(), time.process_time()
   subsets, inits = tr.random_batch(n, d2, {k}, {num_subsets}, {subset_size}, rng)
   tr.outer_iteration(enc, opt, phi1, phi2, subsets, n_tr, inits, tau={tau}, inner_lr={inner_lr},
                      steps={adaptation_steps}, H_reg={h_reg})
+  print(f"iter {{i}} {{time.perf_counter() - t:.6f}} cpu={{time.process_time() - c:.6f}}", flush=True)
 """
 
 
-def commands(program: str, c: dict, threads: int, iters: int, p1: str, p2: str, out: str, fast_ref: str):
+def commands(program: str, c: dict, threads: int, warmup: int, iters: int, p1: str, p2: str, out: str,
+             fast_ref: str):
   if program == "fast reference":
     return [sys.executable, fast_ref, "--phi1", p1, "--phi2", p2, "--k", str(c["k"]),
             "--subsets", str(c["num_subsets"]), "--subset-size", str(c["subset_size"]),
-            "--inner-steps", str(c["adaptation_steps"]), "--iters", str(iters), "--warmup", "0",
+            "--inner-steps", str(c["adaptation_steps"]), "--iters", str(iters), "--warmup", str(warmup),
             "--threads", str(threads), "--tau", str(TAU), "--inner-lr", str(INNER_LR),
             "--outer-lr", str(OUTER_LR), "--h-reg", str(H_REG), "--train-fraction", str(TRAIN_FRACTION), "--json"]
   if program == "slow reference":
-    code = SLOW_REF_DRIVER.format(here=HERE, threads=threads, p1=p1, p2=p2, iters=iters, tau=TAU,
+    code = SLOW_REF_DRIVER.format(here=HERE, threads=threads, p1=p1, p2=p2, total=warmup + iters, tau=TAU,
                                   inner_lr=INNER_LR, outer_lr=OUTER_LR, h_reg=H_REG,
                                   train_fraction=TRAIN_FRACTION, **c)
     return [sys.executable, "-c", code]
+  log_every = 5 if iters % 5 == 0 and warmup % 5 == 0 else 1
   return [sys.executable, "-m", "hume_jax.train", "--phi1", p1, "--phi2", p2, "--preset", "official",
           "--k", str(c["k"]), "--num-subsets", str(c["num_subsets"]), "--subset-size", str(c["subset_size"]),
-          "--adaptation-steps", str(c["adaptation_steps"]), "--num-iters", str(iters),
-          "--out", out, "--overwrite", "--no-plots"]
+          "--adaptation-steps", str(c["adaptation_steps"]), "--num-iters", str(warmup + iters),
+          "--log-every", str(log_every), "--out", out, "--overwrite", "--no-plots"]
 
 
-def run_pinned(cmd: list[str], threads: int) -> tuple[float, float]:
-  """(CPU seconds, wall seconds) of ``cmd`` run on the first ``threads`` cores."""
+def run_pinned(cmd: list[str], threads: int) -> str:
+  """Runs ``cmd`` on the first ``threads`` cores; returns its output (stdout and stderr)."""
   cores = set(sorted(os.sched_getaffinity(0))[:threads])
   env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
              OPENBLAS_NUM_THREADS=str(threads))
-  t = time.perf_counter()
-  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          preexec_fn=lambda: os.sched_setaffinity(0, cores), cwd=os.path.dirname(HERE))
-  output = proc.stdout.read()
-  _, status, usage = os.wait4(proc.pid, 0)
-  wall = time.perf_counter() - t
-  if os.waitstatus_to_exitcode(status) != 0:
-    raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{output[-3000:]}")
-  return usage.ru_utime + usage.ru_stime, wall
+  proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                        preexec_fn=lambda: os.sched_setaffinity(0, cores), cwd=os.path.dirname(HERE))
+  if proc.returncode != 0:
+    raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{proc.stdout[-3000:]}")
+  return proc.stdout
+
+
+def per_iteration(program: str, output: str, out: str, warmup: int) -> list[tuple[float, float]]:
+  """``[(CPU s, wall s)]`` of each measured iteration of one run."""
+  if program != "hume_jax CLI":
+    found = [(float(c), float(w)) for w, c in re.findall(r"iter \d+ (?:\(timed\) )?([\d.]+)s? cpu=([\d.]+)", output)]
+    return found[warmup:] if program == "slow reference" else found
+  records = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
+  records = [r for r in records if r["iteration"] >= warmup]
+  times = []
+  for a, b in zip(records, records[1:]):
+    span = b["iteration"] - a["iteration"]
+    times += [((b["cpu_seconds"] - a["cpu_seconds"]) / span, (b["seconds"] - a["seconds"]) / span)] * span
+  return times
 
 
 PRODUCT_RATE = """
@@ -181,8 +198,8 @@ def product_rates(c: dict, threads: int) -> dict:
 def main() -> None:
   args = parse()
   c = dict(CONFIGS[args.config])
-  low, high = args.iters_low or c.pop("low"), args.iters_high or c.pop("high")
-  c.pop("low", None), c.pop("high", None)
+  warmup, iters = args.warmup if args.warmup is not None else c.pop("warmup"), args.iters or c.pop("iters")
+  c.pop("warmup", None), c.pop("iters", None)
   n_tr = int(min(c["n"], c["subset_size"]) * TRAIN_FRACTION)
   flops = c["num_subsets"] * c["adaptation_steps"] * 8 * n_tr * c["d2"] * c["k"]
   programs = ["fast reference"] + ([] if args.no_slow_ref else ["slow reference"]) + ["hume_jax CLI"]
@@ -190,27 +207,29 @@ def main() -> None:
   import torch
   print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores; "
         f"jax {jax.__version__}, torch {torch.__version__}")
-  print(f"config {args.config}: {c}; per-iteration cost = (cost({high} its) - cost({low} its)) / {high - low}")
+  print(f"config {args.config}: {c}; per run {warmup} iterations left out, then {iters} measured")
   print(f"inner-product FLOPs per outer iteration: {flops / 1e9:.2f} GFLOP")
-  result = {"config": args.config, "shape": c, "low": low, "high": high, "machine": platform.machine(),
+  result = {"config": args.config, "shape": c, "warmup": warmup, "iters": iters, "machine": platform.machine(),
             "cores": os.cpu_count(), "jax": jax.__version__, "torch": torch.__version__, "threads": {}}
   with tempfile.TemporaryDirectory() as tmp:
     p1, p2 = synthetic_inputs(tmp, c)
+    out = os.path.join(tmp, "run")
     for threads in args.threads:
-      cpu = {p: [] for p in programs}
-      wall = {p: [] for p in programs}
+      times = {p: [] for p in programs}
       for r in range(args.rounds):
         for prog in programs:
-          costs = [run_pinned(commands(prog, c, threads, iters, p1, p2, os.path.join(tmp, "run"), args.fast_ref),
-                              threads) for iters in (low, high)]
-          cpu[prog].append((costs[1][0] - costs[0][0]) / (high - low))
-          wall[prog].append((costs[1][1] - costs[0][1]) / (high - low))
-          print(f"  threads {threads} round {r + 1}: {prog:15s} {cpu[prog][-1]:.4f} CPU s/it  "
-                f"{wall[prog][-1]:.4f} wall s/it", flush=True)
+          output = run_pinned(commands(prog, c, threads, warmup, iters, p1, p2, out, args.fast_ref), threads)
+          found = per_iteration(prog, output, out, warmup)
+          if not found:
+            raise RuntimeError(f"{prog}: no per-iteration times in its output:\n{output[-2000:]}")
+          times[prog] += found
+          print(f"  threads {threads} round {r + 1}: {prog:15s} {statistics.median(t[0] for t in found):.4f} CPU s/it  "
+                f"{statistics.median(t[1] for t in found):.4f} wall s/it", flush=True)
       rates = product_rates(c, threads)
-      med = {p: (statistics.median(cpu[p]), statistics.median(wall[p])) for p in programs}
+      med = {p: (statistics.median(t[0] for t in times[p]), statistics.median(t[1] for t in times[p]))
+             for p in programs}
       fast = med["fast reference"]
-      print(f"\nthreads {threads}, medians of {args.rounds} rounds:")
+      print(f"\nthreads {threads}, medians over {args.rounds} rounds:")
       print("| program | CPU s/it | wall s/it | fast ref / this (CPU) | fast ref / this (wall) | GFLOP/s per CPU s |")
       print("|---|---|---|---|---|---|")
       for p in programs:
@@ -218,8 +237,7 @@ def main() -> None:
               f"| {flops / med[p][0] / 1e9:.1f} |")
       print("machine's rate for the same products (GFLOP/s per CPU s): " +
             "; ".join(f"{lib}: " + ", ".join(f"{s} {v:.1f}" for s, v in r.items()) for lib, r in rates.items()))
-      result["threads"][threads] = {"cpu_s": cpu, "wall_s": wall, "median": med, "product_gflops": rates,
-                                    "flops_per_iter": flops}
+      result["threads"][threads] = {"times": times, "median": med, "product_gflops": rates, "flops_per_iter": flops}
   if args.json:
     with open(args.json, "w") as f:
       json.dump(result, f, indent=2)

@@ -7,15 +7,14 @@
 from __future__ import annotations
 
 import functools
-import time
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hume_jax import metrics as hm
 from hume_jax.data import check_fit_inputs
+from hume_jax._loop import run_loop
 from hume_jax._outer import SUBSET_AXIS, TrainState, init_state, outer_step
 from hume_jax._task_encoder import TaskEncoder, task_logits
 from hume_jax.config import HumeConfig
@@ -102,8 +101,6 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
     ValueError: on inputs or hyperparameters that cannot define a run (before any compute).
     FloatingPointError: on a non-finite loss (found at a log or checkpoint step).
   """
-  from tqdm.auto import tqdm
-
   check_fit_inputs(phi1, phi2, labels)
   n, d1 = phi1.shape
   check_config(config, n, d1)
@@ -124,41 +121,9 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
   else:
     phi1_d, phi2_d = jnp.asarray(phi1_d), jnp.asarray(phi2_d)
   step = jax.jit(functools.partial(outer_step, config=config, mesh=mesh))
-  history: list[dict] = []
-  start = int(state.step)
-  last_good = start
-  t0 = time.perf_counter()
-  with tqdm(total=config.num_iters, initial=start, desc="HUME", unit="it", disable=not progress,
-            dynamic_ncols=True) as bar:
-    try:
-      for it in range(start, config.num_iters):
-        state, m = step(state, phi1_d, phi2_d)
-        bar.update(1)
-        done = it + 1
-        log_now = done % log_every == 0 or done == config.num_iters
-        save_now = on_checkpoint is not None and (
-            done == config.num_iters or (checkpoint_every > 0 and done % checkpoint_every == 0))
-        if not (log_now or save_now):
-          continue  # no host sync on other iterations
-        record = {"iteration": done, **{f: float(v) for f, v in m._asdict().items()},
-                  "seconds": time.perf_counter() - t0}
-        if not np.isfinite(record["loss"]):
-          raise FloatingPointError(
-              f"non-finite HUME loss ({record['loss']}) at iteration {done}; the last finite state "
-              f"checked is from iteration {last_good}. Try a smaller --outer-lr or --inner-lr")
-        last_good = done
-        if log_now:
-          if labels is not None:
-            record["acc"] = hm.hungarian_accuracy(predict(state.encoder, phi1_d), labels)
-          history.append(record)
-          bar.set_postfix({("train acc" if k == "acc" else k): f"{record[k]:.4f}"  # acc: of the training split
-                           for k in ("loss", "entropy", "acc") if k in record})
-          if on_log is not None:
-            on_log(record)
-        if save_now:
-          on_checkpoint(state)
-    except KeyboardInterrupt:
-      if on_checkpoint is not None and bool(jnp.all(jnp.isfinite(state.encoder.raw))):
-        on_checkpoint(state)
-      raise
-  return state, history
+  return run_loop(lambda st: step(st, phi1_d, phi2_d), state, config.num_iters, desc="HUME",
+                  metrics=lambda m: {f: float(v) for f, v in m._asdict().items()},
+                  predict=lambda st: predict(st.encoder, phi1_d),
+                  finite=lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw))), labels=labels,
+                  log_every=log_every, progress=progress, on_log=on_log, checkpoint_every=checkpoint_every,
+                  on_checkpoint=on_checkpoint)

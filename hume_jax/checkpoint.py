@@ -18,7 +18,7 @@ from hume_jax._outer import TrainState
 from hume_jax.config import HumeConfig
 
 # Fields that may differ between a checkpoint and the run that resumes it.
-_RESUMABLE_CHANGES = ("num_iters", "subset_chunk", "remat", "row_block")
+_RESUMABLE_CHANGES = ("num_iters", "subset_chunk", "remat", "row_block", "shared_rows")
 
 
 def _leaf_names(state: TrainState) -> list[str]:

@@ -128,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
 
   ens = p.add_argument_group("evaluation protocol")
   ens.add_argument("--seeds", type=int, default=1, metavar="N",
-                   help="train N runs (seeds SEED..SEED+N-1) vmapped in one program; report the run with "
-                   "the best CV score and the majority vote of all runs matched to it (official protocol: "
-                   "100). No checkpoints in this mode")
+                   help="train N runs (seeds SEED..SEED+N-1; HUME: vmapped in one program, TURTLE: one after "
+                   "the other); report the run with the best CV score and the majority vote of all runs matched "
+                   "to it (official protocol: 100). No checkpoints in this mode")
   ens.add_argument("--seed-chunk", type=int, default=None, metavar="C",
                    help="with --seeds: train C runs at a time (default: all), to bound memory")
 
@@ -176,7 +176,7 @@ def _k_range(text: str) -> tuple[int, int]:
 # Flags of one method only; each is refused with the other, so that no flag of one method can
 # change the other's configuration (e.g. TURTLE's --gamma is not HUME's annealing factor).
 HUME_ONLY = ("tau", "H_reg", "adaptation_steps", "num_subsets", "subset_size", "train_fraction", "subset_chunk",
-             "row_block", "anneal", "rand_init", "remat", "preset")
+             "row_block", "anneal", "rand_init", "remat", "preset", "seed_chunk")
 TURTLE_ONLY = ("inner_steps", "batch_size", "gamma", "warm_start")
 SHARED = ("k", "inner_lr", "outer_lr", "num_iters", "seed")
 
@@ -284,8 +284,6 @@ def main(argv: list[str] | None = None) -> dict:
 
   if args.k == "auto" and (args.method != "hume" or args.resume):
     raise SystemExit("error: --k auto works with --method hume and without --resume")
-  if args.method == "turtle" and (args.seeds > 1 or args.resume):
-    raise SystemExit("error: --method turtle runs one seed without checkpoints (no --seeds, --resume)")
   if args.seeds < 1:
     raise SystemExit(f"error: --seeds: expected a positive number of runs, got {args.seeds}")
   if args.seeds > 1 and args.resume:
@@ -368,8 +366,11 @@ def main(argv: list[str] | None = None) -> dict:
   if args.k == "auto":
     k_selection = _select_k(args, config, train, evaluation)
     config = dataclasses.replace(config, k=k_selection["chosen_k"])
-  if args.method == "turtle":
-    preds, results, encoder = _train_turtle(args, config, train, val, evaluation, partial)
+  if args.method == "turtle" and args.seeds > 1:
+    preds, results, encoder = _train_turtle_seeds(args, config, train, val, evaluation)
+  elif args.method == "turtle":
+    preds, results, encoder = _train_turtle(args, config, train, val, evaluation, out, partial, checkpoint_path,
+                                            argv)
   elif single_auto:
     preds, results, encoder, config = _train_auto(args, config, train, val)
   elif args.seeds > 1:
@@ -483,20 +484,18 @@ def _write_plots(folder, preds, train, val, eval_split, k_selection=None, images
       plots.training_curves(log, os.path.join(folder, "curves.png"))
 
 
-def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_path, argv):
-  """One run with checkpoints; returns (predictions per split, results, encoder)."""
-  import jax
+def _checkpointed(args, config, template, data_id, out, partial, checkpoint_path, argv, run):
+  """A run with checkpoints, shared by HUME and TURTLE: resumes from ``checkpoint_path`` (with
+  ``--resume``; its log kept up to the checkpoint's iteration), writes ``log.jsonl`` in
+  ``partial`` and says how to continue after Ctrl-C. ``run(state, on_log, on_checkpoint)``
+  trains from ``state`` and returns the final state. Returns ``(final state, seconds)``."""
+  from hume_jax.checkpoint import load_checkpoint, save_checkpoint
 
-  from hume_jax._fit import fit, predict
-  from hume_jax._outer import init_state
-  from hume_jax.checkpoint import data_fingerprint, load_checkpoint, save_checkpoint
-
-  data_id = data_fingerprint(train["phi1"], train["phi2"])
-  state = init_state(jax.random.PRNGKey(config.seed), config, train["phi1"].shape[1], train["phi2"].shape[1])
+  state = template
   history_kept: list[str] = []
   if args.resume:
     try:
-      state = load_checkpoint(checkpoint_path, state, config, data_id)
+      state = load_checkpoint(checkpoint_path, template, config, data_id)
     except ValueError as e:
       raise SystemExit(f"error: {e}")
     done = int(state.step)
@@ -520,9 +519,7 @@ def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_pa
                         + ([] if args.out else ["--out", out]) + ["--resume"])
   t0 = time.perf_counter()
   try:
-    state, _ = fit(train["phi1"], train["phi2"], config, labels=train["labels"], log_every=args.log_every,
-                   progress=not args.quiet, on_log=on_log, state=state, checkpoint_every=args.checkpoint_every,
-                   on_checkpoint=lambda st: save_checkpoint(checkpoint_path, st, config, data_id))
+    state = run(state, on_log, lambda st: save_checkpoint(checkpoint_path, st, config, data_id))
   except KeyboardInterrupt:
     raise SystemExit(f"\ninterrupted; checkpoint in {checkpoint_path}. Continue with:\n  {resume_cmd}") from None
   except FloatingPointError as e:
@@ -530,8 +527,26 @@ def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_pa
     raise SystemExit(f"error: {e}\n{kept}; log: {os.path.join(partial, 'log.jsonl')}") from None
   finally:
     log_file.close()
-  seconds = time.perf_counter() - t0
+  return state, time.perf_counter() - t0
 
+
+def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_path, argv):
+  """One HUME run with checkpoints; returns (predictions per split, results, encoder)."""
+  import jax
+
+  from hume_jax._fit import fit, predict
+  from hume_jax._outer import init_state
+  from hume_jax.checkpoint import data_fingerprint
+
+  template = init_state(jax.random.PRNGKey(config.seed), config, train["phi1"].shape[1], train["phi2"].shape[1])
+
+  def run(state, on_log, on_checkpoint):
+    return fit(train["phi1"], train["phi2"], config, labels=train["labels"], log_every=args.log_every,
+               progress=not args.quiet, on_log=on_log, state=state, checkpoint_every=args.checkpoint_every,
+               on_checkpoint=on_checkpoint)[0]
+
+  state, seconds = _checkpointed(args, config, template, data_fingerprint(train["phi1"], train["phi2"]), out,
+                                 partial, checkpoint_path, argv, run)
   preds = {"train": predict(state.encoder, train["phi1"])}
   if val is not None:
     preds["val"] = predict(state.encoder, val["phi1"])
@@ -584,8 +599,8 @@ def _train_auto(args, config, train, val):
 
 
 def _train_seeds(args, config, train, val, evaluation):
-  """``--seeds N`` runs vmapped in one program; the best-CV run and the majority vote."""
-  from hume_jax.ensemble import fit_seeds, majority_vote, predict_seeds
+  """``--seeds N`` HUME runs vmapped in one program; the best-CV run and the majority vote."""
+  from hume_jax.ensemble import fit_seeds, predict_seeds
 
   seeds = [config.seed + i for i in range(args.seeds)]
   t0 = time.perf_counter()
@@ -595,10 +610,47 @@ def _train_seeds(args, config, train, val, evaluation):
   except FloatingPointError as e:
     raise SystemExit(f"error: {e}") from None
   seconds = time.perf_counter() - t0
-  eval_split = "val" if val is not None else "train"
   all_preds = {"train": predict_seeds(states, train["phi1"])}
   if val is not None:
     all_preds["val"] = predict_seeds(states, val["phi1"])
+  preds, results = _seed_results("HUME", seeds, all_preds, config.k, val, evaluation, seconds)
+  return preds, results, _encoder_arrays(states.encoder)
+
+
+def _train_turtle_seeds(args, config, train, val, evaluation):
+  """``--seeds N`` TURTLE runs, one after the other; the best-CV run and the majority vote."""
+  from hume_jax.turtle import fit_turtle, predict_turtle
+
+  seeds = [config.seed + i for i in range(args.seeds)]
+  phis = [train["phi1"], train["phi2"]]
+  t0 = time.perf_counter()
+  encoders, all_preds = [], {"train": []}
+  if val is not None:
+    all_preds["val"] = []
+  for i, seed in enumerate(seeds):
+    print(f"TURTLE run {i + 1} of {len(seeds)} (seed {seed})")
+    try:
+      state, _ = fit_turtle(phis, dataclasses.replace(config, seed=seed), progress=not args.quiet,
+                            log_every=args.log_every, labels=train["labels"])
+    except (FloatingPointError, ValueError) as e:
+      raise SystemExit(f"error: {e}") from None
+    encoders.append(state.encoder)
+    all_preds["train"].append(predict_turtle(state.encoder, phis))
+    if val is not None:
+      all_preds["val"].append(predict_turtle(state.encoder, [val["phi1"], val["phi2"]]))
+  seconds = time.perf_counter() - t0
+  all_preds = {split: np.stack(p) for split, p in all_preds.items()}
+  preds, results = _seed_results("TURTLE", seeds, all_preds, config.k, val, evaluation, seconds)
+  best = seeds.index(results["best_seed"])
+  return preds, results, _head_arrays(encoders[best])
+
+
+def _seed_results(method, seeds, all_preds, k, val, evaluation, seconds):
+  """Predictions and results of several seeds: each run's CV score (and metrics with labels),
+  the best-CV run and the majority vote aligned to it."""
+  from hume_jax.ensemble import majority_vote
+
+  eval_split = "val" if val is not None else "train"
   print(f"computing the CV score of each of the {len(seeds)} runs ...")
   cvs = [hm.cv_score(evaluation["phi2"], p) for p in all_preds[eval_split]]
   best = int(np.argmax(cvs))
@@ -611,17 +663,17 @@ def _train_seeds(args, config, train, val, evaluation):
   preds = {}
   for split, p in all_preds.items():
     preds[split] = p[best]
-    preds[f"{split}_vote"] = majority_vote(p, best, config.k)
+    preds[f"{split}_vote"] = majority_vote(p, best, k)
   results = {"cv_score": cvs[best], "cv_split": eval_split, "best_seed": seeds[best],
              "train_seconds": seconds, "seeds": per_seed, "splits": {},
-             "_table_rows": [(f"HUME best-CV run (seed {seeds[best]})", eval_split),
-                             (f"HUME majority vote ({len(seeds)} runs)", f"{eval_split}_vote")]}
+             "_table_rows": [(f"{method} best-CV run (seed {seeds[best]})", eval_split),
+                             (f"{method} majority vote ({len(seeds)} runs)", f"{eval_split}_vote")]}
   if evaluation["labels"] is not None:
     results["over_seeds"] = {m: {"mean": float(np.mean([e[m] for e in per_seed])),
                                  "std": float(np.std([e[m] for e in per_seed]))} for m in ("acc", "nmi", "ari")}
     print("over seeds: " + ", ".join(f"{m.upper()} {100 * v['mean']:.1f} +- {100 * v['std']:.1f}"
                                      for m, v in results["over_seeds"].items()))
-  return preds, results, _encoder_arrays(states.encoder)
+  return preds, results
 
 
 def _select_k(args, config, train, evaluation) -> dict:
@@ -664,32 +716,44 @@ def _encoder_arrays(encoder) -> dict[str, np.ndarray]:
   return {"raw": np.asarray(encoder.raw), "base": np.asarray(encoder.base), "E": np.asarray(E)}
 
 
-def _train_turtle(args, config, train, val, evaluation, partial):
-  """TURTLE on the two spaces (phi1, phi2); returns (predictions, results, head arrays)."""
-  from hume_jax.turtle import fit_turtle, predict_turtle
+def _train_turtle(args, config, train, val, evaluation, out, partial, checkpoint_path, argv):
+  """TURTLE on the two spaces (phi1, phi2), with checkpoints; returns (predictions, results, head arrays)."""
+  import jax
 
-  shutil.rmtree(partial, ignore_errors=True)
-  os.makedirs(partial)
-  with open(os.path.join(partial, "log.jsonl"), "w") as log_file:
-    t0 = time.perf_counter()
+  from hume_jax._fit import compute_dtype
+  from hume_jax.checkpoint import data_fingerprint
+  from hume_jax.turtle import fit_turtle, init_turtle, predict_turtle
+
+  phis = [train["phi1"], train["phi2"]]
+  template = init_turtle(jax.random.PRNGKey(config.seed), config, tuple(x.shape[1] for x in phis),
+                         compute_dtype(phis[0]))
+
+  def run(state, on_log, on_checkpoint):
     try:
-      state, _ = fit_turtle([train["phi1"], train["phi2"]], config, progress=not args.quiet,
-                            log_every=args.log_every, labels=train["labels"],
-                            on_log=lambda r: log_file.write(json.dumps(r) + "\n"))
-    except (FloatingPointError, ValueError) as e:
+      return fit_turtle(phis, config, progress=not args.quiet, log_every=args.log_every, labels=train["labels"],
+                        on_log=on_log, state=state, checkpoint_every=args.checkpoint_every,
+                        on_checkpoint=on_checkpoint)[0]
+    except ValueError as e:
       raise SystemExit(f"error: {e}") from None
-    seconds = time.perf_counter() - t0
-  preds = {"train": predict_turtle(state.encoder, [train["phi1"], train["phi2"]])}
+
+  state, seconds = _checkpointed(args, config, template, data_fingerprint(*phis), out, partial, checkpoint_path,
+                                 argv, run)
+  preds = {"train": predict_turtle(state.encoder, phis)}
   if val is not None:
     preds["val"] = predict_turtle(state.encoder, [val["phi1"], val["phi2"]])
   eval_split = "val" if val is not None else "train"
   print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
   results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
              "train_seconds": seconds, "splits": {}, "_table_rows": [("TURTLE", eval_split)]}
+  return preds, results, _head_arrays(state.encoder)
+
+
+def _head_arrays(encoder) -> dict[str, np.ndarray]:
+  """``v1, g1, b1, v2, ...``: the TURTLE heads of each space."""
   arrays = {}
-  for m, head in enumerate(state.encoder, start=1):
+  for m, head in enumerate(encoder, start=1):
     arrays.update({f"v{m}": np.asarray(head.v), f"g{m}": np.asarray(head.g), f"b{m}": np.asarray(head.b)})
-  return preds, results, arrays
+  return arrays
 
 
 if __name__ == "__main__":

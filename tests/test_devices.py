@@ -13,30 +13,32 @@ from hume_jax import HumeConfig, fit
 sys.path.insert(0, {tests!r})
 from test_fit import planted
 phi1, phi2, _ = planted()
-cfg = HumeConfig(k=4, num_iters=4, num_subsets=4, subset_size=300, adaptation_steps=10, inner_lr=0.05,
-                 outer_lr=0.01, subset_chunk={chunk})
-state, _ = fit(phi1, phi2, cfg, progress=False)
-np.save({out!r}, np.asarray(state.encoder.raw))
+for chunk in {chunks!r}:
+  cfg = HumeConfig(k=4, num_iters=4, num_subsets=4, subset_size=300, adaptation_steps=10, inner_lr=0.05,
+                   outer_lr=0.01, subset_chunk=chunk)
+  state, _ = fit(phi1, phi2, cfg, progress=False)
+  np.save({out!r}.format(chunk), np.asarray(state.encoder.raw))
 print(jax.device_count())
 """
 
 
-def _run(tmp_path, devices, chunk):
-  out = str(tmp_path / f"raw_{devices}_{chunk}.npy")
+def _run(tmp_path, devices, chunks=(0,)):
+  """The trained encoder of each subset chunk size, on ``devices`` forced CPU devices (one process)."""
+  out = str(tmp_path / f"raw_{devices}_{{}}.npy")
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-  code = SCRIPT.format(tests=os.path.dirname(__file__), out=out, chunk=chunk)
+  code = SCRIPT.format(tests=os.path.dirname(__file__), out=out, chunks=tuple(chunks))
   res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
   assert res.stdout.strip().splitlines()[-1] == str(devices), res.stderr
-  return np.load(out)
+  return [np.load(out.format(c)) for c in chunks]
 
 
 def test_two_devices_match_one(tmp_path):
-  one = _run(tmp_path, 1, 0)
+  one, = _run(tmp_path, 1)
   assert one.dtype == np.float64 and np.abs(one + np.eye(16, 4)).max() > 1e-3  # trained
-  np.testing.assert_allclose(_run(tmp_path, 2, 0), one, rtol=0, atol=1e-10)
-  np.testing.assert_allclose(_run(tmp_path, 2, 2), one, rtol=0, atol=1e-10)
+  for two in _run(tmp_path, 2, (0, 2)):
+    np.testing.assert_allclose(two, one, rtol=0, atol=1e-10)
   # 3 devices cannot split 4 subsets evenly: 2 of them are used, with the same result
-  np.testing.assert_allclose(_run(tmp_path, 3, 0), one, rtol=0, atol=1e-10)
+  np.testing.assert_allclose(_run(tmp_path, 3)[0], one, rtol=0, atol=1e-10)
 
 
 def test_two_processes_with_jax_distributed(tmp_path):

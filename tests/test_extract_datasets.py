@@ -77,6 +77,45 @@ def test_cifar100_superclass_table():
     cifar100_to_20(np.array([100]))
 
 
+# The superclass list as the dataset's authors publish it (CIFAR-100 page of the University of
+# Toronto), written independently of CIFAR100_COARSE: superclass -> its five classes. Both the
+# fine and the coarse label numbers of cifar-100-python are the alphabetical order of the names.
+PUBLISHED_SUPERCLASSES = {
+    "aquatic_mammals": ["beaver", "dolphin", "otter", "seal", "whale"],
+    "fish": ["aquarium_fish", "flatfish", "ray", "shark", "trout"],
+    "flowers": ["orchid", "poppy", "rose", "sunflower", "tulip"],
+    "food_containers": ["bottle", "bowl", "can", "cup", "plate"],
+    "fruit_and_vegetables": ["apple", "mushroom", "orange", "pear", "sweet_pepper"],
+    "household_electrical_devices": ["clock", "keyboard", "lamp", "telephone", "television"],
+    "household_furniture": ["bed", "chair", "couch", "table", "wardrobe"],
+    "insects": ["bee", "beetle", "butterfly", "caterpillar", "cockroach"],
+    "large_carnivores": ["bear", "leopard", "lion", "tiger", "wolf"],
+    "large_man-made_outdoor_things": ["bridge", "castle", "house", "road", "skyscraper"],
+    "large_natural_outdoor_scenes": ["cloud", "forest", "mountain", "plain", "sea"],
+    "large_omnivores_and_herbivores": ["camel", "cattle", "chimpanzee", "elephant", "kangaroo"],
+    "medium_mammals": ["fox", "porcupine", "possum", "raccoon", "skunk"],
+    "non-insect_invertebrates": ["crab", "lobster", "snail", "spider", "worm"],
+    "people": ["baby", "boy", "girl", "man", "woman"],
+    "reptiles": ["crocodile", "dinosaur", "lizard", "snake", "turtle"],
+    "small_mammals": ["hamster", "mouse", "rabbit", "shrew", "squirrel"],
+    "trees": ["maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"],
+    "vehicles_1": ["bicycle", "bus", "motorcycle", "pickup_truck", "train"],
+    "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
+}
+
+
+def test_cifar100_table_against_the_published_superclass_list():
+  fine_names = sorted(name for names in PUBLISHED_SUPERCLASSES.values() for name in names)
+  coarse_names = sorted(PUBLISHED_SUPERCLASSES)
+  assert len(set(fine_names)) == 100 and coarse_names == CIFAR100_SUPERCLASSES
+  expected = np.empty(100, np.int64)
+  for superclass, names in PUBLISHED_SUPERCLASSES.items():
+    for name in names:
+      expected[fine_names.index(name)] = coarse_names.index(superclass)
+  np.testing.assert_array_equal(CIFAR100_COARSE, expected)
+  np.testing.assert_array_equal(cifar100_to_20(np.arange(100)), expected)
+
+
 def test_stl10_binary(tmp_path):
   d = tmp_path / "stl10_binary"
   d.mkdir()

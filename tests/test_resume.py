@@ -117,3 +117,34 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(files, tmp_path, m
     assert int(f[f"leaf_{list(f['names']).index('.step')}"]) == 5
   assert len(open(os.path.join(out + ".partial", "log.jsonl")).readlines()) == 6
   assert not os.path.exists(out)
+
+
+TURTLE = ["--method", "turtle", "--k", "4", "--inner-lr", "0.05", "--outer-lr", "0.01", "--batch-size", "150",
+          "--inner-steps", "3", "--quiet", "--log-every", "5", "--seed", "7", "--no-plots"]
+
+
+def test_turtle_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path, monkeypatch):
+  """TURTLE mode keeps the same checkpoints as HUME (it once kept none: Ctrl-C lost the run)."""
+  full = str(tmp_path / "full")
+  train.main(files + TURTLE + ["--num-iters", "20", "--out", full])
+  real_save = checkpoint.save_checkpoint
+
+  def save_then_interrupt(path, state, config, data_id):
+    real_save(path, state, config, data_id)
+    if int(state.step) == 10:
+      raise KeyboardInterrupt
+
+  out = str(tmp_path / "cut")
+  monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_interrupt)
+  with pytest.raises(SystemExit, match="(?s)interrupted; checkpoint in .*--resume"):
+    train.main(files + TURTLE + ["--num-iters", "20", "--out", out, "--checkpoint-every", "10"])
+  monkeypatch.setattr(checkpoint, "save_checkpoint", real_save)
+  with pytest.raises(SystemExit, match="other settings .*gamma: 10.0 there, 5.0 here"):
+    train.main(files + TURTLE + ["--num-iters", "20", "--out", out, "--resume", "--gamma", "5"])
+  train.main(files + TURTLE + ["--num-iters", "20", "--out", out, "--resume"])
+  ours, theirs = np.load(os.path.join(out, "task_encoder.npz")), np.load(os.path.join(full, "task_encoder.npz"))
+  assert set(ours) == {"v1", "g1", "b1", "v2", "g2", "b2"}
+  for name in ours:
+    np.testing.assert_array_equal(ours[name], theirs[name])
+  iterations = [int(line.split('"iteration": ')[1].split(",")[0]) for line in open(os.path.join(out, "log.jsonl"))]
+  assert iterations == [5, 10, 15, 20]

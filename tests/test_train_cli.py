@@ -145,7 +145,7 @@ def test_same_seed_same_outputs_and_versions_recorded(files, tmp_path):
 
 def test_k_auto_finds_the_planted_k(files, tmp_path):
   out = str(tmp_path / "auto")
-  args = [a for a in SMALL if a not in ("--k", "4")] + ["--num-iters", "100", "--adaptation-steps", "30", "--k-seeds", "5"]
+  args = [a for a in SMALL if a not in ("--k", "4")] + ["--num-iters", "100", "--adaptation-steps", "30", "--k-seeds", "3"]
   res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--labels", files["y"], "--k", "auto",
                     "--k-range", "3:5", "--out", out] + args)
   sel = res["k_selection"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hume_jax import hungarian_accuracy
-from hume_jax.turtle import TurtleConfig, fit_turtle, init_turtle, predict_turtle, turtle_step
+from hume_jax.turtle import Classifier, TurtleConfig, fit_turtle, init_turtle, predict_turtle, turtle_step
 from hume_jax._inner import init_linear
 from test_fit import planted
 
@@ -14,11 +14,12 @@ torch = pytest.importorskip("torch")
 import torch_reference as tr  # noqa: E402
 
 
-@pytest.mark.parametrize("warm_start", [False, True])
-def test_matches_torch(warm_start):
+@pytest.mark.parametrize("warm_start, batch_size", [(False, 150), (True, 150), (False, 200)])
+def test_matches_torch(warm_start, batch_size):
+  """150 of 200 rows: a gathered batch; 200: all rows in place (the reference permutes them)."""
   phi1, phi2, _ = planted(n=200)
   phis = (phi1, phi2)
-  cfg = TurtleConfig(k=4, inner_lr=0.05, outer_lr=0.02, inner_steps=5, batch_size=150, warm_start=warm_start)
+  cfg = TurtleConfig(k=4, inner_lr=0.05, outer_lr=0.02, inner_steps=5, batch_size=batch_size, warm_start=warm_start)
   state = init_turtle(jax.random.PRNGKey(1), cfg, (16, 12), jnp.float64)
   heads = [tr.make_turtle_head(d, 4).double() for d in (16, 12)]
   for h, jh in zip(heads, state.encoder):
@@ -29,12 +30,13 @@ def test_matches_torch(warm_start):
   batches = []
   for i in range(4):  # the draws turtle_step makes
     k_batch, k_init = jax.random.split(jax.random.fold_in(state.key, i))
-    idx = np.array(jax.random.permutation(k_batch, 200)[:150])
+    idx = np.array(jax.random.permutation(k_batch, 200)[:batch_size])
     if warm_start:
       inner = state.inner
     else:
       inner = [init_linear(kk, d, 4, jnp.float64) for kk, d in zip(jax.random.split(k_init, 2), (16, 12))]
-    inits = [(torch.from_numpy(np.array(w.W.T)), torch.from_numpy(np.array(w.b))) for w in inner]
+      inner = [Classifier(V=w.W.T, c=w.b) for w in inner]
+    inits = [(torch.from_numpy(np.array(w.V)), torch.from_numpy(np.array(w.c))) for w in inner]
     batches.append((torch.from_numpy(idx), inits))
   xs = tuple(jnp.asarray(x) for x in phis)
   for _ in range(4):
@@ -72,3 +74,20 @@ def test_cli_turtle(tmp_path):
   assert set(np.load(os.path.join(out, "task_encoder.npz"))) == {"v1", "g1", "b1", "v2", "g2", "b2"}
   cfg = json.load(open(os.path.join(out, "config.json")))
   assert cfg["turtle"]["gamma"] == 10.0 and cfg["turtle"]["inner_steps"] == 10
+
+
+def test_cli_turtle_seeds(tmp_path):
+  """--seeds with TURTLE: each seed's own run (equal to a single run with that seed), the best-CV
+  run and the vote."""
+  from hume_jax import train
+  phi1, phi2, y = planted()
+  for name, arr in {"phi1": phi1, "phi2": phi2, "y": y}.items():
+    np.save(tmp_path / f"{name}.npy", arr)
+  common = ["--method", "turtle", "--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy"),
+            "--labels", str(tmp_path / "y.npy"), "--k", "4", "--num-iters", "60", "--inner-lr", "0.05",
+            "--outer-lr", "0.01", "--batch-size", "400", "--quiet", "--no-plots", "--no-baselines"]
+  res = train.main(common + ["--seeds", "2", "--seed", "5", "--out", str(tmp_path / "two")])
+  assert [e["seed"] for e in res["seeds"]] == [5, 6] and res["best_seed"] in (5, 6)
+  assert "train_vote" in res["splits"]
+  one = train.main(common + ["--seed", "6", "--out", str(tmp_path / "one")])
+  assert res["seeds"][1]["acc"] == one["splits"]["train"]["acc"]
