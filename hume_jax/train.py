@@ -530,6 +530,19 @@ def _checkpointed(args, config, template, data_id, out, partial, checkpoint_path
   return state, time.perf_counter() - t0
 
 
+def _one_run_results(method, label, train, val, evaluation, seconds):
+  """Predictions of one trained run on each split (``label(split)``: its hard labels) and its
+  results: the CV score on the evaluation split."""
+  preds = {"train": label(train)}
+  if val is not None:
+    preds["val"] = label(val)
+  eval_split = "val" if val is not None else "train"
+  print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
+  results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
+             "train_seconds": seconds, "splits": {}, "_table_rows": [(method, eval_split)]}
+  return preds, results
+
+
 def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_path, argv):
   """One HUME run with checkpoints; returns (predictions per split, results, encoder)."""
   import jax
@@ -547,13 +560,8 @@ def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_pa
 
   state, seconds = _checkpointed(args, config, template, data_fingerprint(train["phi1"], train["phi2"]), out,
                                  partial, checkpoint_path, argv, run)
-  preds = {"train": predict(state.encoder, train["phi1"])}
-  if val is not None:
-    preds["val"] = predict(state.encoder, val["phi1"])
-  eval_split = "val" if val is not None else "train"
-  print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
-  results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
-             "train_seconds": seconds, "splits": {}, "_table_rows": [("HUME", eval_split)]}
+  preds, results = _one_run_results("HUME", lambda split: predict(state.encoder, split["phi1"]), train, val,
+                                    evaluation, seconds)
   return preds, results, _encoder_arrays(state.encoder)
 
 
@@ -577,21 +585,15 @@ def _train_auto(args, config, train, val):
       if split is not None:
         split["phi1"], split["phi2"] = split["phi2"], split["phi1"]
   c1 = res.conditioning["phi1"]
-  preds = {"train": predict(res.state.encoder, apply_conditioning(c1, train["phi1"]))}
-  if val is not None:
-    preds["val"] = predict(res.state.encoder, apply_conditioning(c1, val["phi1"]))
-  eval_split = "val" if val is not None else "train"
-  evaluation = val if val is not None else train
-  print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
+  preds, results = _one_run_results(
+      "HUME (auto)", lambda split: predict(res.state.encoder, apply_conditioning(c1, split["phi1"])), train, val,
+      val if val is not None else train, seconds)
   flags = {"a": "--phi1", "b": "--phi2"}
-  results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
-             "train_seconds": seconds, "splits": {},
-             "auto": {"phi1": flags[res.order[0]], "phi2": flags[res.order[1]],
-                      "criterion": "separability: chance-corrected 5-fold CV score (kappa) of the labeling in "
-                                   "each conditioned space, averaged (label-free)",
-                      "candidates": [{**c, "phi1": flags[c["phi1"]], "phi2": flags[c["phi2"]]} for c in res.candidates],
-                      "plan": res.plan},
-             "_table_rows": [("HUME (auto)", eval_split)]}
+  results["auto"] = {"phi1": flags[res.order[0]], "phi2": flags[res.order[1]],
+                     "criterion": "separability: chance-corrected 5-fold CV score (kappa) of the labeling in "
+                                  "each conditioned space, averaged (label-free)",
+                     "candidates": [{**c, "phi1": flags[c["phi1"]], "phi2": flags[c["phi2"]]} for c in res.candidates],
+                     "plan": res.plan}
   encoder = _encoder_arrays(res.state.encoder)
   for role, c in res.conditioning.items():  # to label new samples: condition, then argmax(x @ E.T)
     encoder.update({f"{role}_mean": c.mean, f"{role}_components": c.components, f"{role}_scale": np.asarray(c.scale)})
@@ -738,13 +740,9 @@ def _train_turtle(args, config, train, val, evaluation, out, partial, checkpoint
 
   state, seconds = _checkpointed(args, config, template, data_fingerprint(*phis), out, partial, checkpoint_path,
                                  argv, run)
-  preds = {"train": predict_turtle(state.encoder, phis)}
-  if val is not None:
-    preds["val"] = predict_turtle(state.encoder, [val["phi1"], val["phi2"]])
-  eval_split = "val" if val is not None else "train"
-  print("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
-  results = {"cv_score": hm.cv_score(evaluation["phi2"], preds[eval_split]), "cv_split": eval_split,
-             "train_seconds": seconds, "splits": {}, "_table_rows": [("TURTLE", eval_split)]}
+  preds, results = _one_run_results(
+      "TURTLE", lambda split: predict_turtle(state.encoder, [split["phi1"], split["phi2"]]), train, val, evaluation,
+      seconds)
   return preds, results, _head_arrays(state.encoder)
 
 

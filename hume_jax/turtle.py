@@ -66,18 +66,6 @@ def _logits_t(W: jax.Array, b: jax.Array, x: jax.Array) -> jax.Array:
   return jax.lax.dot_general(W, x, (((1,), (1,)), ((), ()))) + b[:, None]
 
 
-def _weight_grad(dZ: jax.Array, x: jax.Array) -> jax.Array:
-  """``dZ x`` (``[k, n] x [n, d] -> [k, d]``): the gradient of ``_logits_t``'s ``W``, written as
-  ``(dZ^T)^T x``, which XLA's CPU dot runs 1.7x faster than ``dZ @ x`` and 3.8x faster than
-  autodiff's ``x^T dZ^T`` at ``n`` 10,000, ``d`` 1280."""
-  return jax.lax.dot_general(dZ.T, x, (((0,), (0,)), ((), ())))
-
-
-def _soft_ce_t(logits_t: jax.Array, y_t: jax.Array) -> jax.Array:
-  """``soft_cross_entropy`` of ``[k, n]`` logits against ``[k, n]`` targets."""
-  return -jnp.mean(jnp.sum(y_t * jax.nn.log_softmax(logits_t, axis=0), axis=0))
-
-
 def init_head(key: jax.Array, d: int, k: int, dtype=jnp.float32) -> Head:
   """``weight_norm(nn.Linear(d, k))``: the ``nn.Linear`` draw, ``g`` = its row norms."""
   lin = init_linear(key, d, k, dtype)
@@ -151,15 +139,14 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
     inner_opt = inner_tx.init(inner)
 
   # The heads' logits (their weights are fixed during the inner loop).
-  weights = [(_head_weight(h), h.b) for h in state.encoder]
-  head_logits_t = [_logits_t(W, b, x) for (W, b), x in zip(weights, xs)]
+  head_logits_t = [_logits_t(_head_weight(h), h.b, x) for h, x in zip(state.encoder, xs)]
 
   def outer_loss(logits, log_probs):
     per_space = [jax.nn.softmax(z, axis=0) for z in logits]
     labels = sum(per_space) / len(per_space)                           # [k, n]
     pred_error = sum(-jnp.mean(jnp.sum(labels * lp, axis=0)) for lp in log_probs)
     h = sum(entropy(p.mean(1)) for p in per_space)
-    return pred_error - config.gamma * h, (h, labels)
+    return pred_error - config.gamma * h, h
 
   target = sum(jax.nn.softmax(z, axis=0) for z in head_logits_t) / len(xs)  # [k, n], data in the inner loop
 
@@ -169,7 +156,7 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
     grads = []
     for w, x in zip(inner, xs):
       dZ = (jax.nn.softmax(_logits_t(w.V, w.c, x), axis=0) * s - target) / x.shape[0]
-      grads.append(Classifier(V=_weight_grad(dZ, x), c=jnp.sum(dZ, axis=1)))
+      grads.append(Classifier(V=dZ @ x, c=jnp.sum(dZ, axis=1)))
     return tuple(grads)
 
   def inner_step(carry, _):
@@ -182,11 +169,11 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
   log_probs = [jax.nn.log_softmax(_logits_t(w.V, w.c, x), axis=0) for w, x in zip(inner, xs)]
 
   # First order: the gradient reaches the heads through their logits only.
-  (loss, (h, _)), dZs = jax.value_and_grad(outer_loss, has_aux=True)(head_logits_t, log_probs)
+  (loss, h), dZs = jax.value_and_grad(outer_loss, has_aux=True)(head_logits_t, log_probs)
   grads = []
   for head, dZ, x in zip(state.encoder, dZs, xs):
     _, vjp = jax.vjp(lambda hd: (_head_weight(hd), hd.b), head)
-    grads.append(vjp((_weight_grad(dZ, x), jnp.sum(dZ, axis=1)))[0])
+    grads.append(vjp((dZ @ x, jnp.sum(dZ, axis=1)))[0])
   grads = tuple(grads)
   updates, opt_state = outer_tx.update(grads, state.opt_state, state.encoder)
   new = state._replace(encoder=optax.apply_updates(state.encoder, updates), opt_state=opt_state,

@@ -28,22 +28,27 @@ def _raw(out):
   return np.load(os.path.join(out, "task_encoder.npz"))["raw"]
 
 
-def test_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path, monkeypatch):
-  full = str(tmp_path / "full")
-  train.main(files + SMALL + ["--num-iters", "20", "--out", full])
-
+def _interrupt_at_10(monkeypatch, argv):
+  """Runs the CLI with ``argv`` and presses Ctrl-C right after the checkpoint at iteration 10."""
   real_save = checkpoint.save_checkpoint
 
   def save_then_interrupt(path, state, config, data_id):
     real_save(path, state, config, data_id)
     if int(state.step) == 10:
-      raise KeyboardInterrupt  # Ctrl-C right after the checkpoint at iteration 10
+      raise KeyboardInterrupt
 
-  out = str(tmp_path / "cut")
   monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_interrupt)
   with pytest.raises(SystemExit, match="(?s)interrupted; checkpoint in .*--resume"):
-    train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--checkpoint-every", "10"])
+    train.main(argv)
   monkeypatch.setattr(checkpoint, "save_checkpoint", real_save)
+
+
+def test_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path, monkeypatch):
+  full = str(tmp_path / "full")
+  train.main(files + SMALL + ["--num-iters", "20", "--out", full])
+
+  out = str(tmp_path / "cut")
+  _interrupt_at_10(monkeypatch, files + SMALL + ["--num-iters", "20", "--out", out, "--checkpoint-every", "10"])
   assert not os.path.exists(out) and os.path.exists(os.path.join(out + ".partial", "checkpoint.npz"))
 
   with pytest.raises(SystemExit, match="holds an interrupted run"):  # nothing is lost by mistake
@@ -127,18 +132,8 @@ def test_turtle_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path
   """TURTLE mode keeps the same checkpoints as HUME (it once kept none: Ctrl-C lost the run)."""
   full = str(tmp_path / "full")
   train.main(files + TURTLE + ["--num-iters", "20", "--out", full])
-  real_save = checkpoint.save_checkpoint
-
-  def save_then_interrupt(path, state, config, data_id):
-    real_save(path, state, config, data_id)
-    if int(state.step) == 10:
-      raise KeyboardInterrupt
-
   out = str(tmp_path / "cut")
-  monkeypatch.setattr(checkpoint, "save_checkpoint", save_then_interrupt)
-  with pytest.raises(SystemExit, match="(?s)interrupted; checkpoint in .*--resume"):
-    train.main(files + TURTLE + ["--num-iters", "20", "--out", out, "--checkpoint-every", "10"])
-  monkeypatch.setattr(checkpoint, "save_checkpoint", real_save)
+  _interrupt_at_10(monkeypatch, files + TURTLE + ["--num-iters", "20", "--out", out, "--checkpoint-every", "10"])
   with pytest.raises(SystemExit, match="other settings .*gamma: 10.0 there, 5.0 here"):
     train.main(files + TURTLE + ["--num-iters", "20", "--out", out, "--resume", "--gamma", "5"])
   train.main(files + TURTLE + ["--num-iters", "20", "--out", out, "--resume"])
