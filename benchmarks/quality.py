@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 
 from hume_jax import CPU, fit, predict
-from hume_jax.auto import apply_conditioning, fit_auto, fit_conditioning
+from hume_jax.auto import apply_conditioning, fit_auto, fit_conditioning, vote_labels
 from hume_jax.data import l2_normalize
 from hume_jax.metrics import evaluate
 from hume_jax.turtle import TurtleConfig, fit_turtle, predict_turtle
@@ -75,7 +75,8 @@ def probe(a, b, y):
                              np.hstack([a, b]), y, cv=5)
 
 
-def run_set(path: str, budget: float, seed: int = 42, on_row=lambda rows: None, turtle: bool = True) -> list[dict]:
+def run_set(path: str, budget: float, seed: int = 42, on_row=lambda rows: None, turtle: bool = True,
+            auto_only: bool = False) -> list[dict]:
   with np.load(path) as f:
     a, b, y = f["phi_a"].astype(np.float32), f["phi_b"].astype(np.float32), f["labels"]
   k = len(np.unique(y))
@@ -93,21 +94,23 @@ def run_set(path: str, budget: float, seed: int = 42, on_row=lambda rows: None, 
     print(f"  {method:<34}{space:>6}{100 * row['acc']:>7.1f}{100 * row['nmi']:>7.1f}{100 * row['ari']:>7.1f}"
           f"{row['empty']:>7}{sec:>9.1f}", flush=True)
 
+  baseline_spaces = [] if auto_only else [("a", a), ("b", b)]
   print(f"{os.path.basename(path)}: n={len(y)}, k={k}, d_a={a.shape[1]}, d_b={b.shape[1]}")
   print(f"  {'method':<34}{'space':>6}{'ACC':>7}{'NMI':>7}{'ARI':>7}{'empty':>7}{'seconds':>9}")
-  for name, x in (("a", a), ("b", b)):
+  for name, x in baseline_spaces:
     record("k-means, raw", name, lambda: kmeans(x, k))
-  for name, x in (("a", a), ("b", b)):
+  for name, x in baseline_spaces:
     record("k-means, PCA-50 whitened", name, lambda: kmeans(pca_whiten(x), k))
-  for name, x in (("a", a), ("b", b)):
+  for name, x in baseline_spaces:
     record("k-means, centred PCA-128 unit rows", name, lambda: kmeans(spherical(x), k))
-  for name, x in (("a", a), ("b", b)):
+  for name, x in baseline_spaces:
     record("spectral, centred PCA-128 unit rows", name, lambda: spectral(spherical(x), k))
   def auto():
     res = fit_auto(a, b, k, budget_seconds=budget, seed=seed, progress=False, say=lambda s: print("    " + s))
-    c1 = res.conditioning["phi1"]
-    return predict(res.state.encoder, apply_conditioning(c1, a if res.order[0] == "a" else b))
+    return vote_labels(res, a, b)
   record("HUME, --preset auto (the default)", "auto", auto)
+  if auto_only:
+    return rows
   def hume_cpu():  # phi1 = a: Open-NSFW for images (the shipped default's phi1), MiniLM for texts
     phi1 = l2_normalize(a, "phi1")
     state, _ = fit(phi1, b, dataclasses.replace(CPU, k=k, seed=seed), progress=False)
@@ -128,6 +131,9 @@ def main() -> None:
   p.add_argument("--json", help="also write every row to this file")
   p.add_argument("--no-turtle", dest="turtle", action="store_false",
                  help="skip TURTLE mode (6000 iterations at its defaults: about 30 minutes at 10k x 2300-d here)")
+  p.add_argument("--auto-only", action="store_true",
+                 help="run only --preset auto; with an existing --json file, its auto rows are replaced and "
+                      "every other row kept")
   p.add_argument("--summary", nargs="+", metavar="JSON", help="only print the tables of saved --json files")
   args = p.parse_args()
   if args.summary:
@@ -139,14 +145,21 @@ def main() -> None:
     return
   import jax
   print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {jax.devices()[0].platform}")
-  results = {}
+  results, kept = {}, {}
+  if args.auto_only and args.json and os.path.exists(args.json):
+    with open(args.json) as f:
+      kept = json.load(f)
+    results = dict(kept)
   for name in args.only.split(","):
     def save(rows, name=name):
-      results[name] = rows
+      new = {(r["method"], r["space"]): r for r in rows}
+      old = kept.get(name, [])
+      results[name] = [new.pop((r["method"], r["space"]), r) for r in old] + list(new.values())
       if args.json:
         with open(args.json, "w") as f:
           json.dump(results, f, indent=1)
-    run_set(os.path.join(args.folder, f"{name}.npz"), args.budget, on_row=save, turtle=args.turtle)
+    run_set(os.path.join(args.folder, f"{name}.npz"), args.budget, on_row=save, turtle=args.turtle,
+            auto_only=args.auto_only)
   summary(results)
 
 

@@ -93,10 +93,15 @@ def majority_vote(preds: np.ndarray, reference: int, k: int) -> np.ndarray:
   reference's; ties go to the reference's label.
   """
   ref = preds[reference]
-  matched = np.stack([hm.hungarian_map(p, ref, k)[p] for p in preds])
-  votes = np.zeros((k, preds.shape[1]), np.int64)
+  return vote_matched(np.stack([hm.hungarian_map(p, ref, k)[p] for p in preds]), reference, k)
+
+
+def vote_matched(matched: np.ndarray, reference: int, k: int) -> np.ndarray:
+  """Per-sample majority vote of labelings ``matched [N, n]`` already in run ``reference``'s
+  numbering; ties go to the reference's label."""
+  n = matched.shape[1]
+  votes = np.zeros((k, n), np.int64)
   for row in matched:
-    votes[row, np.arange(preds.shape[1])] += 1
-  vote = votes.argmax(0)
-  best = votes.max(0)
-  return np.where(votes[ref, np.arange(len(ref))] == best, ref, vote)
+    votes[row, np.arange(n)] += 1
+  ref = matched[reference]
+  return np.where(votes[ref, np.arange(n)] == votes.max(0), ref, votes.argmax(0))

@@ -568,8 +568,8 @@ def _train_one(args, config, train, val, evaluation, out, partial, checkpoint_pa
 def _train_auto(args, config, train, val):
   """``--preset auto``: ``hume_jax.auto.fit_auto`` on the raw spaces; the chosen order becomes
   phi1/phi2 of ``train`` and ``val`` (in place) for everything reported after."""
-  from hume_jax._fit import predict
-  from hume_jax.auto import apply_conditioning, fit_auto
+  from hume_jax._task_encoder import encoder_matrix
+  from hume_jax.auto import fit_auto, vote_labels
 
   t0 = time.perf_counter()
   try:
@@ -580,23 +580,33 @@ def _train_auto(args, config, train, val):
   except FloatingPointError as e:
     raise SystemExit(f"error: {e}") from None
   seconds = time.perf_counter() - t0
+  voted = {id(split): vote_labels(res, split["phi1"], split["phi2"]) for split in (train, val) if split is not None}
   if res.order == ("b", "a"):
     for split in (train, val):
       if split is not None:
         split["phi1"], split["phi2"] = split["phi2"], split["phi1"]
-  c1 = res.conditioning["phi1"]
-  preds, results = _one_run_results(
-      "HUME (auto)", lambda split: predict(res.state.encoder, apply_conditioning(c1, split["phi1"])), train, val,
-      val if val is not None else train, seconds)
+  preds, results = _one_run_results("HUME (auto)", lambda split: voted[id(split)], train, val,
+                                    val if val is not None else train, seconds)
   flags = {"a": "--phi1", "b": "--phi2"}
   results["auto"] = {"phi1": flags[res.order[0]], "phi2": flags[res.order[1]],
                      "criterion": "separability: chance-corrected 5-fold CV score (kappa) of the labeling in "
                                   "each conditioned space, averaged (label-free)",
                      "candidates": [{**c, "phi1": flags[c["phi1"]], "phi2": flags[c["phi2"]]} for c in res.candidates],
-                     "plan": res.plan}
+                     "labels": ("majority vote of the runs, matched to the kept run" if res.vote["used"]
+                                else "the kept run (the vote left a class empty)"),
+                     "vote": res.vote, "plan": res.plan}
+  # The kept run as before (E and its conditioning: argmax(condition(x) @ E.T)), then every run
+  # (run{i}_*) with its map to the kept run's numbering, from which vote_labels rebuilds the vote.
   encoder = _encoder_arrays(res.state.encoder)
-  for role, c in res.conditioning.items():  # to label new samples: condition, then argmax(x @ E.T)
+  for role, c in res.conditioning.items():
     encoder.update({f"{role}_mean": c.mean, f"{role}_components": c.components, f"{role}_scale": np.asarray(c.scale)})
+  for i, r in enumerate(res.members):
+    c = r.conditioning
+    encoder.update({f"run{i}_E": np.asarray(encoder_matrix(r.encoder)), f"run{i}_reads": np.asarray(flags[r.phi1]),
+                    f"run{i}_mean": c.mean, f"run{i}_components": c.components,
+                    f"run{i}_to_kept": r.to_reference})
+  encoder["kept_run"] = np.asarray(res.reference)
+  encoder["labels_are_vote"] = np.asarray(res.vote["used"])
   return preds, results, encoder, res.config
 
 

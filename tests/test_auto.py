@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from hume_jax import HumeConfig, fit, hungarian_accuracy, predict, train
-from hume_jax.auto import (apply_conditioning, fit_auto, fit_conditioning, plan_iterations, scaled_config,
-                           separability)
+from hume_jax.auto import (apply_conditioning, fit_auto, fit_conditioning, member_labels, plan_iterations,
+                           scaled_config, separability, vote_labels)
+from hume_jax.ensemble import majority_vote
 from test_fit import planted
 
 CFG = HumeConfig(k=4, num_iters=60, num_subsets=4, subset_size=300, adaptation_steps=30, inner_lr=0.9,
@@ -84,6 +85,16 @@ def test_uncentred_cone_leaves_classes_empty_and_auto_does_not():
   assert len(res.candidates) == 4 and {c["start"] for c in res.candidates} == {"k-means", "random"}
   best = max(res.candidates, key=lambda c: c["separability"])
   assert (best["phi1"], best["phi2"]) == res.order
+  # The labels are the vote of the four runs: the kept run is member res.reference, and on the
+  # training rows the stored maps give the vote that matching the runs afresh gives.
+  runs = member_labels(res.members, phi1, phi2)
+  np.testing.assert_array_equal(runs[res.reference], pred)
+  raw = np.stack([predict(r.encoder, apply_conditioning(r.conditioning, phi1 if r.phi1 == "a" else phi2))
+                  for r in res.members])
+  vote = vote_labels(res, phi1, phi2)
+  assert res.vote["used"]
+  np.testing.assert_array_equal(vote, majority_vote(raw, res.reference, 4))
+  assert np.bincount(vote, minlength=4).min() > 50 and hungarian_accuracy(vote, y) > 0.85
 
 
 def test_cli_default_for_user_data_is_auto_and_reports_classes(tmp_path, capsys):
@@ -103,6 +114,18 @@ def test_cli_default_for_user_data_is_auto_and_reports_classes(tmp_path, capsys)
   enc = np.load(os.path.join(out, "task_encoder.npz"))  # enough to label new samples
   for key in ("phi1_mean", "phi1_components", "phi1_scale", "E"):
     assert key in enc
+  # The saved runs rebuild the reported labels (the vote), in numpy alone.
+  raw = {"--phi1": phi1, "--phi2": phi2}
+  runs = []
+  for i in range(4):
+    z = (raw[str(enc[f"run{i}_reads"])] - enc[f"run{i}_mean"]) @ enc[f"run{i}_components"].T
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    runs.append(enc[f"run{i}_to_kept"][np.argmax(z @ enc[f"run{i}_E"].T, axis=1)])
+  votes = np.stack([np.bincount(c, minlength=4) for c in np.stack(runs).T])
+  kept = runs[int(enc["kept_run"])]
+  rebuilt = np.where(votes[np.arange(len(kept)), kept] == votes.max(1), kept, votes.argmax(1))
+  assert bool(enc["labels_are_vote"]) and res["auto"]["vote"]["used"]
+  np.testing.assert_array_equal(rebuilt, np.load(os.path.join(out, "labels_train.npy")))
 
 
 def test_cli_warns_when_classes_are_empty(tmp_path, capsys):
