@@ -2,6 +2,7 @@
 
     python benchmarks/outer_step.py --config small --threads 2
     python benchmarks/outer_step.py --config paper --threads 1 --repeats 3
+    python benchmarks/outer_step.py --config raw --threads 2   # raw 1024/1280-d inputs, cpu preset
     python benchmarks/outer_step.py --config imagenet          # memory only (compiled, not run)
 
 Sample output (2-core x86_64 CPU, jax 0.10.2, torch 2.13.0; see benchmarks/README.md):
@@ -35,6 +36,8 @@ import time
 CONFIGS = {
     "small": dict(n=5000, d1=128, d2=256, k=10, num_subsets=4, subset_size=2000, adaptation_steps=50),
     "paper": dict(n=10000, d1=512, d2=768, k=10, num_subsets=20, subset_size=10000, adaptation_steps=300),
+    # Raw features as extract_torch gives them (Open-NSFW 1024-d, EfficientNet-Lite0 1280-d) at the cpu preset.
+    "raw": dict(n=10000, d1=1024, d2=1280, k=10, num_subsets=8, subset_size=2000, adaptation_steps=50),
     "imagenet": dict(n=1281167, d1=2048, d2=1536, k=1000, num_subsets=20, subset_size=20000,
                      adaptation_steps=100, train_fraction=0.7, rand_init=False, anneal=False),
 }

@@ -47,6 +47,9 @@ CONFIGS = {
                   warmup=5, iters=30),
     "paper": dict(n=10000, d1=512, d2=768, k=10, num_subsets=20, subset_size=10000, adaptation_steps=300,
                   warmup=1, iters=1),
+    # Raw extract_torch features (Open-NSFW 1024-d, EfficientNet-Lite0 1280-d) at the cpu preset's cost.
+    "raw": dict(n=10000, d1=1024, d2=1280, k=10, num_subsets=8, subset_size=2000, adaptation_steps=50,
+                warmup=2, iters=5),
 }
 # The official hyperparameters that set the cost (the rest: official defaults in every program).
 TAU, INNER_LR, OUTER_LR, H_REG, TRAIN_FRACTION = 0.1, 1e-3, 1e-3, 10.0, 0.9

@@ -6,6 +6,7 @@ compiles once; the iteration number lives in the state, so annealing never recom
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import jax
@@ -162,9 +163,17 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
 
 
 CPU_ROW_BLOCK = 128  # rows of phi2 per block on a CPU: 128 x d2 floats stay in L2 (measured best)
-CPU_BLOCKED_ABOVE = 4 * 2**20  # bytes of one subset's inner block beyond which the CPU plan switches
+CPU_BLOCKED_ABOVE = 4 * 2**20  # bytes of one subset's inner block beyond which one CPU thread walks row blocks
 CPU_SHARED_COVERAGE = 0.8  # on a CPU, subsets of at least this share of the rows run as row masks
 CPU_SHARED_WIDTH = 100  # ... with this many stacked classifier rows (subsets x k) per product
+
+
+def cpu_threads() -> int:
+  """CPU cores this process may run on (XLA's CPU thread pool is sized to them)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # no affinity masks on this platform
+    return os.cpu_count() or 1
 
 
 def execution_plan(config: HumeConfig, n: int, d2: int, itemsize: int = 4, mesh=None) -> tuple[int, int, bool]:
@@ -182,8 +191,13 @@ def execution_plan(config: HumeConfig, n: int, d2: int, itemsize: int = 4, mesh=
   - otherwise the subsets run one at a time: a ``vmap`` makes every inner product a batched
     ``dot_general``, which XLA's CPU backend runs slower than the same products one by one
     (one core: 0.19 against 0.30 CPU s per outer iteration of the default run; equal on
-    two). Once one subset's inner block ``[n_train, d2]`` outgrows ``CPU_BLOCKED_ABOVE``
-    bytes (about an L2 cache), each inner step also walks ``phi2`` in L2-sized row blocks.
+    two). With a single CPU thread, once one subset's inner block ``[n_train, d2]``
+    outgrows ``CPU_BLOCKED_ABOVE`` bytes (about an L2 cache), each inner step also walks
+    ``phi2`` in L2-sized row blocks (paper-sized subsets without row masks, T 30: 8.6
+    against 16.1 s per outer iteration). With more threads the whole-matrix products are
+    split over them and row blocks, each too small to split, are twice as slow (two
+    threads: 6.9 against 12.6 s there; 0.95 against 1.90 s at raw 1024/1280-d inputs with
+    the cpu preset).
 
   ``config.subset_chunk`` / ``config.row_block`` / ``config.shared_rows`` override the
   choice; with a device mesh the subsets stay together so that they can be split over its
@@ -200,7 +214,7 @@ def execution_plan(config: HumeConfig, n: int, d2: int, itemsize: int = 4, mesh=
     wide = [c for c in range(1, S + 1) if S % c == 0 and c * config.k >= CPU_SHARED_WIDTH]
     chunk = config.subset_chunk or (min(wide) if wide and cpu else S)
     return chunk, 0, True
-  blocked = cpu and n_train * d2 * itemsize > CPU_BLOCKED_ABOVE
+  blocked = cpu and cpu_threads() == 1 and n_train * d2 * itemsize > CPU_BLOCKED_ABOVE
   chunk = config.subset_chunk or (1 if cpu else S)
   row_block = config.row_block if config.row_block >= 0 else (CPU_ROW_BLOCK if blocked else 0)
   return chunk, row_block, False

@@ -40,8 +40,8 @@ class HumeConfig:
     remat: recompute the inner steps' activations in the backward pass instead of storing
       them. Same result, less memory. Not a HUME hyperparameter.
     row_block: rows of ``phi2`` per block in each inner step (see ``inner_sgd``); 0:
-      whole-matrix products; -1: automatic (``execution_plan``: 128 on a CPU when a
-      subset's inner block outgrows L2, else 0). Same result up to summation order. Not a
+      whole-matrix products; -1: automatic (``execution_plan``: 128 on a single CPU thread
+      when a subset's inner block outgrows L2, else 0). Same result up to summation order. Not a
       HUME hyperparameter.
     shared_rows: 1 to compute the subsets of a chunk over all rows at once, as row masks,
       with their classifiers stacked into wide products (``hume_loss_shared_rows``); 0 not;
