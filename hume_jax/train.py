@@ -45,7 +45,7 @@ _CONFIG_FLAGS = [
     ("subset_chunk", int, "memory: compute the hypergradient over this many subsets at a time "
      "(a divisor of --num-subsets; 0 = automatic: all at once on a GPU, one at a time on a CPU); same result"),
     ("row_block", int, "speed: rows of phi2 per block of each inner step (0 = whole matrices; -1 = automatic: "
-     "128 on a CPU when a subset outgrows its L2 cache, else 0); same result up to rounding"),
+     "128 on a single CPU thread when a subset outgrows its L2 cache, else 0); same result up to rounding"),
 ]
 
 
@@ -86,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
   hp = p.add_argument_group("hyperparameters (defaults: the preset's; 'official' = the official code's)")
   hp.add_argument("--preset", choices=sorted(PRESETS), default=None,
                   help="'auto' (default with your data): each space centred and reduced to 128 principal "
-                  "components, phi2 scaled to unit top eigenvalue, the task encoder started at spherical k-means "
-                  "centroids, both orders of the spaces tried and the more separable labeling kept, iterations cut "
-                  "to --budget; 'official' (the paper's settings, exactly), 'imagenet' (official ImageNet-1000 "
+                  "components, phi2 scaled to unit top eigenvalue, four runs (each space as phi1, from spherical "
+                  "k-means centroids and from the official random start), the most separable run kept and the "
+                  "labels its majority vote with the other three, iterations cut to --budget; 'official' (the paper's settings, exactly), 'imagenet' (official ImageNet-1000 "
                   "settings), 'cpu' (default for the shipped dataset: fewer subsets and steps, chosen by the "
                   "label-free CV score)")
   hp.add_argument("--budget", type=float, default=600.0, metavar="SECONDS",
