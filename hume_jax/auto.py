@@ -243,6 +243,8 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
   from hume_jax._outer import init_state
   from hume_jax._task_encoder import task_encoder_from
 
+  from hume_jax.data import check_fit_inputs
+  check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
   t_start = time.perf_counter()
   spaces = {"a": np.asarray(phi_a), "b": np.asarray(phi_b)}
   n = len(phi_a)

@@ -170,11 +170,13 @@ def load_default_images(path: str = FASHION_MNIST_IMAGES) -> np.ndarray | None:
   return np.frombuffer(raw, np.uint8, offset=16).reshape(n, h, w)
 
 
-def check_fit_inputs(phi1, phi2, labels=None, *, unit_phi1: bool = True) -> None:
-  """The CLI's checks, for the Python API (``fit``, ``fit_seeds``, ``fit_turtle``): 2-D finite
-  arrays with one row per sample and, for HUME's ``phi1``, L2-normalised rows (paper Sec. 2.2).
-  Raises ``ValueError`` naming the array, what was expected and what was found."""
-  arrays = {"phi1": phi1, "phi2": phi2}
+def check_fit_inputs(phi1, phi2, labels=None, *, unit_phi1: bool = True,
+                     names: tuple[str, str] = ("phi1", "phi2")) -> None:
+  """The CLI's checks, for the Python API (``fit``, ``fit_seeds``, ``fit_turtle``, ``fit_auto``):
+  2-D finite arrays with one row per sample and, for HUME's ``phi1``, L2-normalised rows
+  (paper Sec. 2.2). Raises ``ValueError`` naming the array (``names``), what was expected and
+  what was found."""
+  arrays = {names[0]: phi1, names[1]: phi2}
   for what, x in arrays.items():
     x = np.asarray(x)
     if x.ndim != 2 or 0 in x.shape:

@@ -218,6 +218,11 @@ def test_api_validates_inputs_like_the_cli():
     fit(phi1 * 3, phi2, cfg, progress=False)
   with pytest.raises(ValueError, match="phi2: expected finite values"):
     fit(phi1, np.where(np.arange(600)[:, None] == 5, np.nan, phi2), cfg, progress=False)
+  from hume_jax.auto import fit_auto  # raw spaces: any scale, but the same rows and finite
+  with pytest.raises(ValueError, match=r"same number of rows .* found \{'phi_a': 600, 'phi_b': 100\}"):
+    fit_auto(phi1 * 3, phi2[:100], 4, progress=False, say=lambda s: None)
+  with pytest.raises(ValueError, match="phi_b: expected finite values"):
+    fit_auto(phi1, np.where(np.arange(600)[:, None] == 5, np.inf, phi2), 4, progress=False, say=lambda s: None)
 
 
 def test_baselines_by_default_when_labels_are_given(files, tmp_path, capsys):
