@@ -252,11 +252,21 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
   as_phi1 = {s: c._replace(scale=1.0, unit_rows=True) for s, c in as_phi2.items()}  # same PCA, unit rows
   cond1 = {s: apply_conditioning(c, spaces[s]) for s, c in as_phi1.items()}
   cond2 = {s: apply_conditioning(c, spaces[s]) for s, c in as_phi2.items()}
-  orders = [("a", "b"), ("b", "a")]
+  dims = {s: x.shape[1] for s, x in cond1.items()}
+  # The task encoder has k orthonormal rows in phi1's space: a space with fewer than k
+  # (conditioned) dimensions can only be phi2.
+  orders = [(p1, p2) for p1, p2 in (("a", "b"), ("b", "a")) if dims[p1] >= k]
+  if not orders:
+    raise ValueError(f"phi_a, phi_b: expected at least one space with k = {k} or more dimensions to serve as phi1 "
+                     f"(HUME's task encoder has k orthonormal rows), found {dims['a']} and {dims['b']} (after "
+                     f"reduction to at most min(n, {max_dim}) principal components)")
+  for p1, _ in (("a", "b"), ("b", "a")):
+    if dims[p1] < k:
+      say(f"auto: {p1} has {dims[p1]} dimensions, fewer than k = {k}: only as phi2")
   starts = ("k-means", "random")
   runs = [(o, s) for o in orders for s in starts]
   # A short measured step, so the plan is this machine's and these shapes'.
-  compile_s, step_s = time_step(cond1["a"], cond2["b"], config)
+  compile_s, step_s = time_step(cond1[orders[0][0]], cond2[orders[0][1]], config)
   spent = time.perf_counter() - t_start
   overhead = 0.1 * budget_seconds  # k-means, criteria, compiles
   iters = num_iters or plan_iterations(step_s, max(budget_seconds - spent - overhead, 0.0), len(runs), config)
@@ -271,8 +281,8 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
       f"(a: {plan['dims']['a']}, {100 * plan['explained_variance']['a']:.1f}% of the variance; "
       f"b: {plan['dims']['b']}, {100 * plan['explained_variance']['b']:.1f}%); phi1 L2-normalised, phi2 scaled "
       f"to unit top eigenvalue")
-  say(f"auto: {len(runs)} runs (a as phi1, then b as phi1; each from spherical k-means centroids of phi1 and from "
-      f"the official random start); {iters} iterations of S={run_config.num_subsets} x {m} rows, "
+  say(f"auto: {len(runs)} runs ({', then '.join(o[0] + ' as phi1' for o in orders)}; each from spherical k-means "
+      f"centroids of phi1 and from the official random start); {iters} iterations of S={run_config.num_subsets} x {m} rows, "
       f"T={run_config.adaptation_steps}, inner_lr={run_config.inner_lr} (x 1/lambda_max), "
       f"outer_lr={run_config.outer_lr}; measured {step_s:.3f} s/iteration: about {plan['estimate_seconds']:.0f} s "
       f"in all (budget {budget_seconds:.0f} s)")

@@ -268,6 +268,8 @@ def main(argv: list[str] | None = None) -> dict:
     auto = preset == "auto" and args.method == "hume"
     if args.method == "hume":
       n, d1 = train["phi1"].shape
+      if auto and args.seeds == 1 and args.k != "auto":  # the search may take either space as phi1
+        d1 = max(d1, train["phi2"].shape[1])
       check_config(config, n, min(d1, n, MAX_DIM) if auto else d1)
     if auto and (args.seeds > 1 or args.k == "auto"):
       # Seeds and --k auto run on the conditioned spaces, in the given order, from random inits.

@@ -128,6 +128,19 @@ def test_cli_default_for_user_data_is_auto_and_reports_classes(tmp_path, capsys)
   np.testing.assert_array_equal(rebuilt, np.load(os.path.join(out, "labels_train.npy")))
 
 
+def test_a_space_with_fewer_dimensions_than_k_serves_only_as_phi2(tmp_path, capsys):
+  phi1, phi2, y = cone()
+  np.save(tmp_path / "a.npy", phi1[:, :3])  # 3 < k = 4: cannot hold the task encoder's 4 orthonormal rows
+  np.save(tmp_path / "b.npy", phi2)
+  np.save(tmp_path / "y.npy", y)
+  res = train.main(["--phi1", str(tmp_path / "a.npy"), "--phi2", str(tmp_path / "b.npy"), "--labels",
+                    str(tmp_path / "y.npy"), "--k", "4", "--num-iters", "20", "--quiet", "--no-plots", "--no-baselines", "--out", str(tmp_path / "run")])
+  assert "a has 3 dimensions, fewer than k = 4: only as phi2" in capsys.readouterr().out
+  assert len(res["auto"]["candidates"]) == 2 and res["auto"]["phi1"] == "--phi2"
+  with pytest.raises(ValueError, match="at least one space with k = 4 or more dimensions .* found 3 and 3"):
+    fit_auto(phi1[:, :3], phi2[:, :3], 4, progress=False, say=lambda s: None)
+
+
 def test_cli_warns_when_classes_are_empty(tmp_path, capsys):
   phi1, phi2, _ = cone()
   np.save(tmp_path / "a.npy", phi1)
