@@ -94,12 +94,15 @@ def check_features(x: np.ndarray, what: str) -> np.ndarray:
 
 
 def check_labels(y: np.ndarray, what: str) -> np.ndarray:
-  """Checks labels are a 1-D array of non-negative integers; returns them as int64."""
+  """Checks labels are a 1-D array of non-negative integers, or of class names (strings, which
+  ``encode_label_names`` numbers); returns integers as int64, names as they are."""
   y = np.asarray(y)
   if y.ndim == 2 and y.shape[1] == 1:
     y = y[:, 0]
   if y.ndim != 1:
     raise ValueError(f"{what}: expected a 1-D array of labels [n], found shape {y.shape}")
+  if y.dtype.kind in "US":
+    return y
   if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
     y = y.astype(np.int64)
   if not np.issubdtype(y.dtype, np.integer):
@@ -107,6 +110,20 @@ def check_labels(y: np.ndarray, what: str) -> np.ndarray:
   if y.size and y.min() < 0:
     raise ValueError(f"{what}: expected labels >= 0, found minimum {int(y.min())}")
   return y.astype(np.int64)
+
+
+def encode_label_names(*labels: np.ndarray | None) -> tuple[list, list[str] | None]:
+  """Labels given as class names (strings) numbered ``0..C-1`` in sorted order of the names of
+  all given arrays together, so that every split shares one numbering; returns ``(labels,
+  names)``, ``names`` None when every array already holds integers."""
+  named = [y for y in labels if y is not None and y.dtype.kind in "US"]
+  if not named:
+    return list(labels), None
+  if len(named) != sum(y is not None for y in labels):
+    raise ValueError("labels: expected class names in every labels file or in none, found both names and numbers")
+  names = np.unique(np.concatenate([y.astype(str) for y in named]))
+  return [None if y is None else np.searchsorted(names, y.astype(str)).astype(np.int64) for y in labels], \
+      names.tolist()
 
 
 def check_same_rows(arrays: dict[str, np.ndarray]) -> None:

@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                   "Fashion-MNIST in Open-NSFW (phi1) and EfficientNet-Lite0 (phi2) features")
   io.add_argument("--phi2", metavar="FILE", help="[n, d2] representation for the inner linear classifier "
                   "(the paper's large pretrained model)")
-  io.add_argument("--labels", metavar="FILE", help="optional [n] integer labels of the training split, "
-                  "only for reporting")
+  io.add_argument("--labels", metavar="FILE", help="optional [n] labels of the training split (integers, or "
+                  "class names as strings, numbered in sorted order), only for reporting")
   io.add_argument("--phi1-val", "--phi1_val", metavar="FILE", help="inductive setting: [m, d1] split "
                   "to predict with the trained task encoder (the CV score is computed on it)")
   io.add_argument("--phi2-val", "--phi2_val", metavar="FILE", help="[m, d2] the same split in phi2")
@@ -202,13 +202,14 @@ def resolve_config(args: argparse.Namespace, default_preset: str) -> tuple[HumeC
   return dataclasses.replace(PRESETS[preset], **overrides), preset
 
 
-def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str]:
-  """Returns ``(train, val or None, dataset name)``, each split a dict of phi1/phi2/labels."""
+def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str, list[str] | None]:
+  """Returns ``(train, val or None, dataset name, class names or None)``, each split a dict of
+  phi1/phi2/labels; labels given as class names are numbered in sorted order of the names."""
   if args.phi1 is None and args.phi2 is None:
     if any(getattr(args, a) for a in ("labels", "phi1_val", "phi2_val", "labels_val")):
       raise ValueError("--labels/--phi1-val/--phi2-val/--labels-val need --phi1 and --phi2")
     train, test, _ = hd.load_default()
-    return train._asdict(), test._asdict(), "fashion_mnist"
+    return train._asdict(), test._asdict(), "fashion_mnist", list(hd.FASHION_MNIST_CLASSES)
   if args.phi1 is None or args.phi2 is None:
     raise ValueError("give both --phi1 and --phi2 (or neither, for the shipped default dataset)")
   train = {"phi1": hd.check_features(hd.load_array(args.phi1, "--phi1"), "--phi1"),
@@ -228,8 +229,11 @@ def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str]:
       if val[name].shape[1] != train[name].shape[1]:
         raise ValueError(f"--{name}-val: expected {train[name].shape[1]} columns like --{name}, "
                          f"found {val[name].shape[1]}")
+  (train["labels"], val_labels), class_names = hd.encode_label_names(train["labels"], val and val["labels"])
+  if val is not None:
+    val["labels"] = val_labels
   name = os.path.splitext(os.path.basename(args.phi1.split(":")[0]))[0]
-  return train, val, name
+  return train, val, name, class_names
 
 
 def _versions() -> dict[str, str]:
@@ -262,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
       args.quiet, args.plots, args.baselines = True, False, False
   try:
     check_method_flags(args)
-    train, val, name = load_inputs(args)
+    train, val, name, class_names = load_inputs(args)
     config, preset = resolve_config(args, "cpu" if name == "fashion_mnist" else "auto")
     from hume_jax._fit import check_config
     auto = preset == "auto" and args.method == "hume"
@@ -415,10 +419,11 @@ def main(argv: list[str] | None = None) -> dict:
     json.dump({args.method: dataclasses.asdict(config), "preset": preset if args.method == "hume" else None, "dataset": name, "seeds": args.seeds,
                "inputs": {a: getattr(args, a) for a in ("phi1", "phi2", "labels", "phi1_val", "phi2_val",
                                                         "labels_val")},
-               "normalize_phi1": args.normalize_phi1, "command": _command(argv), "versions": versions}, f, indent=2)
+               "class_names": class_names, "normalize_phi1": args.normalize_phi1, "command": _command(argv),
+               "versions": versions}, f, indent=2)
   if args.plots:
     _write_plots(partial, preds, train, val, eval_split, k_selection, images,
-                 class_names=hd.FASHION_MNIST_CLASSES if name == "fashion_mnist" else None)
+                 class_names=class_names)
   if os.path.isdir(out):
     shutil.rmtree(out)
   os.replace(partial, out)

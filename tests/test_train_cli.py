@@ -233,3 +233,24 @@ def test_baselines_by_default_when_labels_are_given(files, tmp_path, capsys):
   res = train.main(["--phi1", files["phi1"], "--phi2", files["phi2"], "--labels", files["y"], "--out",
                     str(tmp_path / "r2"), "--no-plots", "--no-baselines"] + SMALL)
   assert "baselines" not in res
+
+
+def test_labels_given_as_class_names(files, tmp_path):
+  """String labels (class names) are numbered in sorted order, one numbering for both splits,
+  and give the same scores as the integers; the names are recorded and label the figures."""
+  y = np.load(files["y"])
+  names = np.array(["zebra", "apple", "mango", "kiwi"])[y]  # sorted: apple 0, kiwi 1, mango 2, zebra 3
+  np.save(tmp_path / "names.npy", names)
+  common = ["--phi1", files["phi1"], "--phi2", files["phi2"], "--no-baselines"] + SMALL
+  by_name = train.main(common + ["--labels", str(tmp_path / "names.npy"), "--phi1-val", files["phi1"],
+                                 "--phi2-val", files["phi2"], "--labels-val", str(tmp_path / "names.npy"),
+                                 "--out", str(tmp_path / "names")])
+  by_int = train.main(common + ["--labels", files["y"], "--phi1-val", files["phi1"], "--phi2-val", files["phi2"],
+                                "--labels-val", files["y"], "--out", str(tmp_path / "ints")])
+  for split in ("train", "val"):
+    for m in ("acc", "nmi", "ari"):
+      assert by_name["splits"][split][m] == by_int["splits"][split][m]
+  assert json.load(open(tmp_path / "names" / "config.json"))["class_names"] == ["apple", "kiwi", "mango", "zebra"]
+  with pytest.raises(SystemExit, match="class names in every labels file or in none"):
+    train.main(common + ["--labels", str(tmp_path / "names.npy"), "--phi1-val", files["phi1"], "--phi2-val",
+                         files["phi2"], "--labels-val", files["y"], "--out", str(tmp_path / "mixed")])
