@@ -242,8 +242,10 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
   from hume_jax._fit import fit, predict
   from hume_jax._outer import init_state
   from hume_jax._task_encoder import task_encoder_from
-
   from hume_jax.data import check_fit_inputs
+  from hume_jax.ensemble import vote_matched
+  from hume_jax.metrics import hungarian_map
+
   check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
   t_start = time.perf_counter()
   spaces = {"a": np.asarray(phi_a), "b": np.asarray(phi_b)}
@@ -260,9 +262,9 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
     raise ValueError(f"phi_a, phi_b: expected at least one space with k = {k} or more dimensions to serve as phi1 "
                      f"(HUME's task encoder has k orthonormal rows), found {dims['a']} and {dims['b']} (after "
                      f"reduction to at most min(n, {max_dim}) principal components)")
-  for p1, _ in (("a", "b"), ("b", "a")):
-    if dims[p1] < k:
-      say(f"auto: {p1} has {dims[p1]} dimensions, fewer than k = {k}: only as phi2")
+  for space in ("a", "b"):
+    if dims[space] < k:
+      say(f"auto: {space} has {dims[space]} dimensions, fewer than k = {k}: only as phi2")
   starts = ("k-means", "random")
   runs = [(o, s) for o in orders for s in starts]
   # A short measured step, so the plan is this machine's and these shapes'.
@@ -312,8 +314,6 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
   order = runs[best][0]
   say(f"auto: kept phi1 = {order[0]}, phi2 = {order[1]}, {runs[best][1]} start (highest separability)")
   # The vote of all runs, each matched to the kept one on the training rows.
-  from hume_jax.ensemble import vote_matched
-  from hume_jax.metrics import hungarian_map
   ref = preds[best]
   members = [Member(o[0], as_phi1[o[0]], st.encoder, hungarian_map(p, ref, k).astype(np.int64))
              for ((o, _), st, p) in zip(runs, states, preds)]

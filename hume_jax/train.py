@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                   help="'auto' (default with your data): each space centred and reduced to 128 principal "
                   "components, phi2 scaled to unit top eigenvalue, four runs (each space as phi1, from spherical "
                   "k-means centroids and from the official random start), the most separable run kept and the "
-                  "labels its majority vote with the other three, iterations cut to --budget; 'official' (the paper's settings, exactly), 'imagenet' (official ImageNet-1000 "
-                  "settings), 'cpu' (default for the shipped dataset: fewer subsets and steps, chosen by the "
+                  "labels its majority vote with the other three, iterations cut to --budget; 'official' (the "
+                  "paper's settings, exactly), 'imagenet' (official ImageNet-1000 settings), 'cpu' (default for the shipped dataset: fewer subsets and steps, chosen by the "
                   "label-free CV score)")
   hp.add_argument("--budget", type=float, default=600.0, metavar="SECONDS",
                   help="with --preset auto: time for the whole search, both orders included (default 600; the "
@@ -587,6 +587,7 @@ def _train_auto(args, config, train, val):
   except FloatingPointError as e:
     raise SystemExit(f"error: {e}") from None
   seconds = time.perf_counter() - t0
+  # The vote reads the raw spaces in the given order, so it is computed before they are swapped.
   voted = {id(split): vote_labels(res, split["phi1"], split["phi2"]) for split in (train, val) if split is not None}
   if res.order == ("b", "a"):
     for split in (train, val):
