@@ -15,7 +15,7 @@ import os
 import jax
 import jax.numpy as jnp
 
-from hume_jax._outer import execution_plan, init_state, outer_step
+from hume_jax._outer import execution_plan, init_state, outer_step, step_config
 from hume_jax.config import HumeConfig
 
 
@@ -32,11 +32,16 @@ def rough_step_bytes(config: HumeConfig, n: int, d1: int, d2: int, itemsize: int
   return 4 * itemsize * (n * (d1 + d2) + runs * per_run)
 
 
-@functools.lru_cache(maxsize=64)
 def step_memory_bytes(config: HumeConfig, n: int, d1: int, d2: int, dtype=jnp.float32, runs: int = 1) -> int:
   """Peak bytes of one compiled outer step on the default device (arguments + outputs +
   temporaries - aliased), for ``phi1 [n, d1]`` and ``phi2 [n, d2]``; with ``runs > 1``, of the
   step ``fit_seeds`` compiles: ``runs`` states vmapped over shared inputs."""
+  # One cache key however the arguments are spelled (a compile takes seconds).
+  return _step_memory_bytes(step_config(config), int(n), int(d1), int(d2), jnp.dtype(dtype), int(runs))
+
+
+@functools.lru_cache(maxsize=64)
+def _step_memory_bytes(config: HumeConfig, n: int, d1: int, d2: int, dtype: jnp.dtype, runs: int) -> int:
   state = jax.eval_shape(lambda: init_state(jax.random.PRNGKey(0), config, d1, d2, dtype))
   step = functools.partial(outer_step, config=config)
   if runs > 1:
