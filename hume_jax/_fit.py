@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Callable
 
 import jax
@@ -15,7 +14,7 @@ import numpy as np
 
 from hume_jax.data import check_fit_inputs
 from hume_jax._loop import run_loop
-from hume_jax._outer import SUBSET_AXIS, TrainState, init_state, outer_step
+from hume_jax._outer import SUBSET_AXIS, TrainState, init_state, outer_step_jit
 from hume_jax._task_encoder import TaskEncoder, task_logits
 from hume_jax.config import HumeConfig
 
@@ -120,8 +119,8 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
     state = jax.tree.map(put, state)
   else:
     phi1_d, phi2_d = jnp.asarray(phi1_d), jnp.asarray(phi2_d)
-  step = jax.jit(functools.partial(outer_step, config=config, mesh=mesh))
-  return run_loop(lambda st: step(st, phi1_d, phi2_d), state, config.num_iters, desc="HUME",
+  step = lambda st: outer_step_jit(st, phi1_d, phi2_d, config=config, mesh=mesh)
+  return run_loop(step, state, config.num_iters, desc="HUME",
                   metrics=lambda m: {f: float(v) for f, v in m._asdict().items()},
                   predict=lambda st: predict(st.encoder, phi1_d),
                   finite=lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw))), labels=labels,

@@ -1,11 +1,12 @@
 """One outer iteration of HUME: subsets, hypergradient, clipping, Adam, annealing.
 
-The caller owns the jit boundary: ``jax.jit(functools.partial(outer_step, config=cfg))``
-compiles once; the iteration number lives in the state, so annealing never recompiles.
+``outer_step_jit`` is the step compiled once per process for each config and shapes; the
+iteration number lives in the state, so annealing never recompiles.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import NamedTuple
 
@@ -160,6 +161,23 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
   new_state = state._replace(encoder=state.encoder._replace(raw=raw), opt_state=opt_state,
                              step=state.step + 1)
   return new_state, metrics
+
+
+def step_config(config: HumeConfig) -> HumeConfig:
+  """``config`` with the fields the step never reads (``seed``, ``num_iters``) at fixed values."""
+  return dataclasses.replace(config, seed=0, num_iters=1)
+
+
+_outer_step_jit = jax.jit(outer_step, static_argnames=("config", "mesh"))
+
+
+def outer_step_jit(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
+                   config: HumeConfig, mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, StepMetrics]:
+  """``outer_step`` compiled once per process for each step-relevant config, mesh, shapes and
+  dtypes: runs that differ only in ``seed`` or ``num_iters``, which the step never reads (the
+  key and the iteration live in the state), share one compile (fit_auto's starts and orders
+  of the spaces, seeds run one after another, the CLI's repeated fits)."""
+  return _outer_step_jit(state, phi1, phi2, config=step_config(config), mesh=mesh)
 
 
 CPU_ROW_BLOCK = 128  # rows of phi2 per block on a CPU: 128 x d2 floats stay in L2 (measured best)

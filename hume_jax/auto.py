@@ -135,13 +135,11 @@ def scaled_config(config: HumeConfig, num_iters: int) -> HumeConfig:
 
 def time_step(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, repeats: int = 3) -> tuple[float, float]:
   """``(compile seconds, seconds per outer iteration)`` of ``config`` on these shapes, measured."""
-  import functools
-
   import jax
 
-  from hume_jax._outer import init_state, outer_step
+  from hume_jax._outer import init_state, outer_step_jit
   state = init_state(jax.random.PRNGKey(0), config, phi1.shape[1], phi2.shape[1])
-  step = jax.jit(functools.partial(outer_step, config=config, mesh=None))
+  step = lambda st, x1, x2: outer_step_jit(st, x1, x2, config=config, mesh=None)
   x1, x2 = jax.numpy.asarray(phi1), jax.numpy.asarray(phi2)
   t0 = time.perf_counter()
   state, m = step(state, x1, x2)

@@ -15,7 +15,7 @@ import numpy as np
 from hume_jax import metrics as hm
 from hume_jax._fit import check_config, compute_dtype
 from hume_jax.data import check_fit_inputs
-from hume_jax._outer import TrainState, init_state, outer_step
+from hume_jax._outer import TrainState, init_state, outer_step, step_config
 from hume_jax._task_encoder import task_logits
 from hume_jax.config import HumeConfig
 
@@ -24,6 +24,13 @@ def init_states(seeds: list[int], config: HumeConfig, d1: int, d2: int, dtype=jn
   """One ``TrainState`` per seed, stacked along a leading ``[N]`` axis."""
   states = [init_state(jax.random.PRNGKey(s), config, d1, d2, dtype) for s in seeds]
   return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+@functools.partial(jax.jit, static_argnames="config")
+def seeds_step(states: TrainState, phi1: jax.Array, phi2: jax.Array, *, config: HumeConfig):
+  """``outer_step`` of every run, vmapped over the stacked states (inputs shared); one compile
+  per process for each config, number of runs and shapes."""
+  return jax.vmap(functools.partial(outer_step, config=config), in_axes=(0, None, None))(states, phi1, phi2)
 
 
 def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: list[int], *,
@@ -50,7 +57,7 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
   chunk = chunk or len(seeds)
   dtype = compute_dtype(phi1)
   phi1_d, phi2_d = jnp.asarray(phi1, dtype), jnp.asarray(phi2, dtype)
-  step = jax.jit(jax.vmap(functools.partial(outer_step, config=config), in_axes=(0, None, None)))
+  step = lambda states, x1, x2: seeds_step(states, x1, x2, config=step_config(config))
   # The runs are independent: split each chunk's seeds over the local devices that divide it
   # (the data replicated); XLA partitions the vmapped step along the seed axis.
   devices = jax.local_devices()

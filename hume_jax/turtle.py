@@ -13,7 +13,6 @@ clipping, no schedule.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import NamedTuple
 
 import jax
@@ -181,6 +180,15 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
   return new, (loss, h)
 
 
+_turtle_step_jit = jax.jit(turtle_step, static_argnames="config")
+
+
+def turtle_step_jit(state: TurtleState, phis: tuple[jax.Array, ...], *, config: TurtleConfig):
+  """``turtle_step`` compiled once per process for each config and shapes; ``seed`` and
+  ``num_iters``, which the step never reads, do not count (seeds run one after another share it)."""
+  return _turtle_step_jit(state, phis, config=dataclasses.replace(config, seed=0, num_iters=1))
+
+
 def check_turtle_config(config: TurtleConfig, n: int) -> None:
   """Rejects TURTLE hyperparameters that cannot define a run, before any compute."""
   if not 2 <= config.k <= n:
@@ -214,8 +222,7 @@ def fit_turtle(phis: list[np.ndarray], config: TurtleConfig, *, progress: bool =
   xs = tuple(jnp.asarray(x, dtype) for x in phis)
   if state is None:
     state = init_turtle(jax.random.PRNGKey(config.seed), config, tuple(x.shape[1] for x in xs), dtype)
-  step = jax.jit(functools.partial(turtle_step, config=config))
-  return run_loop(lambda st: step(st, xs), state, config.num_iters, desc="TURTLE",
+  return run_loop(lambda st: turtle_step_jit(st, xs, config=config), state, config.num_iters, desc="TURTLE",
                   metrics=lambda out: {"loss": float(out[0]), "entropy": float(out[1])},
                   predict=lambda st: predict_turtle(st.encoder, xs),
                   finite=lambda st: all(bool(jnp.all(jnp.isfinite(h.v))) for h in st.encoder), labels=labels,

@@ -42,3 +42,22 @@ def test_same_seed_same_result_other_seed_differs():
   c, _ = fit(phi1, phi2, dataclasses.replace(cfg, seed=1), progress=False)
   np.testing.assert_array_equal(np.asarray(a.encoder.raw), np.asarray(b.encoder.raw))
   assert not np.array_equal(np.asarray(a.encoder.raw), np.asarray(c.encoder.raw))
+
+
+def test_runs_differing_in_seed_or_length_share_one_compile():
+  """The step does not read ``seed`` or ``num_iters``: a second run with other values of
+  both (e.g. fit_auto's starts, seeds run one after another) compiles nothing."""
+  import jax
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, _, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None)
+  phi1, phi2, _ = planted()
+  cfg = dataclasses.replace(CFG, num_iters=3, tau=0.123)  # settings no other test compiles
+  first, _ = fit(phi1, phi2, cfg, progress=False)
+  assert len(compiles) >= 1
+  before = len(compiles)
+  second, _ = fit(phi1, phi2, dataclasses.replace(cfg, seed=7, num_iters=4), progress=False)
+  assert len(compiles) == before
+  assert int(second.step) == 4 and not np.array_equal(np.asarray(first.encoder.raw), np.asarray(second.encoder.raw))
+  fit(phi1, phi2, dataclasses.replace(cfg, tau=0.124, num_iters=1), progress=False)  # a setting the step reads
+  assert len(compiles) > before
