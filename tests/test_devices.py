@@ -5,37 +5,72 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+# Runs in a process of its own, where XLA is told to make several CPU devices.
 SCRIPT = """
 import sys, numpy as np, jax
 jax.config.update("jax_enable_x64", True)
-from hume_jax import HumeConfig, fit
 sys.path.insert(0, {tests!r})
-from test_fit import planted
-phi1, phi2, _ = planted()
+import test_devices
 for chunk in {chunks!r}:
-  cfg = HumeConfig(k=4, num_iters=4, num_subsets=4, subset_size=300, adaptation_steps=10, inner_lr=0.05,
-                   outer_lr=0.01, subset_chunk=chunk)
-  state, _ = fit(phi1, phi2, cfg, progress=False)
-  np.save({out!r}.format(chunk), np.asarray(state.encoder.raw))
+  np.save({out!r}.format(chunk), test_devices.encoder_of(chunk))
+if {seeds!r}:
+  states = test_devices.seed_runs()
+  np.save({out!r}.format("seeds"), np.asarray(states.encoder.raw))
+  print(len(states.encoder.raw.sharding.device_set))  # the last chunk lives on that many devices
 print(jax.device_count())
 """
 
 
-def _run(tmp_path, devices, chunks=(0,)):
-  """The trained encoder of each subset chunk size, on ``devices`` forced CPU devices (one process)."""
+def encoder_of(chunk):
+  """The trained encoder of the planted data with ``chunk`` subsets at a time (0: the plan's)."""
+  from hume_jax import HumeConfig, fit
+  from test_fit import planted
+  phi1, phi2, _ = planted()
+  cfg = HumeConfig(k=4, num_iters=4, num_subsets=4, subset_size=300, adaptation_steps=10, inner_lr=0.05,
+                   outer_lr=0.01, subset_chunk=chunk)
+  state, _ = fit(phi1, phi2, cfg, progress=False)
+  return np.asarray(state.encoder.raw)
+
+
+def seed_runs():
+  """Four seeds trained two at a time by ``fit_seeds`` (each chunk split over the devices)."""
+  from hume_jax import HumeConfig
+  from hume_jax.ensemble import fit_seeds
+  from test_fit import planted
+  phi1, phi2, _ = planted()
+  cfg = HumeConfig(k=4, num_iters=3, num_subsets=2, subset_size=300, adaptation_steps=5, inner_lr=0.05, outer_lr=0.01)
+  return fit_seeds(phi1, phi2, cfg, [3, 4, 5, 6], chunk=2, progress=False)
+
+
+def _run(tmp_path, devices, chunks=(0,), seeds=False):
+  """``encoder_of`` each chunk size (and ``seed_runs``' encoders) on ``devices`` forced CPU
+  devices, in one new process."""
   out = str(tmp_path / f"raw_{devices}_{{}}.npy")
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-  code = SCRIPT.format(tests=os.path.dirname(__file__), out=out, chunks=tuple(chunks))
-  res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-  assert res.stdout.strip().splitlines()[-1] == str(devices), res.stderr
-  return [np.load(out.format(c)) for c in chunks]
+  code = SCRIPT.format(tests=os.path.dirname(__file__), out=out, chunks=tuple(chunks), seeds=seeds)
+  res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+  assert res.returncode == 0, res.stderr[-2000:]
+  printed = res.stdout.strip().splitlines()
+  assert printed[-1] == str(devices)
+  if seeds:
+    assert printed[-2] == str(devices)
+  return [np.load(out.format(c)) for c in chunks] + ([np.load(out.format("seeds"))] if seeds else [])
 
 
-def test_two_devices_match_one(tmp_path):
-  one, = _run(tmp_path, 1)
+@pytest.fixture(scope="module")
+def two_devices(tmp_path_factory):
+  """One process with 2 devices for both checks below: chunk sizes 0 and 2, and the seeds."""
+  return _run(tmp_path_factory.mktemp("two_devices"), 2, (0, 2), seeds=True)
+
+
+def test_two_devices_match_one(tmp_path, two_devices):
+  import jax
+  assert jax.device_count() == 1  # this process: the reference
+  one = encoder_of(0)
   assert one.dtype == np.float64 and np.abs(one + np.eye(16, 4)).max() > 1e-3  # trained
-  for two in _run(tmp_path, 2, (0, 2)):
+  for two in two_devices[:2]:
     np.testing.assert_allclose(two, one, rtol=0, atol=1e-10)
   # 3 devices cannot split 4 subsets evenly: 2 of them are used, with the same result
   np.testing.assert_allclose(_run(tmp_path, 3)[0], one, rtol=0, atol=1e-10)
@@ -73,32 +108,8 @@ def test_two_processes_with_jax_distributed(tmp_path):
                                 np.load(tmp_path / "single" / "labels_train.npy"))
 
 
-SEEDS_SCRIPT = """
-import numpy as np, jax
-jax.config.update("jax_enable_x64", True)
-import sys
-sys.path.insert(0, {tests!r})
-from test_fit import planted
-from hume_jax import HumeConfig
-from hume_jax.ensemble import fit_seeds
-phi1, phi2, _ = planted()
-cfg = HumeConfig(k=4, num_iters=3, num_subsets=2, subset_size=300, adaptation_steps=5, inner_lr=0.05, outer_lr=0.01)
-states = fit_seeds(phi1, phi2, cfg, [3, 4, 5, 6], chunk=2, progress=False)
-np.save({out!r}, np.asarray(states.encoder.raw))
-print(len(states.encoder.raw.sharding.device_set) if hasattr(states.encoder.raw, "sharding") else 1)
-"""
-
-
-def test_seeds_split_over_devices_match_one(tmp_path):
+def test_seeds_split_over_devices_match_one(two_devices):
   """fit_seeds splits each chunk's seeds over the devices: same runs as on one device."""
-  outs = []
-  for devices in (1, 2):
-    out = str(tmp_path / f"seeds_{devices}.npy")
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    code = SEEDS_SCRIPT.format(tests=os.path.dirname(__file__), out=out)
-    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert res.stdout.strip().splitlines()[-1] == str(devices)  # the last chunk lives on that many devices
-    outs.append(np.load(out))
-  assert outs[0].shape == (4, 16, 4)
-  np.testing.assert_allclose(outs[1], outs[0], rtol=0, atol=1e-10)
+  one = np.asarray(seed_runs().encoder.raw)
+  assert one.shape == (4, 16, 4)
+  np.testing.assert_allclose(two_devices[2], one, rtol=0, atol=1e-10)
