@@ -272,8 +272,10 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
   iters = num_iters or plan_iterations(step_s, max(budget_seconds - spent - overhead, 0.0), len(runs), config)
   run_config = scaled_config(dataclasses.replace(config, k=k, seed=seed), iters)
   m, n_tr = run_config.subset_sizes(n)
+  # Runs with the same shapes share one compiled step (outer_step_jit).
+  compiles = len({(dims[p1], dims[p2]) for p1, p2 in orders})
   plan = {"step_seconds": step_s, "compile_seconds": compile_s, "num_iters": iters,
-          "runs": len(runs), "estimate_seconds": spent + len(runs) * (iters * step_s + compile_s),
+          "runs": len(runs), "estimate_seconds": spent + len(runs) * iters * step_s + compiles * compile_s,
           "budget_seconds": budget_seconds, "max_dim": max_dim,
           "dims": {s: int(c.components.shape[0]) for s, c in as_phi1.items()},
           "explained_variance": {s: c.explained for s, c in as_phi1.items()}}
