@@ -284,7 +284,8 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
       f"b: {plan['dims']['b']}, {100 * plan['explained_variance']['b']:.1f}%); phi1 L2-normalised, phi2 scaled "
       f"to unit top eigenvalue")
   say(f"auto: {len(runs)} runs ({', then '.join(o[0] + ' as phi1' for o in orders)}; each from spherical k-means "
-      f"centroids of phi1 and from the official random start); {iters} iterations of S={run_config.num_subsets} x {m} rows, "
+      f"centroids of phi1 and from the official random start); {iters} iterations of "
+      f"S={run_config.num_subsets} x {m} rows, "
       f"T={run_config.adaptation_steps}, inner_lr={run_config.inner_lr} (x 1/lambda_max), "
       f"outer_lr={run_config.outer_lr}; measured {step_s:.3f} s/iteration: about {plan['estimate_seconds']:.0f} s "
       f"in all (budget {budget_seconds:.0f} s)")

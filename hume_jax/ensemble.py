@@ -57,7 +57,7 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
   chunk = chunk or len(seeds)
   dtype = compute_dtype(phi1)
   phi1_d, phi2_d = jnp.asarray(phi1, dtype), jnp.asarray(phi2, dtype)
-  step = lambda states, x1, x2: seeds_step(states, x1, x2, config=step_config(config))
+  step_cfg = step_config(config)  # the seeds and num_iters do not change the compiled step
   # The runs are independent: split each chunk's seeds over the local devices that divide it
   # (the data replicated); XLA partitions the vmapped step along the seed axis.
   devices = jax.local_devices()
@@ -75,7 +75,7 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
       if mesh is not None:
         state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
       for it in range(config.num_iters):
-        state, m = step(state, phi1_d, phi2_d)
+        state, m = seeds_step(state, phi1_d, phi2_d, config=step_cfg)
         bar.update(len(part))
         if (it + 1) % 50 == 0 or it + 1 == config.num_iters:
           losses = np.asarray(m.loss)

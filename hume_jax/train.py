@@ -89,8 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                   "components, phi2 scaled to unit top eigenvalue, four runs (each space as phi1, from spherical "
                   "k-means centroids and from the official random start), the most separable run kept and the "
                   "labels its majority vote with the other three, iterations cut to --budget; 'official' (the "
-                  "paper's settings, exactly), 'imagenet' (official ImageNet-1000 settings), 'cpu' (default for the shipped dataset: fewer subsets and steps, chosen by the "
-                  "label-free CV score)")
+                  "paper's settings, exactly), 'imagenet' (official ImageNet-1000 settings), 'cpu' (default for "
+                  "the shipped dataset: fewer subsets and steps, chosen by the label-free CV score)")
   hp.add_argument("--budget", type=float, default=600.0, metavar="SECONDS",
                   help="with --preset auto: time for the whole search, both orders included (default 600; the "
                   "plan and its estimate are printed before training)")
