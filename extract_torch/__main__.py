@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--label-key", default=None,
                    help="tfds: feature holding the labels (default 'label'; e.g. coarse_label for CIFAR-100-20)")
     g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images (a quick look)")
+    g.add_argument("--per-class", type=int, default=None, metavar="N",
+                   help="a stratified subset: the first N images of each class, in the split's order (needs "
+                        "labels; e.g. 500 of CIFAR-10's 5,000 training images per class). `indices` in the output "
+                        "are the images' places in the full split")
     g = p.add_argument_group("output")
     g.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
     g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -68,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("how to run")
     g.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: the first available)")
     g.add_argument("--half", action="store_true", help="float16 inference (GPU only)")
-    g.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="images per forward pass (default: 16 on the CPU, where larger batches' activations "
+                        "outgrow the caches, 64 on a GPU)")
     g.add_argument("--workers", default="auto",
                    help="DataLoader processes that read and preprocess images (default auto: 0 on the CPU, "
                         "where the model uses every core; min(8, cores) on a GPU)")
@@ -99,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.l2 and not args.official_layout:
         raise SystemExit("error: --l2 only applies with --official-layout")
     device = pick_device(args.device)
+    batch_size = args.batch_size or (16 if device == "cpu" else 64)
     if args.workers == "auto":
         workers = 0 if device == "cpu" else min(8, os.cpu_count() or 1)
     else:
@@ -108,18 +115,26 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"error: --workers: expected an integer or 'auto', got {args.workers!r}") from None
     try:
         source = open_dataset(args.dataset, args.split, data_dir=args.data_dir, label_key=args.label_key)
+        subset = []
+        if args.per_class is not None:
+            if args.per_class < 1:
+                raise ValueError(f"--per-class must be positive, got {args.per_class}")
+            source = source.per_class(args.per_class)
+            subset.append(f"first {args.per_class} per class")
         if args.limit is not None:
             if args.limit < 1:
                 raise ValueError(f"--limit must be positive, got {args.limit}")
             source = source.head(args.limit)
+            subset.append(f"first {args.limit}")
         extractor = build_model(args.model, weights=args.weights, image_size=args.image_size,
                                 device=device, half=args.half)
         print(f"{source.name}: {len(source)} images{' with labels' if source.labels is not None else ''}; "
               f"{args.model} ({extractor.dim}-d) on {device}{' in float16' if args.half else ''}, "
               f"{workers} workers", file=sys.stderr)
         arrays = run_extraction(source, extractor, args.out, dataset=args.dataset, split=args.split,
-                                batch_size=args.batch_size, chunk_size=args.chunk_size, workers=workers,
-                                resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+                                batch_size=batch_size, chunk_size=args.chunk_size, workers=workers,
+                                resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+                                subset=", then ".join(subset) or None)
     except KeyboardInterrupt:
         print(f"\ninterrupted; the chunks done are kept in {args.out}.partial. Continue with:\n  "
               + " ".join(["python -m extract_torch"] + [a for a in (argv or sys.argv[1:]) if a != "--resume"]

@@ -109,14 +109,28 @@ class ImageSource:
     get: Callable[[int], Any]
     labels: np.ndarray | None
     class_names: list[str] | None
+    indices: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.size
 
+    def index(self) -> np.ndarray:
+        """``int64 [size]``: each image's index in the dataset split it was taken from."""
+        return np.arange(self.size, dtype=np.int64) if self.indices is None else self.indices
+
     def head(self, n: int) -> "ImageSource":
         """The first ``n`` images."""
         labels = None if self.labels is None else self.labels[:n]
-        return dataclasses.replace(self, size=min(n, self.size), labels=labels)
+        return dataclasses.replace(self, size=min(n, self.size), labels=labels, indices=self.index()[:n])
+
+    def per_class(self, n: int) -> "ImageSource":
+        """A stratified subset: the first ``n`` images of each class (fewer where a class has
+        fewer), in the split's order."""
+        if self.labels is None:
+            raise ValueError(f"{self.name}: --per-class needs labels (class subfolders, or a dataset with labels)")
+        keep = np.sort(np.concatenate([np.flatnonzero(self.labels == c)[:n] for c in np.unique(self.labels)]))
+        return dataclasses.replace(self, size=len(keep), get=lambda i: self.get(int(keep[i])),
+                                   labels=self.labels[keep], indices=self.index()[keep])
 
 
 def _array_source(name: str, images: np.ndarray, labels: np.ndarray | None, class_names=None) -> ImageSource:

@@ -30,7 +30,7 @@ from extract_torch.models import Extractor
 
 FORMAT_VERSION = 1
 # Fields of meta.json that must agree for --resume to reuse chunks.
-RESUME_KEYS = ("format", "dataset", "split", "n", "model", "weights", "image_size", "preprocessing",
+RESUME_KEYS = ("format", "dataset", "split", "subset", "n", "model", "weights", "image_size", "preprocessing",
                "half", "batch_size", "chunk_size")
 
 
@@ -45,11 +45,11 @@ def _versions(names: tuple[str, ...]) -> dict[str, str]:
 
 
 def extraction_meta(source: ImageSource, extractor: Extractor, dataset: str, split: str,
-                    batch_size: int, chunk_size: int) -> dict:
+                    batch_size: int, chunk_size: int, subset: str | None = None) -> dict:
     """Everything the output records about how it was made (no timestamps: reruns are identical)."""
     return {
         "format": FORMAT_VERSION,
-        "dataset": dataset, "split": split, "source": source.name, "n": len(source),
+        "dataset": dataset, "split": split, "subset": subset, "source": source.name, "n": len(source),
         "has_labels": source.labels is not None, "class_names": source.class_names,
         "model": extractor.name, "dim": extractor.dim,
         "weights": extractor.info.get("weights"), "image_size": extractor.info.get("image_size"),
@@ -105,7 +105,7 @@ def check_output(out: str, overwrite: bool) -> None:
 
 def run_extraction(source: ImageSource, extractor: Extractor, out: str, *, dataset: str, split: str,
                    batch_size: int = 64, chunk_size: int = 4096, workers: int = 0, resume: bool = False,
-                   overwrite: bool = False, progress: bool = True) -> dict[str, np.ndarray]:
+                   overwrite: bool = False, progress: bool = True, subset: str | None = None) -> dict[str, np.ndarray]:
     """Extracts features of every image of ``source`` into ``out`` (``.npz``); returns its arrays.
 
     Args:
@@ -119,6 +119,8 @@ def run_extraction(source: ImageSource, extractor: Extractor, out: str, *, datas
       resume: continue from ``out.partial`` if it exists.
       overwrite: replace an existing ``out``.
       progress: show a progress bar with images/s.
+      subset: how ``source`` was cut from the split (e.g. ``"first 500 per class"``), recorded
+        in the metadata and checked on resume.
     """
     import torch
     from tqdm.auto import tqdm
@@ -130,7 +132,7 @@ def run_extraction(source: ImageSource, extractor: Extractor, out: str, *, datas
     n = len(source)
     if n == 0:
         raise ValueError(f"{source.name}: the dataset split is empty")
-    meta = extraction_meta(source, extractor, dataset, split, batch_size, chunk_size)
+    meta = extraction_meta(source, extractor, dataset, split, batch_size, chunk_size, subset)
     partial = out + ".partial"
     if os.path.exists(partial):
         if not resume:
@@ -173,7 +175,7 @@ def run_extraction(source: ImageSource, extractor: Extractor, out: str, *, datas
     if features.shape != (n, extractor.dim):
         raise ValueError(f"{partial}: chunks hold {features.shape}, expected ({n}, {extractor.dim}); "
                          f"delete {partial} to start again")
-    arrays = {"features": features, "indices": np.arange(n, dtype=np.int64)}
+    arrays = {"features": features, "indices": source.index()}
     if source.labels is not None:
         arrays["labels"] = np.asarray(source.labels, np.int64)
     arrays["meta"] = np.array(json.dumps(meta))
