@@ -1,53 +1,52 @@
-"""The training loop: jit one outer step, run it ``num_iters`` times, log, predict.
+"""HUME's training loop: one jitted outer step, run ``num_iters`` times, then predictions.
 
     state, history = fit(phi1, phi2, HumeConfig(k=10))
     labels = predict(state.encoder, phi1)
+
+The jit boundary is here: ``outer_step_jit`` is compiled once per process for each
+step-relevant config, mesh, shapes and dtypes, and shared by every caller (``fit``, the
+timing of ``hume_jax.auto``, the CLI's repeated fits).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hume_jax.data import check_fit_inputs
 from hume_jax._loop import run_loop
-from hume_jax._outer import SUBSET_AXIS, TrainState, init_state, outer_step_jit
+from hume_jax._outer import SUBSET_AXIS, StepMetrics, TrainState, init_state, outer_step
 from hume_jax._task_encoder import TaskEncoder, task_logits
-from hume_jax.config import HumeConfig
+from hume_jax.config import HumeConfig, check_config
+from hume_jax.data import check_fit_inputs
 
 
-def check_config(config: HumeConfig, n: int, d1: int) -> None:
-  """Rejects hyperparameters that cannot define a run, before any compute."""
-  if config.k < 2:
-    raise ValueError(f"k: expected at least 2 classes, got {config.k}")
-  if config.k > n:
-    raise ValueError(f"k: expected at most the number of samples ({n}), got {config.k}")
-  if config.k > d1:
-    raise ValueError(f"k: the task encoder has orthonormal rows, so k must be <= d1 = {d1}; got {config.k}")
-  if not 0 < config.train_fraction < 1:
-    raise ValueError(f"train_fraction: expected a value in (0, 1), got {config.train_fraction}")
-  for name in ("inner_lr", "outer_lr", "tau", "num_iters", "adaptation_steps", "num_subsets", "subset_size"):
-    if not getattr(config, name) > 0:
-      raise ValueError(f"{name}: expected a positive value, got {getattr(config, name)}")
-  if config.H_reg < 0:
-    raise ValueError(f"H_reg: expected a value >= 0, got {config.H_reg}")
-  if config.subset_chunk < 0 or (config.subset_chunk and config.num_subsets % config.subset_chunk):
-    raise ValueError(f"subset_chunk: expected 0 or a divisor of num_subsets = {config.num_subsets}, "
-                     f"got {config.subset_chunk}")
-  if config.row_block < -1:
-    raise ValueError(f"row_block: expected -1 (automatic), 0 (whole matrices) or a number of rows, "
-                     f"got {config.row_block}")
-  m, n_train = config.subset_sizes(n)
+def step_config(config: HumeConfig) -> HumeConfig:
+  """``config`` with the fields the step never reads (``seed``, ``num_iters``) at fixed values."""
+  return dataclasses.replace(config, seed=0, num_iters=1)
+
+
+_outer_step_jit = jax.jit(outer_step, static_argnames=("config", "mesh"))
+
+
+def outer_step_jit(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
+                   config: HumeConfig, mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, StepMetrics]:
+  """``outer_step`` compiled once per process for each step-relevant config, mesh, shapes and
+  dtypes: runs that differ only in ``seed`` or ``num_iters``, which the step never reads (the
+  key and the iteration live in the state), share one compile (fit_auto's starts and orders
+  of the spaces, seeds run one after another, the CLI's repeated fits)."""
+  return _outer_step_jit(state, phi1, phi2, config=step_config(config), mesh=mesh)
+
+
+def check_devices(config: HumeConfig) -> None:
+  """Under ``jax.distributed`` the subsets of a chunk are split over every device of every process."""
   chunk = config.subset_chunk or config.num_subsets
   if jax.process_count() > 1 and chunk % jax.device_count():
     raise ValueError(f"num_subsets (or subset_chunk) = {chunk} must be a multiple of the "
                      f"{jax.device_count()} devices of all processes, which the subsets are split over")
-  if n_train < 1 or n_train >= m:
-    raise ValueError(f"train_fraction {config.train_fraction} of a subset of {m} rows leaves "
-                     f"{n_train} for inner training and {m - n_train} held out; both must be >= 1")
 
 
 def subset_devices(config: HumeConfig) -> list:
@@ -72,11 +71,28 @@ def predict(encoder: TaskEncoder, phi1: np.ndarray | jax.Array) -> np.ndarray:
   return np.asarray(jnp.argmax(task_logits(encoder, jnp.asarray(phi1)), axis=-1))
 
 
+def _placed(phi1, phi2, state, config: HumeConfig):
+  """Inputs and state on the devices the subsets are split over: ``(phi1, phi2, state, mesh)``.
+  With several devices (of every process under ``jax.distributed``) data and state are
+  replicated and each process holds the full inputs."""
+  dtype = compute_dtype(phi1)
+  phi1_d, phi2_d = np.asarray(phi1, dtype), np.asarray(phi2, dtype)
+  devices = subset_devices(config)
+  if len(devices) == 1:
+    return jnp.asarray(phi1_d), jnp.asarray(phi2_d), state, None
+  mesh = jax.sharding.Mesh(np.array(devices), (SUBSET_AXIS,))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  put = lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x))
+  return put(phi1_d), put(phi2_d), jax.tree.map(put, state), mesh
+
+
 def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
         labels: np.ndarray | None = None, log_every: int = 10, progress: bool = True,
         on_log: Callable[[dict], None] | None = None,
         state: TrainState | None = None, checkpoint_every: int = 0,
-        on_checkpoint: Callable[[TrainState], None] | None = None) -> tuple[TrainState, list[dict]]:
+        on_checkpoint: Callable[[TrainState], None] | None = None,
+        stop: Callable[[], bool] | None = None, deadline: float | None = None,
+        on_estimate: Callable[[float, int], None] | None = None) -> tuple[TrainState, list[dict]]:
   """Runs HUME: ``config.num_iters`` outer iterations from the seed's initialisation.
 
   Args:
@@ -84,14 +100,13 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
     phi2: ``[n, d2]`` representation for the inner classifier.
     config: hyperparameters; ``config.seed`` draws the initialisation and every subset.
     labels: optional ``[n]`` ground truth, only to report accuracy while training.
-    log_every: iterations between logs (the only host syncs of the loop).
-    progress: show a progress bar.
-    on_log: called with each log record (a dict).
+    log_every, progress, on_log: iterations between log records, a progress bar, a callback
+      per record.
     state: start from this state (a checkpoint) instead of the seed's initialisation.
-    checkpoint_every: iterations between calls of ``on_checkpoint`` (0: only at the end).
-    on_checkpoint: called with a state whose loss was checked finite, every
-      ``checkpoint_every`` iterations, at the end, and on ``KeyboardInterrupt`` (before
-      re-raising it).
+    checkpoint_every, on_checkpoint: ``on_checkpoint(state)`` every ``checkpoint_every``
+      iterations (0: only at the end), at the end and on a stop or ``KeyboardInterrupt``.
+    stop, deadline, on_estimate: see ``hume_jax._loop.run_loop`` (a stop request checked
+      every iteration, a time at which to end early, a callback with the measured cost).
 
   Returns:
     ``(final state, log records)``.
@@ -103,26 +118,14 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
   check_fit_inputs(phi1, phi2, labels)
   n, d1 = phi1.shape
   check_config(config, n, d1)
-  dtype = compute_dtype(phi1)
+  check_devices(config)
   if state is None:
-    state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1], dtype)
-  mesh = None
-  phi1_d, phi2_d = np.asarray(phi1, dtype), np.asarray(phi2, dtype)
-  devices = subset_devices(config)
-  if len(devices) > 1:
-    # Subsets split over the devices (of every process under jax.distributed); data and
-    # state replicated. Each process holds the full inputs.
-    mesh = jax.sharding.Mesh(np.array(devices), (SUBSET_AXIS,))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    put = lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x))
-    phi1_d, phi2_d = put(phi1_d), put(phi2_d)
-    state = jax.tree.map(put, state)
-  else:
-    phi1_d, phi2_d = jnp.asarray(phi1_d), jnp.asarray(phi2_d)
+    state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1], compute_dtype(phi1))
+  phi1_d, phi2_d, state, mesh = _placed(phi1, phi2, state, config)
   step = lambda st: outer_step_jit(st, phi1_d, phi2_d, config=config, mesh=mesh)
   return run_loop(step, state, config.num_iters, desc="HUME",
                   metrics=lambda m: {f: float(v) for f, v in m._asdict().items()},
                   predict=lambda st: predict(st.encoder, phi1_d),
                   finite=lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw))), labels=labels,
                   log_every=log_every, progress=progress, on_log=on_log, checkpoint_every=checkpoint_every,
-                  on_checkpoint=on_checkpoint)
+                  on_checkpoint=on_checkpoint, stop=stop, deadline=deadline, on_estimate=on_estimate)

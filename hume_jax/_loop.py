@@ -1,7 +1,9 @@
-"""The outer loop HUME and TURTLE share: progress bar, logs, finite checks and checkpoints.
+"""The outer loop every method shares: progress bar, logs, finite checks, checkpoints, stops.
 
-Host syncs happen only at log and checkpoint iterations; everything else is dispatched
-asynchronously.
+One iteration is in flight at a time: each step is waited for before the next is dispatched,
+so a stop request (``stop``) or ``KeyboardInterrupt`` acts within one iteration and the state
+it checkpoints is the last one computed. Metrics reach the host only at log and checkpoint
+iterations.
 """
 
 from __future__ import annotations
@@ -14,71 +16,105 @@ import numpy as np
 from hume_jax import metrics as hm
 
 
+class Stopped(KeyboardInterrupt):
+  """A loop ended early because ``stop()`` asked it to; the state of ``iteration`` was
+  checkpointed (when the loop had ``on_checkpoint``).
+
+  A ``KeyboardInterrupt``, so that code written for Ctrl-C handles it too.
+  """
+
+  def __init__(self, iteration: int):
+    super().__init__(f"stopped after iteration {iteration}")
+    self.iteration = iteration
+
+
 def run_loop(step: Callable[[Any], tuple[Any, Any]], state: Any, num_iters: int, *, desc: str,
-             metrics: Callable[[Any], dict[str, float]], predict: Callable[[Any], np.ndarray],
+             metrics: Callable[[Any], dict], predict: Callable[[Any], np.ndarray],
              finite: Callable[[Any], bool], labels: np.ndarray | None = None, log_every: int = 10,
              progress: bool = True, on_log: Callable[[dict], None] | None = None, checkpoint_every: int = 0,
-             on_checkpoint: Callable[[Any], None] | None = None) -> tuple[Any, list[dict]]:
-  """Runs ``step`` from ``state.step`` to ``num_iters``.
+             on_checkpoint: Callable[[Any], None] | None = None, stop: Callable[[], bool] | None = None,
+             deadline: float | None = None,
+             on_estimate: Callable[[float, int], None] | None = None) -> tuple[Any, list[dict]]:
+  """Runs ``step`` (``state -> (state, out)``, jitted) from the state's iteration to ``num_iters``.
 
-  Args:
-    step: ``state -> (state, out)``, one outer iteration (inputs bound, jitted).
-    state: the start (its ``step`` field counts the iterations done).
-    num_iters: iterations in all.
-    desc: the method's name, for the progress bar and errors.
-    metrics: ``out -> {"loss": ..., ...}`` as Python floats (a host sync).
-    predict: ``state -> [n]`` hard labels, for the accuracy when ``labels`` are given.
-    finite: whether a state may be saved (checked on ``KeyboardInterrupt``).
-    labels: optional ground truth of the training inputs, only to report accuracy.
-    log_every, progress, on_log: log records every ``log_every`` iterations and at the end
-      (with ``seconds`` and ``cpu_seconds`` since the loop started), a progress bar, a
-      callback per record.
-    checkpoint_every, on_checkpoint: ``on_checkpoint(state)`` every ``checkpoint_every``
-      iterations (0: only at the end), at the end and on ``KeyboardInterrupt`` (before
-      re-raising it), each time with a state whose loss was checked finite.
+  ``state.step`` counts the iterations done (stacked runs share it). ``metrics(out)`` gives the
+  log's floats (``"loss"`` first; an optional ``"detail"`` names e.g. the non-finite seeds),
+  ``predict(state)`` hard labels for the accuracy against ``labels``, ``finite(state)`` whether
+  a state may be saved after a ``KeyboardInterrupt``. A record is logged (``on_log``) every
+  ``log_every`` iterations and at the end, with ``seconds`` and ``cpu_seconds``;
+  ``on_checkpoint(state)`` runs every ``checkpoint_every`` iterations (0: only at the end), at
+  the end and on any stop, each time with a state whose loss was checked finite. ``stop()``
+  is checked after every iteration: True checkpoints and raises ``Stopped``. The loop ends early
+  after the iteration that passes ``deadline`` (a ``time.perf_counter()`` time; the last record
+  says ``"cut": True``). ``on_estimate(seconds per iteration, iterations left)`` is called once,
+  after the first iteration that follows the compiling one.
 
-  Returns:
-    ``(final state, log records)``.
-
-  Raises:
-    FloatingPointError: on a non-finite loss (found at a log or checkpoint step).
+  Returns ``(final state, log records)``; raises ``FloatingPointError`` on a non-finite loss.
   """
+  import jax
   from tqdm.auto import tqdm
 
-  history: list[dict] = []
-  start = int(state.step)
-  last_good = start
-  t0, c0 = time.perf_counter(), time.process_time()
+  start = int(np.asarray(state.step).reshape(-1)[0])
+  log = _Log(desc, metrics, lambda: predict(state), labels, on_log, start)
+  t_prev = log.t0
   with tqdm(total=num_iters, initial=start, desc=desc, unit="it", disable=not progress, dynamic_ncols=True) as bar:
     try:
       for it in range(start, num_iters):
         state, out = step(state)
+        jax.block_until_ready(out)
         bar.update(1)
-        done = it + 1
-        log_now = done % log_every == 0 or done == num_iters
-        save_now = on_checkpoint is not None and (
-            done == num_iters or (checkpoint_every > 0 and done % checkpoint_every == 0))
-        if not (log_now or save_now):
-          continue  # no host sync on other iterations
-        record = {"iteration": done, **metrics(out), "seconds": time.perf_counter() - t0,
-                  "cpu_seconds": time.process_time() - c0}
-        if not np.isfinite(record["loss"]):
-          raise FloatingPointError(
-              f"non-finite {desc} loss ({record['loss']}) at iteration {done}; the last finite state "
-              f"checked is from iteration {last_good}. Try a smaller --outer-lr or --inner-lr")
-        last_good = done
-        if log_now:
-          if labels is not None:
-            record["acc"] = hm.hungarian_accuracy(predict(state), labels)
-          history.append(record)
-          bar.set_postfix({("train acc" if k == "acc" else k): f"{record[k]:.4f}"  # acc: of the training split
-                           for k in ("loss", "entropy", "acc") if k in record})
-          if on_log is not None:
-            on_log(record)
+        done, now = it + 1, time.perf_counter()
+        if on_estimate is not None and done == start + 2:
+          on_estimate(now - t_prev, num_iters - done)
+        t_prev = now
+        stopping = stop is not None and stop()
+        cut = deadline is not None and now > deadline and done < num_iters
+        log_now = done % log_every == 0 or done == num_iters or cut
+        save_now = on_checkpoint is not None and (stopping or cut or done == num_iters
+                                                  or (checkpoint_every > 0 and done % checkpoint_every == 0))
+        if log_now or save_now or stopping:
+          log.check(done, out, write=log_now, cut=cut, bar=bar)
         if save_now:
           on_checkpoint(state)
+        if stopping:
+          raise Stopped(done)
+        if cut:
+          break
+    except Stopped:
+      raise
     except KeyboardInterrupt:
       if on_checkpoint is not None and finite(state):
         on_checkpoint(state)
       raise
-  return state, history
+  return state, log.history
+
+
+class _Log:
+  """The loop's records: a host sync of the metrics, the finite check, the log and the bar."""
+
+  def __init__(self, desc, metrics, predict, labels, on_log, start):
+    self.desc, self.metrics, self.predict, self.labels, self.on_log = desc, metrics, predict, labels, on_log
+    self.history: list[dict] = []
+    self.last_good = start
+    self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+  def check(self, done: int, out, *, write: bool, cut: bool, bar) -> None:
+    record = {"iteration": done, **self.metrics(out), "seconds": time.perf_counter() - self.t0,
+              "cpu_seconds": time.process_time() - self.c0}
+    detail = record.pop("detail", "")
+    if not np.isfinite(record["loss"]):
+      raise FloatingPointError(
+          f"non-finite {self.desc} loss ({record['loss']}) at iteration {done}{detail}; the last finite state "
+          f"checked is from iteration {self.last_good}. Try a smaller outer_lr or inner_lr")
+    self.last_good = done
+    if not write:
+      return
+    if self.labels is not None:
+      record["acc"] = hm.hungarian_accuracy(self.predict(), self.labels)
+    if cut:
+      record["cut"] = True
+    self.history.append(record)
+    bar.set_postfix({("train acc" if k == "acc" else k): f"{record[k]:.4f}"  # acc: of the training split
+                     for k in ("loss", "entropy", "acc") if k in record})
+    if self.on_log is not None:
+      self.on_log(record)

@@ -36,120 +36,22 @@ from raw features (``benchmarks/quality.py``), ACC 73.7 -> 74.6, 80.1 -> 82.8, 7
 kept run (which is why the vote is not one more candidate of the criterion).
 """
 
+
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
+from hume_jax.conditioning import (MAX_DIM, Conditioning, apply_conditioning, condition_splits,  # noqa: F401
+                                   fit_conditioning, spherical_kmeans)
+from hume_jax.budget import MIN_ITERS, Clock, plan_iterations, replan, scaled_config, time_step  # noqa: F401
 from hume_jax.config import AUTO, HumeConfig
-MAX_DIM = 128
-MIN_ITERS = 60
+from hume_jax.metrics import separability, separability_per_space  # noqa: F401
 
-
-class Conditioning(NamedTuple):
-  """An affine map ``x -> ((x - mean) @ components.T) * scale``, then unit rows if ``unit_rows``.
-
-  Attributes:
-    mean: ``[d]`` mean of the fitted split.
-    components: ``[r, d]`` leading principal directions (``r <= max_dim``).
-    scale: ``[]`` multiplier after projection.
-    unit_rows: L2-normalise rows at the end (for ``phi1``).
-    explained: share of the variance the ``r`` components keep.
-  """
-  mean: np.ndarray
-  components: np.ndarray
-  scale: float
-  unit_rows: bool
-  explained: float
-
-
-def fit_conditioning(x: np.ndarray, *, unit_rows: bool, max_dim: int = MAX_DIM) -> Conditioning:
-  """Centring and PCA to ``min(max_dim, d, n)`` components fitted on ``x [n, d]``.
-
-  With ``unit_rows`` (``phi1``), rows are L2-normalised after centring; otherwise (``phi2``)
-  they are scaled so that the largest eigenvalue of their covariance is 1.
-  """
-  x = np.asarray(x, np.float64)
-  mean = x.mean(0)
-  _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-  r = min(max_dim, len(s))
-  var = s ** 2 / len(x)
-  scale = 1.0 if unit_rows else float(1 / np.sqrt(max(var[0], 1e-30)))
-  return Conditioning(mean, vt[:r], scale, unit_rows, float(var[:r].sum() / max(var.sum(), 1e-30)))
-
-
-def apply_conditioning(c: Conditioning, x: np.ndarray) -> np.ndarray:
-  """``x [m, d]`` mapped by ``c``: ``float32 [m, r]``."""
-  z = (np.asarray(x, np.float64) - c.mean) @ c.components.T * c.scale
-  if c.unit_rows:
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    z = z / np.where(norms > 0, norms, 1.0)  # a row at the mean stays 0: it gets no class preference
-  return z.astype(np.float32)
-
-
-def condition_splits(train: dict, val: dict | None, max_dim: int = MAX_DIM) -> tuple[dict, dict | None]:
-  """``phi1`` and ``phi2`` of both splits conditioned as ``fit_auto`` does (fitted on ``train``)."""
-  c1 = fit_conditioning(train["phi1"], unit_rows=True, max_dim=max_dim)
-  c2 = fit_conditioning(train["phi2"], unit_rows=False, max_dim=max_dim)
-  cond = lambda d: None if d is None else {**d, "phi1": apply_conditioning(c1, d["phi1"]),
-                                           "phi2": apply_conditioning(c2, d["phi2"])}
-  return cond(train), cond(val)
-
-
-def spherical_kmeans(phi1: np.ndarray, k: int, seed: int) -> np.ndarray:
-  """Centroids ``[k, d1]`` (unit rows) of k-means on the unit rows ``phi1 [n, d1]``."""
-  from sklearn.cluster import KMeans
-  centers = KMeans(k, n_init=10, random_state=seed).fit(phi1).cluster_centers_
-  return (centers / np.linalg.norm(centers, axis=1, keepdims=True)).astype(phi1.dtype)
-
-
-def separability(spaces: list[np.ndarray], labels: np.ndarray, dims: int = 64, folds: int = 5) -> float:
-  """The label-free criterion: chance-corrected CV score (Cohen's kappa of 5-fold logistic
-  regression, as ``metrics.cv_kappa``) of ``labels`` in each space, averaged over spaces.
-
-  HUME's premise is that a human labeling is linearly separable in *every* strong space, so
-  a labeling read off one space is judged in both; kappa removes the chance level (1/K for
-  a balanced labeling) that the plain CV score rewards. The first ``dims`` principal
-  components of each (conditioned) space keep it cheap.
-  """
-  from hume_jax.metrics import cv_kappa
-  return float(np.mean([cv_kappa(x[:, :dims], labels, folds=folds, n_jobs=1) for x in spaces]))
-
-
-def plan_iterations(step_seconds: float, budget_seconds: float, runs: int, config: HumeConfig = AUTO) -> int:
-  """Outer iterations per run that fit ``runs`` runs in ``budget_seconds``: the preset's
-  ``num_iters`` when they fit, fewer (at least ``MIN_ITERS``) otherwise."""
-  affordable = int(budget_seconds / max(runs * step_seconds, 1e-9))
-  return int(max(MIN_ITERS, min(config.num_iters, affordable)))
-
-
-def scaled_config(config: HumeConfig, num_iters: int) -> HumeConfig:
-  """``config`` with ``num_iters`` and the annealing milestones at the same fractions of it."""
-  frac = [m / config.num_iters for m in config.milestones]
-  return dataclasses.replace(config, num_iters=num_iters,
-                             milestones=tuple(max(1, int(round(f * num_iters))) for f in frac))
-
-
-def time_step(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, repeats: int = 3) -> tuple[float, float]:
-  """``(compile seconds, seconds per outer iteration)`` of ``config`` on these shapes, measured."""
-  import jax
-
-  from hume_jax._outer import init_state, outer_step_jit
-  state = init_state(jax.random.PRNGKey(0), config, phi1.shape[1], phi2.shape[1])
-  step = lambda st, x1, x2: outer_step_jit(st, x1, x2, config=config, mesh=None)
-  x1, x2 = jax.numpy.asarray(phi1), jax.numpy.asarray(phi2)
-  t0 = time.perf_counter()
-  state, m = step(state, x1, x2)
-  jax.block_until_ready(m.loss)
-  compile_s = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  for _ in range(repeats):
-    state, m = step(state, x1, x2)
-  jax.block_until_ready(m.loss)
-  return compile_s, (time.perf_counter() - t0) / repeats
+STARTS = ("k-means", "random")
 
 
 class Member(NamedTuple):
@@ -168,6 +70,14 @@ class Member(NamedTuple):
   to_reference: np.ndarray
 
 
+class Candidate(NamedTuple):
+  """One finished run of the search: its report ``entry`` (order, start, separability, class
+  counts, iterations, seconds), its final ``TrainState`` and its labels of the training rows."""
+  entry: dict
+  state: object
+  pred: np.ndarray
+
+
 class AutoResult(NamedTuple):
   """What ``fit_auto`` chose and why.
 
@@ -177,12 +87,15 @@ class AutoResult(NamedTuple):
     conditioning: ``{"phi1": Conditioning, "phi2": Conditioning}`` of the chosen run's spaces.
     config: the chosen run's ``HumeConfig``.
     candidates: one dict per candidate: order, start, separability, class counts, seconds.
-    plan: the plan printed before training (step time, iterations, estimate).
+    plan: the plan printed before training (step time, iterations, estimate) and what the
+      clock cut while it ran (``plan["cuts"]``).
     members: every run (``Member``), the kept one at index ``reference``; ``vote_labels``
       labels samples with their vote.
     reference: index of the kept run in ``members``.
     vote: how the vote was used: its separability, class counts and whether it is the labeling
       (it is not when it leaves a class empty that the kept run fills).
+    premise: separability of spherical k-means partitions of each space, judged in both spaces
+      (``{"kmeans_a": {"a": .., "b": ..}, "kmeans_b": ...}``), beside the kept run's and the vote's.
   """
   state: object
   order: tuple[str, str]
@@ -193,6 +106,25 @@ class AutoResult(NamedTuple):
   members: list
   reference: int
   vote: dict
+  premise: dict
+
+
+class Spaces(NamedTuple):
+  """The two raw spaces conditioned both ways (same PCA): ``as_phi1[s]`` (unit rows) and
+  ``as_phi2[s]`` (unit top eigenvalue) for space ``s`` in ``("a", "b")``, and the training rows
+  mapped by each (``cond1[s]``, ``cond2[s]``)."""
+  as_phi1: dict
+  as_phi2: dict
+  cond1: dict
+  cond2: dict
+
+
+def condition_spaces(phi_a: np.ndarray, phi_b: np.ndarray, max_dim: int = MAX_DIM) -> Spaces:
+  spaces = {"a": np.asarray(phi_a), "b": np.asarray(phi_b)}
+  as_phi2 = {s: fit_conditioning(x, unit_rows=False, max_dim=max_dim) for s, x in spaces.items()}
+  as_phi1 = {s: c._replace(scale=1.0, unit_rows=True) for s, c in as_phi2.items()}
+  return Spaces(as_phi1, as_phi2, {s: apply_conditioning(c, spaces[s]) for s, c in as_phi1.items()},
+                {s: apply_conditioning(c, spaces[s]) for s, c in as_phi2.items()})
 
 
 def member_labels(members: list, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
@@ -214,47 +146,30 @@ def vote_labels(result: AutoResult, phi_a: np.ndarray, phi_b: np.ndarray) -> np.
   return vote_matched(preds, result.reference, result.config.k)
 
 
-def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: float = 600.0, seed: int = 42,
-             max_dim: int = MAX_DIM, progress: bool = True, say=print, config: HumeConfig = AUTO,
-             num_iters: int | None = None) -> AutoResult:
-  """HUME on a user's two representations with every choice made without labels.
+def result_arrays(result: AutoResult, names: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+  """What labels new samples, as plain arrays (``task_encoder.npz`` of a ``--preset auto`` run):
+  the kept run's ``E`` and its conditioning (``phi1_*``, ``phi2_*``: ``argmax(condition(x) @
+  E.T)`` gives its labels), then every run ``run{i}_*`` with the space it reads (named by
+  ``names``, e.g. ``{"a": "--phi1"}``), its conditioning and its map to the kept run's numbering,
+  from which ``vote_labels`` (or a few lines of numpy) rebuilds the vote."""
+  from hume_jax._task_encoder import encoder_matrix
+  names = names or {"a": "a", "b": "b"}
+  enc = result.state.encoder
+  arrays = {"raw": np.asarray(enc.raw), "base": np.asarray(enc.base), "E": np.asarray(encoder_matrix(enc))}
+  for role, c in result.conditioning.items():
+    arrays.update({f"{role}_mean": c.mean, f"{role}_components": c.components, f"{role}_scale": np.asarray(c.scale)})
+  for i, r in enumerate(result.members):
+    c = r.conditioning
+    arrays.update({f"run{i}_E": np.asarray(encoder_matrix(r.encoder)), f"run{i}_reads": np.asarray(names[r.phi1]),
+                   f"run{i}_mean": c.mean, f"run{i}_components": c.components, f"run{i}_to_kept": r.to_reference})
+  arrays["kept_run"] = np.asarray(result.reference)
+  arrays["labels_are_vote"] = np.asarray(result.vote["used"])
+  return arrays
 
-  For each order of the spaces (``a`` as ``phi1`` and ``b`` as ``phi2``, then swapped) and
-  each start of the task encoder (spherical k-means centroids of ``phi1``, and the official
-  random orthogonal draw), HUME trains with ``config`` on the conditioned spaces
-  (``fit_conditioning``), iterations cut to fit the budget from a measured step time. The
-  run whose labeling has the highest ``separability`` in both spaces, among those with no
-  empty class, is kept; the labels are the majority vote of all runs matched to it
-  (``vote_labels``).
 
-  Args:
-    phi_a, phi_b: ``[n, d_a]``, ``[n, d_b]`` raw representations of the training split.
-    k: number of classes.
-    budget_seconds: time for the whole search (both orders, their k-means and criteria).
-    seed: seed of k-means, of the encoder completion and of the runs.
-    config: the runs' hyperparameters (``AUTO``; its ``k`` and ``seed`` are replaced).
-    num_iters: iterations of each run, as given (default: ``config.num_iters``, cut to the budget).
-  """
-  import jax
-
-  from hume_jax._fit import fit, predict
-  from hume_jax._outer import init_state
-  from hume_jax._task_encoder import task_encoder_from
-  from hume_jax.data import check_fit_inputs
-  from hume_jax.ensemble import vote_matched
-  from hume_jax.metrics import hungarian_map
-
-  check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
-  t_start = time.perf_counter()
-  spaces = {"a": np.asarray(phi_a), "b": np.asarray(phi_b)}
-  n = len(phi_a)
-  as_phi2 = {s: fit_conditioning(x, unit_rows=False, max_dim=max_dim) for s, x in spaces.items()}
-  as_phi1 = {s: c._replace(scale=1.0, unit_rows=True) for s, c in as_phi2.items()}  # same PCA, unit rows
-  cond1 = {s: apply_conditioning(c, spaces[s]) for s, c in as_phi1.items()}
-  cond2 = {s: apply_conditioning(c, spaces[s]) for s, c in as_phi2.items()}
-  dims = {s: x.shape[1] for s, x in cond1.items()}
-  # The task encoder has k orthonormal rows in phi1's space: a space with fewer than k
-  # (conditioned) dimensions can only be phi2.
+def _runs(spaces: Spaces, k: int, names: dict, max_dim: int, say) -> list[tuple[tuple[str, str], str]]:
+  """Every (order, start) candidate: each space with at least k dimensions as phi1, each start."""
+  dims = {s: x.shape[1] for s, x in spaces.cond1.items()}
   orders = [(p1, p2) for p1, p2 in (("a", "b"), ("b", "a")) if dims[p1] >= k]
   if not orders:
     raise ValueError(f"phi_a, phi_b: expected at least one space with k = {k} or more dimensions to serve as phi1 "
@@ -263,69 +178,176 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
   for space in ("a", "b"):
     if dims[space] < k:
       say(f"auto: {space} has {dims[space]} dimensions, fewer than k = {k}: only as phi2")
-  starts = ("k-means", "random")
-  runs = [(o, s) for o in orders for s in starts]
-  # A short measured step, so the plan is this machine's and these shapes'.
-  compile_s, step_s = time_step(cond1[orders[0][0]], cond2[orders[0][1]], config)
-  spent = time.perf_counter() - t_start
-  overhead = 0.1 * budget_seconds  # k-means, criteria, compiles
-  iters = num_iters or plan_iterations(step_s, max(budget_seconds - spent - overhead, 0.0), len(runs), config)
-  run_config = scaled_config(dataclasses.replace(config, k=k, seed=seed), iters)
-  m, n_tr = run_config.subset_sizes(n)
-  # Runs with the same shapes share one compiled step (outer_step_jit).
-  compiles = len({(dims[p1], dims[p2]) for p1, p2 in orders})
-  plan = {"step_seconds": step_s, "compile_seconds": compile_s, "num_iters": iters,
-          "runs": len(runs), "estimate_seconds": spent + len(runs) * iters * step_s + compiles * compile_s,
-          "budget_seconds": budget_seconds, "max_dim": max_dim,
-          "dims": {s: int(c.components.shape[0]) for s, c in as_phi1.items()},
-          "explained_variance": {s: c.explained for s, c in as_phi1.items()}}
-  say(f"auto: each space centred and reduced to its {max_dim} leading principal components "
-      f"(a: {plan['dims']['a']}, {100 * plan['explained_variance']['a']:.1f}% of the variance; "
-      f"b: {plan['dims']['b']}, {100 * plan['explained_variance']['b']:.1f}%); phi1 L2-normalised, phi2 scaled "
-      f"to unit top eigenvalue")
-  say(f"auto: {len(runs)} runs ({', then '.join(o[0] + ' as phi1' for o in orders)}; each from spherical k-means "
-      f"centroids of phi1 and from the official random start); {iters} iterations of "
-      f"S={run_config.num_subsets} x {m} rows, "
-      f"T={run_config.adaptation_steps}, inner_lr={run_config.inner_lr} (x 1/lambda_max), "
-      f"outer_lr={run_config.outer_lr}; measured {step_s:.3f} s/iteration: about {plan['estimate_seconds']:.0f} s "
-      f"in all (budget {budget_seconds:.0f} s)")
-  candidates, states, preds = [], [], []
-  for (phi1_name, phi2_name), start in runs:
+  return [(o, s) for o in orders for s in STARTS]
+
+
+def kmeans_premise(spaces: Spaces, k: int, seed: int) -> tuple[dict, dict, float]:
+  """Spherical k-means of each space (its centroids start HUME; its partition is a simple
+  labeling to judge HUME's against) and each partition's separability in both spaces.
+
+  Returns ``({space: (centroids, labels)}, {"kmeans_a": {"a": kappa, "b": kappa}, ...},
+  seconds of one separability call)``.
+  """
+  kmeans, premise, seconds = {}, {}, []
+  for s in ("a", "b"):
+    kmeans[s] = spherical_kmeans(spaces.cond1[s], k, seed)
     t0 = time.perf_counter()
-    x1, x2 = cond1[phi1_name], cond2[phi2_name]
-    state = init_state(jax.random.PRNGKey(seed), run_config, x1.shape[1], x2.shape[1])
-    if start == "k-means":
-      centers = spherical_kmeans(x1, k, seed)
-      state = state._replace(encoder=task_encoder_from(jax.numpy.asarray(centers), jax.random.PRNGKey(seed + 1)))
-    state, _ = fit(x1, x2, run_config, progress=progress, state=state, log_every=max(iters, 1))
-    pred = predict(state.encoder, x1)
-    score = separability([cond2["a"], cond2["b"]], pred)
-    sizes = np.bincount(pred, minlength=k)
-    entry = {"phi1": phi1_name, "phi2": phi2_name, "start": start, "separability": score,
-             "nonempty_classes": int((sizes > 0).sum()), "smallest_class": int(sizes.min()),
-             "seconds": time.perf_counter() - t0}
-    say(f"auto: phi1 = {phi1_name}, phi2 = {phi2_name}, {start} start: separability {score:.4f} (label-free), "
-        f"{entry['nonempty_classes']} of {k} classes non-empty, {entry['seconds']:.0f} s")
-    candidates.append(entry)
-    states.append(state)
-    preds.append(pred)
-  # A run that leaves classes empty is kept only when every run does.
-  full = [i for i, c in enumerate(candidates) if c["nonempty_classes"] == k] or list(range(len(candidates)))
-  best = max(full, key=lambda i: candidates[i]["separability"])
-  order = runs[best][0]
-  say(f"auto: kept phi1 = {order[0]}, phi2 = {order[1]}, {runs[best][1]} start (highest separability)")
-  # The vote of all runs, each matched to the kept one on the training rows.
-  ref = preds[best]
-  members = [Member(o[0], as_phi1[o[0]], st.encoder, hungarian_map(p, ref, k).astype(np.int64))
-             for ((o, _), st, p) in zip(runs, states, preds)]
-  voted = vote_matched(np.stack([m.to_reference[p] for m, p in zip(members, preds)]), best, k)
+    per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], kmeans[s][1])
+    seconds.append(time.perf_counter() - t0)
+    premise[f"kmeans_{s}"] = dict(zip("ab", per_space))
+  return kmeans, premise, float(np.mean(seconds))
+
+
+def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep_seconds: float, names, say) -> dict:
+  """Measures one step on these shapes and plans the iterations of every run: the preset's, or
+  as many as fit the budget once each run's criterion (``sep_seconds``) and the vote's are paid."""
+  (p1, p2), _ = runs[0]
+  compile_s, step_s = time_step(spaces.cond1[p1], spaces.cond2[p2], config)
+  compiles = len({(spaces.cond1[o[0]].shape[1], spaces.cond2[o[1]].shape[1]) for o, _ in runs})
+  fixed = sep_seconds + compile_s * (compiles - 1) / len(runs)
+  iters = num_iters or plan_iterations(step_s, max(clock.left() - sep_seconds, 0.0), len(runs), config, fixed)
+  estimate = len(runs) * (iters * step_s + fixed) + sep_seconds
+  plan = {"step_seconds": step_s, "compile_seconds": compile_s, "criterion_seconds": sep_seconds,
+          "num_iters": iters, "runs": len(runs), "estimate_seconds": estimate, "cuts": [],
+          "dims": {s: int(c.components.shape[0]) for s, c in spaces.as_phi1.items()},
+          "explained_variance": {s: c.explained for s, c in spaces.as_phi1.items()}}
+  say(f"auto: each space centred and reduced to its leading principal components "
+      f"(a: {plan['dims']['a']}, {100 * plan['explained_variance']['a']:.1f}% of the variance; "
+      f"b: {plan['dims']['b']}, {100 * plan['explained_variance']['b']:.1f}%); phi1 L2-normalised, "
+      f"phi2 scaled to unit top eigenvalue")
+  m, _ = config.subset_sizes(len(spaces.cond1["a"]))
+  say(f"auto: {len(runs)} runs ({', then '.join(o[0] + ' as phi1' for o in dict.fromkeys(o for o, _ in runs))}; "
+      f"each from spherical k-means centroids of phi1 and from the official random start); {iters} iterations of "
+      f"S={config.num_subsets} x {m} rows, T={config.adaptation_steps}, inner_lr={config.inner_lr} "
+      f"(x 1/lambda_max), outer_lr={config.outer_lr}; measured {step_s:.3f} s/iteration and {sep_seconds:.1f} s "
+      f"per criterion: about {estimate:.0f} s more" + ("" if clock.end is None else f" (left of the budget: "
+                                                        f"{clock.left():.0f} s)"))
+  return plan
+
+
+def _run_candidate(spaces: Spaces, order, start: str, config: HumeConfig, kmeans: dict, seed: int, *,
+                   progress: bool, stop, deadline: float | None, names: dict, say) -> Candidate:
+  """One run of the search on the conditioned spaces, from k-means centroids or the official start."""
+  import jax
+
+  from hume_jax._fit import fit, predict
+  from hume_jax._outer import init_state
+  from hume_jax._task_encoder import task_encoder_from
+
+  t0 = time.perf_counter()
+  x1, x2 = spaces.cond1[order[0]], spaces.cond2[order[1]]
+  state = init_state(jax.random.PRNGKey(seed), config, x1.shape[1], x2.shape[1])
+  if start == "k-means":
+    centers = jax.numpy.asarray(kmeans[order[0]][0])
+    state = state._replace(encoder=task_encoder_from(centers, jax.random.PRNGKey(seed + 1)))
+  state, history = fit(x1, x2, config, progress=progress, state=state, log_every=max(config.num_iters, 1),
+                       stop=stop, deadline=deadline)
+  loop_s = time.perf_counter() - t0
+  pred = predict(state.encoder, x1)
+  per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], pred)
+  sizes = np.bincount(pred, minlength=config.k)
+  done = int(state.step)
+  entry = {"phi1": order[0], "phi2": order[1], "start": start, "separability": float(np.mean(per_space)),
+           "separability_per_space": dict(zip("ab", per_space)), "nonempty_classes": int((sizes > 0).sum()),
+           "smallest_class": int(sizes.min()), "iterations": done, "planned_iterations": config.num_iters,
+           "step_seconds": loop_s / max(done, 1), "seconds": time.perf_counter() - t0}
+  cut = "" if done == config.num_iters else f", cut at iteration {done} of {config.num_iters} by the budget"
+  say(f"auto: phi1 = {order[0]}, phi2 = {order[1]}, {start} start: separability "
+      f"{entry['separability']:.4f} (label-free), {entry['nonempty_classes']} of {config.k} classes non-empty, "
+      f"{entry['seconds']:.0f} s{cut}")
+  return Candidate(entry, state, pred)
+
+
+def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: float = 600.0, seed: int = 42,
+             max_dim: int = MAX_DIM, progress: bool = True, say: Callable[[str], None] = print,
+             config: HumeConfig = AUTO, num_iters: int | None = None, names: dict[str, str] | None = None,
+             stop: Callable[[], bool] | None = None, finished: dict[int, Candidate] | None = None,
+             spent_seconds: float = 0.0,
+             on_candidate: Callable[[int, Candidate], None] | None = None) -> AutoResult:
+  """HUME on a user's two representations with every choice made without labels.
+
+  For each order of the spaces (``a`` as ``phi1`` and ``b`` as ``phi2``, then swapped) and
+  each start of the task encoder (spherical k-means centroids of ``phi1``, and the official
+  random orthogonal draw), HUME trains with ``config`` on the conditioned spaces
+  (``fit_conditioning``), iterations cut to fit the budget from a measured step time and
+  re-checked against the clock before and during every run. The run whose labeling has the
+  highest ``separability`` in both spaces, among those with no empty class, is kept; the
+  labels are the majority vote of all runs matched to it (``vote_labels``).
+
+  Args:
+    phi_a, phi_b: ``[n, d_a]``, ``[n, d_b]`` raw representations of the training split.
+    k: number of classes.
+    budget_seconds: time for the whole search (both orders, their k-means and criteria).
+    seed: seed of k-means, of the encoder completion and of the runs.
+    config: the runs' hyperparameters (``AUTO``; its ``k`` and ``seed`` are replaced).
+    num_iters: iterations of each run, as given: no budget applies (default: ``config.num_iters``,
+      cut to the budget).
+    names: how messages call the spaces (default ``{"a": "phi_a", "b": "phi_b"}``).
+    stop: a stop request checked every iteration (``hume_jax._loop.Stopped`` is raised).
+    finished, spent_seconds, on_candidate: resuming: runs already finished (by index, as
+      passed to ``on_candidate(index, candidate)`` when each run ends) and the seconds they took.
+  """
+  from hume_jax.data import check_fit_inputs
+
+  check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
+  names = names or {"a": "phi_a", "b": "phi_b"}
+  say(f"auto: space a is {names['a']}, space b is {names['b']}")
+  clock = Clock(None if num_iters else budget_seconds - spent_seconds)
+  config = dataclasses.replace(config, k=k, seed=seed)
+  spaces = condition_spaces(phi_a, phi_b, max_dim)
+  runs = _runs(spaces, k, names, max_dim, say)
+  kmeans, premise, sep_seconds = kmeans_premise(spaces, k, seed)
+  plan = _plan(spaces, runs, config, num_iters, clock, sep_seconds, names, say)
+  plan.update(budget_seconds=budget_seconds, max_dim=max_dim)
+  candidates = dict(finished or {})
+  step_s = plan["step_seconds"]
+  todo = [i for i in range(len(runs)) if i not in candidates]
+  if candidates:
+    say(f"auto: {len(candidates)} finished runs kept from before; {len(todo)} to run")
+  while todo:
+    i = todo.pop(0)
+    iters, deadline, fits = replan(plan, clock, len(todo) + 1, step_s, say)
+    todo = todo[:fits - 1]
+    (order, start) = runs[i]
+    run_config = scaled_config(config, iters)
+    candidates[i] = _run_candidate(spaces, order, start, run_config, kmeans, seed, progress=progress, stop=stop,
+                                   deadline=deadline, names=names, say=say)
+    step_s = max(step_s, candidates[i].entry["step_seconds"])
+    if on_candidate is not None:
+      on_candidate(i, candidates[i])
+  return _choose_and_vote(spaces, runs, candidates, config, plan, premise, names, say)
+
+
+def _choose_and_vote(spaces: Spaces, runs, candidates: dict, config: HumeConfig, plan: dict, premise: dict, names,
+                     say) -> AutoResult:
+  """The most separable run without empty classes (or of all, when every run leaves one
+  empty), and the majority vote of the runs matched to it on the training rows."""
+  from hume_jax.ensemble import vote_matched
+  from hume_jax.metrics import hungarian_map
+
+  k = config.k
+  done = sorted(candidates)
+  cands = [candidates[i] for i in done]
+  full = [j for j, c in enumerate(cands) if c.entry["nonempty_classes"] == k] or list(range(len(cands)))
+  best = max(full, key=lambda j: cands[j].entry["separability"])
+  order, start = runs[done[best]]
+  say(f"auto: kept phi1 = {order[0]} ({names[order[0]]}), phi2 = {order[1]} ({names[order[1]]}), {start} start "
+      "(highest separability)")
+  ref = cands[best].pred
+  members = [Member(runs[i][0][0], spaces.as_phi1[runs[i][0][0]], c.state.encoder,
+                    hungarian_map(c.pred, ref, k).astype(np.int64)) for i, c in zip(done, cands)]
+  voted = vote_matched(np.stack([m.to_reference[c.pred] for m, c in zip(members, cands)]), best, k)
   sizes = np.bincount(voted, minlength=k)
-  vote = {"separability": separability([cond2["a"], cond2["b"]], voted), "nonempty_classes": int((sizes > 0).sum()),
-          "smallest_class": int(sizes.min()), "agreement_with_kept_run": float((voted == ref).mean())}
-  vote["used"] = vote["nonempty_classes"] >= candidates[best]["nonempty_classes"]
-  say(f"auto: labels = majority vote of the {len(runs)} runs matched to the kept one "
+  per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], voted)
+  vote = {"separability": float(np.mean(per_space)), "separability_per_space": dict(zip("ab", per_space)),
+          "nonempty_classes": int((sizes > 0).sum()), "smallest_class": int(sizes.min()),
+          "agreement_with_kept_run": float((voted == ref).mean())}
+  vote["used"] = vote["nonempty_classes"] >= cands[best].entry["nonempty_classes"]
+  say(f"auto: labels = majority vote of the {len(cands)} runs matched to the kept one "
       f"({100 * vote['agreement_with_kept_run']:.1f}% of samples as the kept run labels them; separability "
       f"{vote['separability']:.4f}, {vote['nonempty_classes']} of {k} classes non-empty)"
       if vote["used"] else "auto: the vote of the runs leaves a class empty: labels = the kept run's")
-  return AutoResult(states[best], order, {"phi1": as_phi1[order[0]], "phi2": as_phi2[order[1]]}, run_config,
-                    candidates, plan, members, best, vote)
+  run_config = scaled_config(config, cands[best].entry["planned_iterations"])
+  conditioning = {"phi1": spaces.as_phi1[order[0]], "phi2": spaces.as_phi2[order[1]]}
+  return AutoResult(cands[best].state, order, conditioning, run_config, [c.entry for c in cands], plan, members,
+                    best, vote, premise)

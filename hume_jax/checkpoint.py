@@ -1,7 +1,8 @@
-"""Checkpoints of a run's ``TrainState``: one ``.npz``, written atomically (write, then rename).
+"""Checkpoints of a run's state: one ``.npz``, written atomically (write, then rename).
 
-Every leaf of the state (task encoder, Adam moments, inner init, key, step) is stored
-exactly, so a resumed run ends bit-identical to an uninterrupted one.
+Every leaf of the state (HUME's ``TrainState``: task encoder, Adam moments, inner init, key,
+step; TURTLE's; or several stacked) is stored exactly, so a resumed run ends bit-identical to an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -26,13 +27,15 @@ def _leaf_names(state: TrainState) -> list[str]:
   return [jax.tree_util.keystr(p) for p in paths]
 
 
-def save_checkpoint(path: str, state: TrainState, config: HumeConfig, data_id: str = "") -> None:
-  """Writes ``state``, ``config`` and ``data_id`` (a fingerprint of the inputs) to ``path`` atomically."""
+def save_checkpoint(path: str, state: TrainState, config: HumeConfig, data_id: str = "", extra: str = "") -> None:
+  """Writes ``state``, ``config``, ``data_id`` (a fingerprint of the inputs) and an optional
+  ``extra`` string (e.g. JSON about the state) to ``path`` atomically."""
   leaves = jax.tree_util.tree_leaves(state)
   arrays = {f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)}
   arrays["names"] = np.array(_leaf_names(state))
   arrays["config"] = np.array(json.dumps(dataclasses.asdict(config)))
   arrays["data_id"] = np.array(data_id)
+  arrays["extra"] = np.array(extra)
   tmp = path + ".tmp.npz"
   with open(tmp, "wb") as f:
     np.savez(f, **arrays)
@@ -79,3 +82,9 @@ def data_fingerprint(*arrays: np.ndarray) -> str:
     h.update(f"{a.shape}{a.dtype}".encode())
     h.update(a.tobytes())
   return h.hexdigest()
+
+
+def read_extra(path: str) -> str:
+  """The ``extra`` string saved with a checkpoint ("" when there is none)."""
+  with np.load(path, allow_pickle=False) as f:
+    return str(f["extra"]) if "extra" in f.files else ""

@@ -1,10 +1,15 @@
-"""HUME's hyperparameters, with the official defaults, and named presets.
+"""What is solved: HUME's and TURTLE's hyperparameters, the official defaults, named presets,
+and the checks that reject a configuration before any compute.
 
 ``OFFICIAL`` is the official code's ``argparser.py`` (used for STL-10, CIFAR-10 and
 CIFAR-100-20); ``IMAGENET`` the official README's ImageNet-1000 settings; ``CPU`` the
 smaller preset of the default Fashion-MNIST run, chosen by the label-free CV score
 (``benchmarks/cpu_preset.py``); ``AUTO`` the default for a user's own representations, run
-by ``hume_jax.auto`` on conditioned inputs within a time budget.
+by ``hume_jax.auto`` on conditioned inputs within a time budget. ``TurtleConfig`` holds
+TURTLE's official defaults (``run_turtle.py``).
+
+Each config keeps its official code's names: ``HumeConfig.gamma`` is HUME's annealing factor
+(``MultiStepLR``'s gamma), ``TurtleConfig.gamma`` TURTLE's entropy weight (its ``--gamma``).
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ class HumeConfig:
     num_subsets: ``S``, (train, test) subsets averaged per outer iteration.
     subset_size: rows per subset (clipped to the number of samples).
     train_fraction: share of each subset used to fit the inner classifier.
-    anneal: divide the outer learning rate and ``tau`` by ``1/gamma`` at each milestone.
+    anneal: multiply the outer learning rate and ``tau`` by ``gamma`` at each milestone.
     milestones: outer iterations where annealing happens.
-    gamma: annealing factor.
+    gamma: annealing factor (the official ``MultiStepLR`` gamma, 0.1).
     rand_init: a fresh ``nn.Linear`` init per subset (cold start); otherwise one fixed
       init drawn once per run.
     clip_norm: global-norm clipping of the task encoder's gradient.
@@ -40,7 +45,7 @@ class HumeConfig:
     remat: recompute the inner steps' activations in the backward pass instead of storing
       them. Same result, less memory. Not a HUME hyperparameter.
     row_block: rows of ``phi2`` per block in each inner step (see ``inner_sgd``); 0:
-      whole-matrix products; -1: automatic (``execution_plan``: 128 on a single CPU thread
+      whole-matrix products; -1: automatic (``hume_jax._plan.execution_plan``: 128 on a single CPU thread
       when a subset's inner block outgrows L2, else 0). Same result up to summation order. Not a
       HUME hyperparameter.
     shared_rows: 1 to compute the subsets of a chunk over all rows at once, as row masks,
@@ -94,3 +99,70 @@ CPU = dataclasses.replace(OFFICIAL, num_subsets=8, subset_size=2000, adaptation_
 AUTO = dataclasses.replace(CPU, inner_lr=0.9)
 
 PRESETS = {"official": OFFICIAL, "imagenet": IMAGENET, "cpu": CPU, "auto": AUTO}
+
+
+@dataclasses.dataclass(frozen=True)
+class TurtleConfig:
+  """TURTLE's hyperparameters with the official defaults (``run_turtle.py``).
+
+  Attributes:
+    k: number of classes.
+    inner_lr: Adam learning rate of the per-space inner classifiers.
+    outer_lr: Adam learning rate of the per-space heads.
+    inner_steps: inner Adam steps per outer iteration.
+    num_iters: outer iterations.
+    batch_size: samples per iteration (both loops).
+    gamma: weight of the entropy of each space's mean labeling (TURTLE's ``--gamma``).
+    warm_start: keep the inner classifiers and their Adam state across iterations.
+    seed: seed of the run.
+  """
+  k: int = 10
+  inner_lr: float = 1e-3
+  outer_lr: float = 1e-3
+  inner_steps: int = 10
+  num_iters: int = 6000
+  batch_size: int = 10000
+  gamma: float = 10.0
+  warm_start: bool = False
+  seed: int = 42
+
+
+def _require(config, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
+  for name in positive:
+    if not getattr(config, name) > 0:
+      raise ValueError(f"{name}: expected a positive value, got {getattr(config, name)}")
+  for name in non_negative:
+    if getattr(config, name) < 0:
+      raise ValueError(f"{name}: expected a value >= 0, got {getattr(config, name)}")
+
+
+def check_config(config: HumeConfig, n: int, d1: int) -> None:
+  """Rejects HUME hyperparameters that cannot define a run on ``n`` samples of ``d1``
+  dimensions in ``phi1``, before any compute; messages name the parameter."""
+  if config.k < 2:
+    raise ValueError(f"k: expected at least 2 classes, got {config.k}")
+  if config.k > n:
+    raise ValueError(f"k: expected at most the number of samples ({n}), got {config.k}")
+  if config.k > d1:
+    raise ValueError(f"k: the task encoder has orthonormal rows, so k must be <= d1 = {d1}; got {config.k}")
+  if not 0 < config.train_fraction < 1:
+    raise ValueError(f"train_fraction: expected a value in (0, 1), got {config.train_fraction}")
+  _require(config, ("inner_lr", "outer_lr", "tau", "num_iters", "adaptation_steps", "num_subsets", "subset_size"),
+           ("H_reg",))
+  if config.subset_chunk < 0 or (config.subset_chunk and config.num_subsets % config.subset_chunk):
+    raise ValueError(f"subset_chunk: expected 0 or a divisor of num_subsets = {config.num_subsets}, "
+                     f"got {config.subset_chunk}")
+  if config.row_block < -1:
+    raise ValueError(f"row_block: expected -1 (automatic), 0 (whole matrices) or a number of rows, "
+                     f"got {config.row_block}")
+  m, n_train = config.subset_sizes(n)
+  if n_train < 1 or n_train >= m:
+    raise ValueError(f"train_fraction {config.train_fraction} of a subset of {m} rows leaves "
+                     f"{n_train} for inner training and {m - n_train} held out; both must be >= 1")
+
+
+def check_turtle_config(config: TurtleConfig, n: int) -> None:
+  """Rejects TURTLE hyperparameters that cannot define a run on ``n`` samples, before any compute."""
+  if not 2 <= config.k <= n:
+    raise ValueError(f"k: expected 2 <= k <= n = {n}, got {config.k}")
+  _require(config, ("inner_lr", "outer_lr", "inner_steps", "num_iters", "batch_size"), ("gamma",))

@@ -32,7 +32,7 @@ def load_array(spec: str, what: str, default_key: str = "features") -> np.ndarra
 
   Args:
     spec: the file (and key) to read.
-    what: the role of the array in messages, e.g. ``"--phi1"``.
+    what: the role of the array in messages (the CLI passes its flag, e.g. ``"--phi1"``).
   """
   path, key = _split_key(spec)
   if os.path.isdir(path):
@@ -76,20 +76,28 @@ def load_array(spec: str, what: str, default_key: str = "features") -> np.ndarra
   return loaded
 
 
-def check_features(x: np.ndarray, what: str) -> np.ndarray:
-  """Checks a representation is a finite 2-D numeric array ``[n, d]``; returns it as float32."""
-  if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-    raise ValueError(f"{what}: expected a numeric array [n, d], found dtype {x.dtype}")
+def _check_shape(x: np.ndarray, what: str) -> None:
   if x.ndim != 2:
     raise ValueError(f"{what}: expected a 2-D array [n, d], found shape {x.shape}")
   if x.shape[0] == 0 or x.shape[1] == 0:
     raise ValueError(f"{what}: expected a non-empty array [n, d], found shape {x.shape}")
-  x = x.astype(np.float32)
+
+
+def _check_finite(x: np.ndarray, what: str) -> None:
   bad = ~np.isfinite(x)
   if bad.any():
     rows = np.unique(np.nonzero(bad)[0])
     raise ValueError(f"{what}: expected finite values, found {int(bad.sum())} NaN/inf in "
                      f"{len(rows)} rows (first rows: {rows[:5].tolist()})")
+
+
+def check_features(x: np.ndarray, what: str) -> np.ndarray:
+  """Checks a representation is a finite 2-D numeric array ``[n, d]``; returns it as float32."""
+  if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+    raise ValueError(f"{what}: expected a numeric array [n, d], found dtype {x.dtype}")
+  _check_shape(x, what)
+  x = x.astype(np.float32)
+  _check_finite(x, what)
   return x
 
 
@@ -140,7 +148,7 @@ def l2_normalize(phi: np.ndarray, what: str) -> np.ndarray:
   zero = np.nonzero(norms[:, 0] == 0)[0]
   if len(zero):
     raise ValueError(f"{what}: cannot L2-normalise {len(zero)} all-zero rows (first rows: "
-                     f"{zero[:5].tolist()}); remove them or pass --no-normalize-phi1")
+                     f"{zero[:5].tolist()}); remove them")
   return phi / norms
 
 
@@ -196,16 +204,12 @@ def check_fit_inputs(phi1, phi2, labels=None, *, unit_phi1: bool = True,
   arrays = {names[0]: phi1, names[1]: phi2}
   for what, x in arrays.items():
     x = np.asarray(x)
-    if x.ndim != 2 or 0 in x.shape:
-      raise ValueError(f"{what}: expected a non-empty 2-D array [n, d], found shape {x.shape}")
-    if not np.isfinite(x).all():
-      rows = np.unique(np.nonzero(~np.isfinite(x))[0])
-      raise ValueError(f"{what}: expected finite values, found NaN/inf in {len(rows)} rows (first rows: "
-                       f"{rows[:5].tolist()})")
+    _check_shape(x, what)
+    _check_finite(x, what)
   check_same_rows({**arrays, "labels": labels})
   if unit_phi1:
     norms = np.linalg.norm(np.asarray(phi1, np.float64), axis=1)
     if np.abs(norms - 1).max() > 1e-3:
-      raise ValueError(f"phi1: expected L2-normalised rows (HUME's task encoder, paper Sec. 2.2), found row "
+      raise ValueError(f"{names[0]}: expected L2-normalised rows (HUME's task encoder, paper Sec. 2.2), found row "
                        f"norms from {norms.min():.4g} to {norms.max():.4g}; normalise with "
-                       "hume_jax.data.l2_normalize(phi1, 'phi1')")
+                       f"hume_jax.data.l2_normalize(phi1, 'phi1')")

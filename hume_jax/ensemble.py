@@ -1,4 +1,5 @@
-"""HUME's evaluation protocol: many seeds as one program, the best by CV score, a majority vote.
+"""HUME's evaluation protocol: many seeds as one program, the best by CV score, a majority vote;
+and the choice of K when it is unknown.
 
 The official protocol trains 100 seeds; the run with the best label-free CV score is the
 reference, every other run is Hungarian-matched to it, and the final labels are a
@@ -7,17 +8,21 @@ per-sample majority vote.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Callable, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from hume_jax import metrics as hm
-from hume_jax._fit import check_config, compute_dtype
-from hume_jax.data import check_fit_inputs
-from hume_jax._outer import TrainState, init_state, outer_step, step_config
+from hume_jax._fit import compute_dtype, step_config
+from hume_jax._loop import run_loop
+from hume_jax._outer import TrainState, init_state, outer_step
 from hume_jax._task_encoder import task_logits
-from hume_jax.config import HumeConfig
+from hume_jax.config import HumeConfig, check_config
+from hume_jax.data import check_fit_inputs
 
 
 def init_states(seeds: list[int], config: HumeConfig, d1: int, d2: int, dtype=jnp.float32) -> TrainState:
@@ -33,8 +38,19 @@ def seeds_step(states: TrainState, phi1: jax.Array, phi2: jax.Array, *, config: 
   return jax.vmap(functools.partial(outer_step, config=config), in_axes=(0, None, None))(states, phi1, phi2)
 
 
+def _seed_mesh(chunk: int, runs: int):
+  """The runs are independent: each chunk's seeds are split over the local devices that divide
+  it (and the last, shorter chunk); XLA partitions the vmapped step along the seed axis."""
+  devices = jax.local_devices()
+  n_dev = max(d for d in range(1, len(devices) + 1) if chunk % d == 0 and runs % chunk % d == 0)
+  return jax.sharding.Mesh(np.array(devices[:n_dev]), ("seeds",)) if n_dev > 1 else None
+
+
 def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: list[int], *,
-              chunk: int | None = None, progress: bool = True) -> TrainState:
+              chunk: int | None = None, progress: bool = True, log_every: int = 50,
+              stop: Callable[[], bool] | None = None, checkpoint_every: int = 0,
+              resume_part: Callable[[int, TrainState], TrainState | None] | None = None,
+              on_part: Callable[[int, TrainState, bool], None] | None = None) -> TrainState:
   """Trains one HUME run per seed, ``chunk`` seeds at a time vmapped in one jitted step.
 
   Each run is exactly the run ``fit`` makes with ``dataclasses.replace(config, seed=s)``.
@@ -45,12 +61,16 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
     seeds: one run per seed.
     chunk: seeds trained together (default: all); bounds memory. With several local
       devices, each chunk's seeds are split over as many of them as divide it.
+    progress, log_every, stop: a progress bar per chunk, iterations between finite checks,
+      a stop request checked every iteration (``hume_jax._loop.run_loop``).
+    checkpoint_every, resume_part, on_part: resuming: ``resume_part(index, template)`` gives a
+      chunk's stacked states saved before (finished or stopped: their ``step`` says), or None;
+      ``on_part(index, states, finished)`` is called every ``checkpoint_every`` iterations, on a
+      stop and at the end of each chunk.
 
   Returns:
     the final states stacked along a leading ``[len(seeds)]`` axis.
   """
-  from tqdm.auto import tqdm
-
   check_fit_inputs(phi1, phi2)
   n, d1 = phi1.shape
   check_config(config, n, d1)
@@ -58,32 +78,30 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
   dtype = compute_dtype(phi1)
   phi1_d, phi2_d = jnp.asarray(phi1, dtype), jnp.asarray(phi2, dtype)
   step_cfg = step_config(config)  # the seeds and num_iters do not change the compiled step
-  # The runs are independent: split each chunk's seeds over the local devices that divide it
-  # (the data replicated); XLA partitions the vmapped step along the seed axis.
-  devices = jax.local_devices()
-  n_dev = max(d for d in range(1, len(devices) + 1) if chunk % d == 0 and len(seeds) % chunk % d == 0)
-  mesh = jax.sharding.Mesh(np.array(devices[:n_dev]), ("seeds",)) if n_dev > 1 else None
+  mesh = _seed_mesh(chunk, len(seeds))
   if mesh is not None:
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     phi1_d, phi2_d = jax.device_put(phi1_d, replicated), jax.device_put(phi2_d, replicated)
   finals = []
-  with tqdm(total=len(seeds) * config.num_iters, desc=f"HUME x{len(seeds)} seeds", unit="it",
-            disable=not progress, dynamic_ncols=True) as bar:
-    for start in range(0, len(seeds), chunk):
-      part = seeds[start:start + chunk]
-      state = init_states(part, config, d1, phi2.shape[1], dtype)
-      if mesh is not None:
-        state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
-      for it in range(config.num_iters):
-        state, m = seeds_step(state, phi1_d, phi2_d, config=step_cfg)
-        bar.update(len(part))
-        if (it + 1) % 50 == 0 or it + 1 == config.num_iters:
-          losses = np.asarray(m.loss)
-          if not np.isfinite(losses).all():
-            bad = [s for s, l in zip(part, losses) if not np.isfinite(l)]
-            raise FloatingPointError(f"non-finite HUME loss at iteration {it + 1} for seeds {bad}")
-          bar.set_postfix(loss=f"{losses.mean():.4f}")
-      finals.append(state)
+  for c, start in enumerate(range(0, len(seeds), chunk)):
+    part = seeds[start:start + chunk]
+    state = init_states(part, config, d1, phi2.shape[1], dtype)
+    saved = None if resume_part is None else resume_part(c, state)
+    state = state if saved is None else saved
+    if mesh is not None:
+      state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
+
+    def metrics(m, part=part):
+      losses = np.asarray(m.loss)
+      bad = [s for s, loss in zip(part, losses) if not np.isfinite(loss)]
+      return {"loss": float(losses.mean()), "detail": f" for seeds {bad}" if bad else ""}
+
+    save = None if on_part is None else (lambda st, c=c: on_part(c, st, int(np.asarray(st.step)[0]) == config.num_iters))
+    state, _ = run_loop(lambda st: seeds_step(st, phi1_d, phi2_d, config=step_cfg), state, config.num_iters,
+                        desc=f"HUME x{len(part)} seeds", metrics=metrics, predict=lambda st: None,
+                        finite=lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw))), log_every=log_every,
+                        progress=progress, stop=stop, checkpoint_every=checkpoint_every, on_checkpoint=save)
+    finals.append(state)
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *finals)
 
 
@@ -112,3 +130,77 @@ def vote_matched(matched: np.ndarray, reference: int, k: int) -> np.ndarray:
     votes[row, np.arange(n)] += 1
   ref = matched[reference]
   return np.where(votes[ref, np.arange(n)] == votes.max(0), ref, votes.argmax(0))
+
+
+class SeedProtocol(NamedTuple):
+  """The official protocol's outcome over ``N`` runs.
+
+  Attributes:
+    cv_scores: ``[N]`` label-free CV score of each run on the evaluation split.
+    best: index of the run with the best CV score (the reference).
+    preds: ``{split: [n]}`` the best run's labels and ``{split + "_vote": [n]}`` the majority
+      vote of all runs matched to it, for every split given.
+  """
+  cv_scores: list[float]
+  best: int
+  preds: dict[str, np.ndarray]
+
+
+def best_and_vote(all_preds: dict[str, np.ndarray], phi2_eval: np.ndarray, eval_split: str, k: int) -> SeedProtocol:
+  """The best run by CV score on ``eval_split`` (``phi2_eval``: that split in phi2) and the
+  majority vote aligned to it, of ``all_preds[split] [N, n]``."""
+  cvs = [hm.cv_score(phi2_eval, p) for p in all_preds[eval_split]]
+  best = int(np.argmax(cvs))
+  preds = {}
+  for split, p in all_preds.items():
+    preds[split] = p[best]
+    preds[f"{split}_vote"] = majority_vote(p, best, k)
+  return SeedProtocol(cvs, best, preds)
+
+
+class KSelection(NamedTuple):
+  """``select_k``'s outcome: the chosen K, the criterion in words and one score dict per K tried."""
+  chosen_k: int
+  criterion: str
+  scores: list[dict]
+
+
+def select_k(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, k_range: tuple[int, int], seeds: list[int], *,
+             phi1_eval: np.ndarray | None = None, phi2_eval: np.ndarray | None = None,
+             labels_eval: np.ndarray | None = None, say: Callable[[str], None] = print,
+             stop: Callable[[], bool] | None = None, done: dict[int, dict] | None = None,
+             on_k: Callable[[int, dict], None] | None = None) -> KSelection:
+  """For each K in ``k_range`` (inclusive), ``len(seeds)`` runs (vmapped); the chosen K is the
+  one whose runs agree most on the evaluation split (stability: mean pairwise ARI of their
+  labelings, label-free). ``labels_eval`` only adds each K's accuracy to the report. ``done``
+  holds the score entries of K already tried (resuming); ``on_k(k, entry)`` is called as each
+  K finishes."""
+  phi1_eval = phi1 if phi1_eval is None else phi1_eval
+  phi2_eval = phi2 if phi2_eval is None else phi2_eval
+  scores = []
+  for k in range(k_range[0], k_range[1] + 1):
+    if done and k in done:
+      scores.append(done[k])
+      say(f"K={k}: kept from before")
+      continue
+    cfg = dataclasses.replace(config, k=k)
+    try:
+      check_config(cfg, len(phi1), phi1.shape[1])
+    except ValueError as e:
+      say(f"K={k}: skipped ({e})")
+      continue
+    preds = predict_seeds(fit_seeds(phi1, phi2, cfg, seeds, progress=False, stop=stop), phi1_eval)
+    entry = {"k": k, "stability": hm.stability(preds), "cv_score": hm.cv_score(phi2_eval, preds[0]),
+             "kappa": hm.cv_kappa(phi2_eval, preds[0])}
+    if labels_eval is not None:
+      entry["acc"] = hm.hungarian_accuracy(preds[0], labels_eval)
+    scores.append(entry)
+    if on_k is not None:
+      on_k(k, entry)
+    say(f"K={k}: stability {entry['stability']:.4f}, CV {entry['cv_score']:.4f}, chance-corrected CV "
+        f"{entry['kappa']:.4f}" + (f", ACC {entry['acc']:.4f} (not used)" if "acc" in entry else ""))
+  if not scores:
+    raise ValueError(f"k_range {k_range[0]}:{k_range[1]}: holds no K that this data allows")
+  chosen = max(scores, key=lambda e: e["stability"])["k"]
+  say(f"K auto: chose K={chosen}")
+  return KSelection(chosen, f"stability: mean pairwise ARI of {len(seeds)} runs (label-free)", scores)

@@ -15,7 +15,9 @@ import os
 import jax
 import jax.numpy as jnp
 
-from hume_jax._outer import execution_plan, init_state, outer_step, step_config
+from hume_jax._fit import step_config
+from hume_jax._outer import init_state, outer_step
+from hume_jax._plan import execution_plan
 from hume_jax.config import HumeConfig
 
 
@@ -82,7 +84,7 @@ def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None
   if rough_step_bytes(config, n, d1, d2, jnp.dtype(dtype).itemsize, runs) < budget // 4:
     return config, 0  # far below the limit: not worth a compile
   multiple = jax.device_count() if jax.process_count() > 1 else 1
-  planned_chunk = execution_plan(config, n, d2)[0]  # e.g. one subset at a time on a CPU already
+  planned_chunk = execution_plan(config, n, d2).chunk  # e.g. one subset at a time on a CPU already
   chunks = [c for c in range(planned_chunk - 1, 0, -1) if config.num_subsets % c == 0 and c % multiple == 0]
   candidates = [config, dataclasses.replace(config, remat=True)]
   candidates += [dataclasses.replace(config, remat=True, subset_chunk=c) for c in chunks]
@@ -91,6 +93,6 @@ def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None
     peak = step_memory_bytes(candidate, n, d1, d2, dtype, runs)
     if peak <= budget:
       return candidate, peak
-  raise MemoryError(f"one outer step needs {peak / 2**30:.1f} GiB even with --remat and one subset at a "
-                    f"time; the device has {budget / 2**30:.1f} GiB. Use a smaller --subset-size or "
-                    "--adaptation-steps")
+  raise MemoryError(f"one outer step needs {peak / 2**30:.1f} GiB even with remat and one subset at a "
+                    f"time (subset_chunk 1); the device has {budget / 2**30:.1f} GiB. Use a smaller subset_size or "
+                    "adaptation_steps")

@@ -100,3 +100,20 @@ def stability(preds: np.ndarray) -> float:
   import itertools
   pairs = list(itertools.combinations(range(len(preds)), 2))
   return float(np.mean([skm.adjusted_rand_score(preds[i], preds[j]) for i, j in pairs]))
+
+
+def separability_per_space(spaces: list[np.ndarray], labels: np.ndarray, dims: int = 64, folds: int = 5) -> list[float]:
+  """Chance-corrected CV score (Cohen's kappa of ``folds``-fold logistic regression, as
+  ``cv_kappa``) of ``labels [n]`` in each space ``[n, d]``, on its first ``dims`` columns (the
+  leading principal components of a conditioned space), which keeps it cheap."""
+  return [cv_kappa(x[:, :dims], labels, folds=folds, n_jobs=1) for x in spaces]
+
+
+def separability(spaces: list[np.ndarray], labels: np.ndarray, dims: int = 64, folds: int = 5) -> float:
+  """The label-free criterion of ``hume_jax.auto``: ``separability_per_space`` averaged.
+
+  HUME's premise is that a human labeling is linearly separable in *every* strong space, so
+  a labeling read off one space is judged in both; kappa removes the chance level (1/K for
+  a balanced labeling) that the plain CV score rewards.
+  """
+  return float(np.mean(separability_per_space(spaces, labels, dims, folds)))

@@ -23,20 +23,7 @@ import optax
 from hume_jax._inner import init_linear
 from hume_jax._loop import run_loop
 from hume_jax._objective import entropy
-
-
-@dataclasses.dataclass(frozen=True)
-class TurtleConfig:
-  """TURTLE's hyperparameters with the official defaults (``run_turtle.py``)."""
-  k: int = 10
-  inner_lr: float = 1e-3
-  outer_lr: float = 1e-3
-  inner_steps: int = 10
-  num_iters: int = 6000
-  batch_size: int = 10000
-  gamma: float = 10.0
-  warm_start: bool = False
-  seed: int = 42
+from hume_jax.config import TurtleConfig, check_turtle_config
 
 
 class Head(NamedTuple):
@@ -148,22 +135,7 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
     return pred_error - config.gamma * h, h
 
   target = sum(jax.nn.softmax(z, axis=0) for z in head_logits_t) / len(xs)  # [k, n], data in the inner loop
-
-  def inner_grads(inner):
-    """Gradient of the inner loss sum_m CE(w_m x_m, target), written out: dZ = (softmax(Z) * s - target) / n."""
-    s = jnp.sum(target, axis=0, keepdims=True)
-    grads = []
-    for w, x in zip(inner, xs):
-      dZ = (jax.nn.softmax(_logits_t(w.V, w.c, x), axis=0) * s - target) / x.shape[0]
-      grads.append(Classifier(V=dZ @ x, c=jnp.sum(dZ, axis=1)))
-    return tuple(grads)
-
-  def inner_step(carry, _):
-    inner, opt = carry
-    updates, opt = inner_tx.update(inner_grads(inner), opt, inner)
-    return (optax.apply_updates(inner, updates), opt), None
-
-  (inner, inner_opt), _ = jax.lax.scan(inner_step, (inner, inner_opt), None, length=config.inner_steps)
+  inner, inner_opt = _inner_adam(inner, inner_opt, inner_tx, target, xs, config.inner_steps)
   # The trained classifiers' log-probabilities are constants of the outer loss.
   log_probs = [jax.nn.log_softmax(_logits_t(w.V, w.c, x), axis=0) for w, x in zip(inner, xs)]
 
@@ -180,6 +152,26 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
   return new, (loss, h)
 
 
+def _inner_adam(inner, inner_opt, inner_tx, target, xs, steps: int):
+  """``steps`` Adam steps of the per-space classifiers on the fixed soft labels ``target [k, n]``."""
+  def inner_grads(inner):
+    """Gradient of the inner loss sum_m CE(w_m x_m, target), written out: dZ = (softmax(Z) * s - target) / n."""
+    s = jnp.sum(target, axis=0, keepdims=True)
+    grads = []
+    for w, x in zip(inner, xs):
+      dZ = (jax.nn.softmax(_logits_t(w.V, w.c, x), axis=0) * s - target) / x.shape[0]
+      grads.append(Classifier(V=dZ @ x, c=jnp.sum(dZ, axis=1)))
+    return tuple(grads)
+
+  def inner_step(carry, _):
+    inner, opt = carry
+    updates, opt = inner_tx.update(inner_grads(inner), opt, inner)
+    return (optax.apply_updates(inner, updates), opt), None
+
+  (inner, inner_opt), _ = jax.lax.scan(inner_step, (inner, inner_opt), None, length=steps)
+  return inner, inner_opt
+
+
 _turtle_step_jit = jax.jit(turtle_step, static_argnames="config")
 
 
@@ -189,28 +181,18 @@ def turtle_step_jit(state: TurtleState, phis: tuple[jax.Array, ...], *, config: 
   return _turtle_step_jit(state, phis, config=dataclasses.replace(config, seed=0, num_iters=1))
 
 
-def check_turtle_config(config: TurtleConfig, n: int) -> None:
-  """Rejects TURTLE hyperparameters that cannot define a run, before any compute."""
-  if not 2 <= config.k <= n:
-    raise ValueError(f"k: expected 2 <= k <= n = {n}, got {config.k}")
-  for name in ("inner_lr", "outer_lr", "inner_steps", "num_iters", "batch_size"):
-    if not getattr(config, name) > 0:
-      raise ValueError(f"{name}: expected a positive value, got {getattr(config, name)}")
-  if config.gamma < 0:
-    raise ValueError(f"gamma: expected a value >= 0, got {config.gamma}")
-
-
 def fit_turtle(phis: list[np.ndarray], config: TurtleConfig, *, progress: bool = True,
                log_every: int = 50, labels: np.ndarray | None = None, on_log=None,
                state: TurtleState | None = None, checkpoint_every: int = 0,
-               on_checkpoint=None) -> tuple[TurtleState, list[dict]]:
+               on_checkpoint=None, stop=None, deadline: float | None = None,
+               on_estimate=None) -> tuple[TurtleState, list[dict]]:
   """Runs TURTLE on ``M`` spaces ``phis[m] [n, d_m]``; returns ``(state, log records)``.
 
-  ``state``, ``checkpoint_every`` and ``on_checkpoint`` work as in ``hume_jax.fit``: start from
-  a checkpoint; ``on_checkpoint(state)`` every ``checkpoint_every`` iterations, at the end and
-  on ``KeyboardInterrupt`` (before re-raising it), each time with a state checked finite. Every
-  iteration's draws come from ``fold_in(key, iteration)``, so a resumed run ends bit-identical
-  to an uninterrupted one.
+  ``state``, ``checkpoint_every``, ``on_checkpoint``, ``stop``, ``deadline`` and ``on_estimate``
+  work as in ``hume_jax.fit``: start from a checkpoint; ``on_checkpoint(state)`` every
+  ``checkpoint_every`` iterations, at the end and on a stop (each time with a state checked
+  finite). Every iteration's draws come from ``fold_in(key, iteration)``, so a resumed run ends
+  bit-identical to an uninterrupted one.
   """
   from hume_jax._fit import compute_dtype
   from hume_jax.data import check_fit_inputs
@@ -227,7 +209,7 @@ def fit_turtle(phis: list[np.ndarray], config: TurtleConfig, *, progress: bool =
                   predict=lambda st: predict_turtle(st.encoder, xs),
                   finite=lambda st: all(bool(jnp.all(jnp.isfinite(h.v))) for h in st.encoder), labels=labels,
                   log_every=log_every, progress=progress, on_log=on_log, checkpoint_every=checkpoint_every,
-                  on_checkpoint=on_checkpoint)
+                  on_checkpoint=on_checkpoint, stop=stop, deadline=deadline, on_estimate=on_estimate)
 
 
 def predict_turtle(encoder: tuple[Head, ...], phis) -> np.ndarray:

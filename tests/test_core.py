@@ -10,11 +10,12 @@ import optax
 import pytest
 
 from hume_jax import (HumeConfig, Linear, cross_entropy_grad, draw_subsets, encoder_matrix, entropy,
-                      householder_product, init_linear, init_state, init_task_encoder, inner_sgd,
+                      init_linear, init_state, init_task_encoder, inner_sgd,
                       outer_step, soft_cross_entropy, anneal_factor)
 
 
 def test_householder_product_matches_lapack():
+  from hume_jax._task_encoder import householder_product
   a = jax.random.normal(jax.random.PRNGKey(0), (9, 4))
   tau = 2 / (1 + jnp.sum(jnp.tril(a, -1) ** 2, 0))
   ref = jax.lax.linalg.householder_product(jnp.tril(a, -1) + jnp.eye(9, 4), tau)
@@ -180,12 +181,12 @@ def test_subsets_as_row_masks_give_hume_loss_and_its_gradient(m, shared_w0):
 def test_cpu_execution_plan(monkeypatch):
   """The CPU plan as measured (benchmarks/README.md): row masks for subsets covering most rows,
   otherwise one subset at a time; row blocks only on a single thread and past an L2's worth."""
-  from hume_jax import _outer
-  from hume_jax._outer import CPU_ROW_BLOCK, execution_plan
+  from hume_jax import _plan
+  from hume_jax._plan import CPU_ROW_BLOCK, execution_plan
   paper = HumeConfig(num_subsets=20, subset_size=10000)  # 10k-row subsets of 10k samples
   raw = HumeConfig(num_subsets=8, subset_size=2000)      # 1,800 training rows of 10k
   for threads, block in ((1, CPU_ROW_BLOCK), (2, 0)):
-    monkeypatch.setattr(_outer, "cpu_threads", lambda: threads)
+    monkeypatch.setattr(_plan, "cpu_threads", lambda: threads)
     assert execution_plan(paper, 10000, 768) == (10, 0, True)
     assert execution_plan(raw, 10000, 1280) == (1, block, False)  # 9.2 MB per inner block
     assert execution_plan(raw, 10000, 256) == (1, 0, False)       # 1.8 MB: fits
@@ -205,13 +206,13 @@ def test_memory_plan_escalates_until_it_fits():
   assert plan.remat and plan.subset_chunk == 4 and peak <= remat
   plan, peak = plan_memory(cfg, 3000, 32, 64, budget=remat - 1)
   assert plan.remat and plan.subset_chunk in (1, 2) and peak < remat
-  with pytest.raises(MemoryError, match="even with --remat"):
+  with pytest.raises(MemoryError, match="even with remat"):
     plan_memory(cfg, 3000, 32, 64, budget=1000)
   # The automatic CPU plan already runs one subset at a time: no larger chunk is offered.
   auto = dataclasses.replace(cfg, subset_chunk=0)
   one_remat = step_memory_bytes(dataclasses.replace(auto, remat=True), 3000, 32, 64)
   assert one_remat < remat
-  with pytest.raises(MemoryError, match="even with --remat"):
+  with pytest.raises(MemoryError, match="even with remat"):
     plan_memory(auto, 3000, 32, 64, budget=one_remat - 1)
 
 

@@ -1,0 +1,59 @@
+"""Stops the way real machines send them: SIGTERM (``kill``, Slurm, Kubernetes, ``timeout``, a
+preempted cloud machine) and SIGINT (Ctrl-C, or ``kill -INT`` of a background job).
+
+Inside ``stop_on_signals()`` the first of either signal only sets a request that the training
+loops check after every iteration (``hume_jax._loop.run_loop``'s ``stop``): the iteration in
+flight finishes, a checkpoint is written and ``Stopped`` is raised. The handlers then give the
+signals back to the operating system's defaults, so a second signal stops the process at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import Iterator
+
+from hume_jax._loop import Stopped
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+  """``request()`` is True once a stop signal arrived; ``signum`` says which."""
+
+  def __init__(self):
+    self.signum: int | None = None
+
+  def __call__(self) -> bool:
+    return self.signum is not None
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.signum).name if self.signum else "a stop"
+
+  def check(self) -> None:
+    """Raises ``Stopped`` between phases of work (outside a training loop) once requested."""
+    if self():
+      raise Stopped(-1)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+  """Turns the first SIGINT or SIGTERM into a stop request for the duration of the block (also
+  where SIGINT was ignored, as for background jobs of a shell); the previous handlers come back
+  after it."""
+  request = StopRequest()
+  previous = {s: signal.getsignal(s) for s in SIGNALS}
+
+  def handler(signum, frame):
+    request.signum = signum
+    for s in SIGNALS:  # a second signal: the default action, at once
+      signal.signal(s, signal.SIG_DFL)
+
+  for s in SIGNALS:
+    signal.signal(s, handler)
+  try:
+    yield request
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)

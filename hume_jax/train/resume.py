@@ -1,0 +1,95 @@
+"""Each protocol of the command line composed with its output folder: a single run with its
+checkpoint and log, the seeds' chunks, ``--preset auto``'s runs and ``--k auto``'s K kept as
+parts, so that a stopped command continues where it stopped (``--resume``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hume_jax import runs
+from hume_jax.train import report
+from hume_jax.workdir import Workdir
+
+
+def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict) -> runs.Run:
+  """One run with a checkpoint every ``--checkpoint-every`` iterations and at a stop, resumed
+  from it with ``--resume`` (its log kept up to the checkpoint's iteration)."""
+  template = mode.method.init(config, train)
+  state, done = None, None
+  if args.resume:
+    state = wd.load_state(template, config, data_id)
+    done = int(state.step)
+    print(f"resuming from iteration {done} ({wd.checkpoint})")
+  on_log, close = wd.open_log(done)
+  try:
+    return runs.train_one(mode.method, config, train, val, state=state,
+                          hooks=dict(hooks, on_log=on_log, on_checkpoint=wd.saver(config, data_id),
+                                     on_estimate=report.estimator(mode)))
+  finally:
+    close()
+
+
+def seed_parts(wd: Workdir, config, data_id: str, resume: bool) -> dict:
+  """``resume_part`` / ``on_part`` hooks of ``runs.train_seeds``: each chunk of seeds (HUME) or
+  seed (TURTLE) saved at its checkpoints and when finished, and read back with ``--resume``."""
+  def resume_part(index: int, template):
+    saved = wd.load_part(f"seeds_{index}", template, config, data_id) if resume else None
+    if saved is not None:
+      print(f"resuming seeds part {index} from iteration {int(np.asarray(saved[0].step).reshape(-1)[0])}")
+    return None if saved is None else saved[0]
+
+  def on_part(index: int, state, finished: bool) -> None:
+    wd.save_part(f"seeds_{index}", state, config, data_id, {"finished": finished})
+
+  return {"resume_part": resume_part, "on_part": on_part}
+
+
+def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
+  """``--preset auto``: each finished run of the search kept (its state, labels and report) and,
+  with ``--resume``, reused; the run in flight at a stop starts again. Returns ``(run, train, val)``."""
+  import jax
+
+  from hume_jax._outer import init_state
+  from hume_jax.auto import Candidate
+
+  n = len(train["phi1"])
+  finished, spent = {}, 0.0
+  for i in range(4) if args.resume else ():
+    info = wd.part_info(f"auto_{i}")
+    if info is None:
+      continue
+    template = (init_state(jax.random.PRNGKey(0), config, *info["dims"]), np.zeros(n, np.int64))
+    (state, pred), info = wd.load_part(f"auto_{i}", template, config, data_id)
+    entry = {key: v for key, v in info.items() if key != "dims"}
+    finished[i] = Candidate(entry, state, np.asarray(pred))
+    spent += entry["seconds"]
+
+  def on_candidate(i: int, candidate) -> None:  # dims: d1 of the encoder's base [d1, d1], d2 of w0.W [d2, k]
+    wd.save_part(f"auto_{i}", (candidate.state, np.asarray(candidate.pred, np.int64)), config, data_id,
+                 {**candidate.entry, "dims": [int(candidate.state.encoder.base.shape[0]),
+                                              int(candidate.state.w0.W.shape[0])]})
+
+  return runs.train_auto(config, train, val, budget_seconds=args.budget, num_iters=args.num_iters,
+                         names={"a": "--phi1", "b": "--phi2"}, progress=hooks["progress"], stop=hooks["stop"],
+                         finished=finished, spent_seconds=spent, on_candidate=on_candidate)
+
+
+def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
+  """``--k auto``: every K's scores kept as it finishes and reused with ``--resume`` (the K in
+  flight at a stop starts again)."""
+  from hume_jax.ensemble import select_k
+
+  evaluation = val if val is not None else train
+  done = {}
+  for k in range(args.k_range[0], args.k_range[1] + 1) if args.resume else ():
+    saved = wd.load_part(f"k_{k}", np.asarray(k), config, data_id)
+    if saved is not None:
+      done[k] = saved[1]
+
+  def on_k(k: int, entry: dict) -> None:
+    wd.save_part(f"k_{k}", np.asarray(k), config, data_id, entry)
+
+  seeds = [config.seed + i for i in range(args.k_seeds)]
+  return select_k(train["phi1"], train["phi2"], config, args.k_range, seeds, phi1_eval=evaluation["phi1"],
+                  phi2_eval=evaluation["phi2"], labels_eval=evaluation["labels"], stop=hooks["stop"],
+                  done=done, on_k=on_k)
