@@ -45,11 +45,13 @@ from hume_jax.turtle import TurtleConfig, fit_turtle, predict_turtle
 
 def kmeans(x, k, seed=0):
   from sklearn.cluster import KMeans
+
   return KMeans(k, n_init=10, random_state=seed).fit_predict(x)
 
 
 def pca_whiten(x, dim=50):
   from sklearn.decomposition import PCA
+
   return PCA(min(dim, *x.shape), whiten=True, random_state=0).fit_transform(x)
 
 
@@ -59,6 +61,7 @@ def spherical(x):
 
 def spectral(x, k, seed=0):
   from sklearn.cluster import SpectralClustering
+
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     return SpectralClustering(k, affinity="nearest_neighbors", n_neighbors=10, random_state=seed).fit_predict(x)
@@ -69,14 +72,17 @@ def probe(a, b, y):
   from sklearn.model_selection import cross_val_predict
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
+
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    return cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)),
-                             np.hstack([a, b]), y, cv=5)
+    return cross_val_predict(
+      make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), np.hstack([a, b]), y, cv=5
+    )
 
 
-def run_set(path: str, budget: float, seed: int = 42, on_row=lambda rows: None, turtle: bool = True,
-            auto_only: bool = False) -> list[dict]:
+def run_set(
+  path: str, budget: float, seed: int = 42, on_row=lambda rows: None, turtle: bool = True, auto_only: bool = False
+) -> list[dict]:
   with np.load(path) as f:
     a, b, y = f["phi_a"].astype(np.float32), f["phi_b"].astype(np.float32), f["labels"]
   k = len(np.unique(y))
@@ -87,12 +93,20 @@ def run_set(path: str, budget: float, seed: int = 42, on_row=lambda rows: None, 
     pred = np.asarray(fn())
     sec = time.perf_counter() - t0
     sizes = np.bincount(pred, minlength=k)
-    row = {"method": method, "space": space, **evaluate(pred, y), "empty": int((sizes[:k] == 0).sum()),
-           "seconds": round(sec, 1)}
+    row = {
+      "method": method,
+      "space": space,
+      **evaluate(pred, y),
+      "empty": int((sizes[:k] == 0).sum()),
+      "seconds": round(sec, 1),
+    }
     rows.append(row)
     on_row(rows)
-    print(f"  {method:<34}{space:>6}{100 * row['acc']:>7.1f}{100 * row['nmi']:>7.1f}{100 * row['ari']:>7.1f}"
-          f"{row['empty']:>7}{sec:>9.1f}", flush=True)
+    print(
+      f"  {method:<34}{space:>6}{100 * row['acc']:>7.1f}{100 * row['nmi']:>7.1f}{100 * row['ari']:>7.1f}"
+      f"{row['empty']:>7}{sec:>9.1f}",
+      flush=True,
+    )
 
   baseline_spaces = [] if auto_only else [("a", a), ("b", b)]
   print(f"{os.path.basename(path)}: n={len(y)}, k={k}, d_a={a.shape[1]}, d_b={b.shape[1]}")
@@ -105,21 +119,28 @@ def run_set(path: str, budget: float, seed: int = 42, on_row=lambda rows: None, 
     record("k-means, centred PCA-128 unit rows", name, lambda: kmeans(spherical(x), k))
   for name, x in baseline_spaces:
     record("spectral, centred PCA-128 unit rows", name, lambda: spectral(spherical(x), k))
+
   def auto():
     res = fit_auto(a, b, k, budget_seconds=budget, seed=seed, progress=False, say=lambda s: print("    " + s))
     return vote_labels(res, a, b)
+
   record("HUME, --preset auto (the default)", "auto", auto)
   if auto_only:
     return rows
+
   def hume_cpu():  # phi1 = a: Open-NSFW for images (the shipped default's phi1), MiniLM for texts
     phi1 = l2_normalize(a, "phi1")
     state, _ = fit(phi1, b, dataclasses.replace(CPU, k=k, seed=seed), progress=False)
     return predict(state.encoder, phi1)
+
   record("linear probe, 5-fold (supervised)", "a+b", lambda: probe(a, b, y))
   record("HUME, cpu preset, raw inputs", "a->b", hume_cpu)
   if turtle:
-    record("TURTLE mode, TURTLE defaults", "a+b",
-           lambda: predict_turtle(fit_turtle([a, b], TurtleConfig(k=k, seed=seed), progress=False)[0].encoder, [a, b]))
+    record(
+      "TURTLE mode, TURTLE defaults",
+      "a+b",
+      lambda: predict_turtle(fit_turtle([a, b], TurtleConfig(k=k, seed=seed), progress=False)[0].encoder, [a, b]),
+    )
   return rows
 
 
@@ -129,11 +150,17 @@ def main() -> None:
   p.add_argument("--only", default="fashion_mnist,digits,debian_sections,fortunes")
   p.add_argument("--budget", type=float, default=600.0, help="--preset auto's budget in seconds (default 600)")
   p.add_argument("--json", help="also write every row to this file")
-  p.add_argument("--no-turtle", dest="turtle", action="store_false",
-                 help="skip TURTLE mode (6000 iterations at its defaults: about 30 minutes at 10k x 2300-d here)")
-  p.add_argument("--auto-only", action="store_true",
-                 help="run only --preset auto; with an existing --json file, its auto rows are replaced and "
-                      "every other row kept")
+  p.add_argument(
+    "--no-turtle",
+    dest="turtle",
+    action="store_false",
+    help="skip TURTLE mode (6000 iterations at its defaults: about 30 minutes at 10k x 2300-d here)",
+  )
+  p.add_argument(
+    "--auto-only",
+    action="store_true",
+    help="run only --preset auto; with an existing --json file, its auto rows are replaced and every other row kept",
+  )
   p.add_argument("--summary", nargs="+", metavar="JSON", help="only print the tables of saved --json files")
   args = p.parse_args()
   if args.summary:
@@ -144,6 +171,7 @@ def main() -> None:
     summary(merged)
     return
   import jax
+
   print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {jax.devices()[0].platform}")
   results, kept = {}, {}
   if args.auto_only and args.json and os.path.exists(args.json):
@@ -151,6 +179,7 @@ def main() -> None:
       kept = json.load(f)
     results = dict(kept)
   for name in args.only.split(","):
+
     def save(rows, name=name):
       new = {(r["method"], r["space"]): r for r in rows}
       old = kept.get(name, [])
@@ -158,8 +187,10 @@ def main() -> None:
       if args.json:
         with open(args.json, "w") as f:
           json.dump(results, f, indent=1)
-    run_set(os.path.join(args.folder, f"{name}.npz"), args.budget, on_row=save, turtle=args.turtle,
-            auto_only=args.auto_only)
+
+    run_set(
+      os.path.join(args.folder, f"{name}.npz"), args.budget, on_row=save, turtle=args.turtle, auto_only=args.auto_only
+    )
   summary(results)
 
 
@@ -168,8 +199,10 @@ def summary(results: dict[str, list[dict]]) -> None:
   for name, rows in results.items():
     print(f"\n{name}\n\n| method | space | ACC | NMI | ARI | empty classes | seconds |\n|---|---|---|---|---|---|---|")
     for r in rows:
-      print(f"| {r['method']} | {r['space']} | {100 * r['acc']:.1f} | {100 * r['nmi']:.1f} | {100 * r['ari']:.1f} | "
-            f"{r['empty']} | {r['seconds']:.0f} |")
+      print(
+        f"| {r['method']} | {r['space']} | {100 * r['acc']:.1f} | {100 * r['nmi']:.1f} | {100 * r['ari']:.1f} | "
+        f"{r['empty']} | {r['seconds']:.0f} |"
+      )
   print("\nACC (%), best space chosen with labels for each baseline family:")
   families = list(dict.fromkeys(r["method"] for rows in results.values() for r in rows))
   if not families:

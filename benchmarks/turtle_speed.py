@@ -42,10 +42,10 @@ def parse() -> argparse.Namespace:
 def inputs(n, dims, k):
   """Non-negative, clustered features like CNN pools (ReLU), float32."""
   import numpy as np
+
   rng = np.random.default_rng(0)
   y = rng.integers(0, k, n)
-  return [np.maximum(rng.normal(size=(k, d))[y] + 1.5 * rng.normal(size=(n, d)), 0).astype(np.float32)
-          for d in dims]
+  return [np.maximum(rng.normal(size=(k, d))[y] + 1.5 * rng.normal(size=(n, d)), 0).astype(np.float32) for d in dims]
 
 
 def main() -> None:
@@ -65,10 +65,14 @@ def main() -> None:
 
   cfg = TurtleConfig(k=args.k)
   phis = inputs(args.n, args.dims, args.k)
-  print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} used; jax {jax.__version__}, "
-        f"torch {torch.__version__}")
-  print(f"TURTLE: n {args.n}, dims {args.dims}, k {args.k}, batch {cfg.batch_size}, inner steps {cfg.inner_steps}, "
-        f"{cfg.num_iters} iterations")
+  print(
+    f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} used; jax {jax.__version__}, "
+    f"torch {torch.__version__}"
+  )
+  print(
+    f"TURTLE: n {args.n}, dims {args.dims}, k {args.k}, batch {cfg.batch_size}, inner steps {cfg.inner_steps}, "
+    f"{cfg.num_iters} iterations"
+  )
 
   xs = tuple(jnp.asarray(x) for x in phis)
   state = init_turtle(jax.random.PRNGKey(0), cfg, tuple(args.dims))
@@ -88,8 +92,16 @@ def main() -> None:
     for d in args.dims:
       lin = torch.nn.Linear(d, args.k)
       inits.append((lin.weight.detach(), lin.bias.detach()))
-    tr.turtle_train(heads, tphis, [(idx, inits)], inner_lr=cfg.inner_lr, outer_lr=cfg.outer_lr,
-                    inner_steps=cfg.inner_steps, gamma=cfg.gamma, warm_start=False)
+    tr.turtle_train(
+      heads,
+      tphis,
+      [(idx, inits)],
+      inner_lr=cfg.inner_lr,
+      outer_lr=cfg.outer_lr,
+      inner_steps=cfg.inner_steps,
+      gamma=cfg.gamma,
+      warm_start=False,
+    )
 
   torch_iteration()
   times = {"hume_jax": ([], []), "torch": ([], [])}
@@ -109,9 +121,16 @@ def main() -> None:
   print("|---|---|---|---|---|")
   for name, (cpu, wall) in med.items():
     print(f"| {name} | {cpu:.4f} | {wall:.4f} | {med['torch'][0] / cpu:.2f}x | {cfg.num_iters * wall / 60:.1f} min |")
-  result = {"n": args.n, "dims": args.dims, "k": args.k, "threads": args.threads, "compile_s": compile_s,
-            "cpu_s": {k: v[0] for k, v in times.items()}, "wall_s": {k: v[1] for k, v in times.items()},
-            "median": med}
+  result = {
+    "n": args.n,
+    "dims": args.dims,
+    "k": args.k,
+    "threads": args.threads,
+    "compile_s": compile_s,
+    "cpu_s": {k: v[0] for k, v in times.items()},
+    "wall_s": {k: v[1] for k, v in times.items()},
+    "median": med,
+  }
 
   if args.full:
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,8 +138,23 @@ def main() -> None:
       for i, x in enumerate(phis):
         paths.append(os.path.join(tmp, f"phi{i + 1}.npy"))
         np.save(paths[-1], x)
-      cmd = [sys.executable, "-m", "hume_jax.train", "--method", "turtle", "--phi1", paths[0], "--phi2", paths[1],
-             "--k", str(args.k), "--out", os.path.join(tmp, "run"), "--no-plots", "--quiet"]
+      cmd = [
+        sys.executable,
+        "-m",
+        "hume_jax.train",
+        "--method",
+        "turtle",
+        "--phi1",
+        paths[0],
+        "--phi2",
+        paths[1],
+        "--k",
+        str(args.k),
+        "--out",
+        os.path.join(tmp, "run"),
+        "--no-plots",
+        "--quiet",
+      ]
       t = time.perf_counter()
       proc = subprocess.Popen(cmd, cwd=os.path.dirname(HERE), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
       out = proc.stdout.read()
@@ -129,8 +163,10 @@ def main() -> None:
       if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(out.decode()[-3000:])
       cpu = usage.ru_utime + usage.ru_stime
-      print(f"whole CLI run ({cfg.num_iters} iterations, start-up and evaluation included): "
-            f"{wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU")
+      print(
+        f"whole CLI run ({cfg.num_iters} iterations, start-up and evaluation included): "
+        f"{wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU"
+      )
       result["full_run"] = {"wall_s": wall, "cpu_s": cpu}
   if args.json:
     with open(args.json, "w") as f:

@@ -10,11 +10,31 @@ what ``python -m hume_jax.train`` reads: an ``.npz`` whose ``features`` are ``fl
                    dataset="folder:my_images", split="train")
 """
 
-from extract_torch.datasets import (CIFAR100_COARSE, ImageSource, cifar100_to_20, fashion_mnist,
-                                    load_idx_images, load_idx_labels, open_dataset)
+from extract_torch.datasets import (
+  CIFAR100_COARSE,
+  ImageSource,
+  cifar100_to_20,
+  fashion_mnist,
+  load_idx_images,
+  load_idx_labels,
+  open_dataset,
+)
 from extract_torch.extract import run_extraction, write_official_layout
 from extract_torch.models import MODELS, Extractor, build_model, extract_features, pick_device
 
-__all__ = ["CIFAR100_COARSE", "Extractor", "ImageSource", "MODELS", "build_model", "cifar100_to_20",
-           "extract_features", "fashion_mnist", "load_idx_images", "load_idx_labels", "open_dataset",
-           "pick_device", "run_extraction", "write_official_layout"]
+__all__ = [
+  "CIFAR100_COARSE",
+  "Extractor",
+  "ImageSource",
+  "MODELS",
+  "build_model",
+  "cifar100_to_20",
+  "extract_features",
+  "fashion_mnist",
+  "load_idx_images",
+  "load_idx_labels",
+  "open_dataset",
+  "pick_device",
+  "run_extraction",
+  "write_official_layout",
+]

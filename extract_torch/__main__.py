@@ -23,134 +23,272 @@ from extract_torch.models import MODELS
 
 
 def _epilog() -> str:
-    lines = ["models (--model):"]
-    for name, spec in MODELS.items():
-        lines.append(f"  {name:26s} {spec.dim:5d}-d  {spec.feature}")
-    lines.append(f"  {'timm:NAME':26s}        any timm model (pip install timm); pooled features")
-    lines.append("")
-    lines.append("dataset kinds (--dataset):")
-    lines += [f"  {v}" for v in DATASET_KINDS.values()]
-    return "\n".join(lines)
+  lines = ["models (--model):"]
+  for name, spec in MODELS.items():
+    lines.append(f"  {name:26s} {spec.dim:5d}-d  {spec.feature}")
+  lines.append(f"  {'timm:NAME':26s}        any timm model (pip install timm); pooled features")
+  lines.append("")
+  lines.append("dataset kinds (--dataset):")
+  lines += [f"  {v}" for v in DATASET_KINDS.values()]
+  return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m extract_torch", description=__doc__, epilog=_epilog(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = p.add_argument_group("what to extract")
-    g.add_argument("--dataset", required=True, metavar="SPEC",
-                   help="the images, as KIND:ARG (kinds listed below)")
-    g.add_argument("--split", default="train",
-                   help="split to read (default train); join splits with + (train+test = HUME's traintest). "
-                        "Ignored by folder: and npy:, which hold one set of images")
-    g.add_argument("--model", required=True, metavar="NAME", help="registered model (listed below) or timm:NAME")
-    g.add_argument("--weights", default=None, metavar="FILE",
-                   help="local checkpoint (state dict, training checkpoint, TorchScript or .safetensors) "
-                        "instead of downloading the authors' weights; 'random' for random weights")
-    g.add_argument("--image-size", type=int, default=None, metavar="PX",
-                   help="input size in px (default: the model authors' size, 224 for most)")
-    g.add_argument("--data-dir", default=None, help="tfds: where the prepared dataset lives (tfds' data_dir)")
-    g.add_argument("--label-key", default=None,
-                   help="tfds: feature holding the labels (default 'label'; e.g. coarse_label for CIFAR-100-20)")
-    g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images (a quick look)")
-    g.add_argument("--per-class", type=int, default=None, metavar="N",
-                   help="a stratified subset: the first N images of each class, in the split's order (needs "
-                        "labels; e.g. 500 of CIFAR-10's 5,000 training images per class). `indices` in the output "
-                        "are the images' places in the full split")
-    g = p.add_argument_group("output")
-    g.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
-    g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    g.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.partial")
-    g.add_argument("--chunk-size", type=int, default=4096, metavar="N",
-                   help="images per checkpointed chunk (default 4096, rounded up to a multiple of --batch-size)")
-    g.add_argument("--official-layout", default=None, metavar="ROOT",
-                   help="also write the original HUME code's files: ROOT/representations/MODEL/NAMESPLIT.npy "
-                        "and ROOT/labels/NAMESPLIT_targets.npy")
-    g.add_argument("--layout-name", default=None, metavar="NAME",
-                   help="dataset name in the official file names (default: from --dataset)")
-    g.add_argument("--l2", action="store_true",
-                   help="with --official-layout: also write NAMESPLIT_l2.npy, rows L2-normalised (for phi1)")
-    g = p.add_argument_group("how to run")
-    g.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: the first available)")
-    g.add_argument("--half", action="store_true", help="float16 inference (GPU only)")
-    g.add_argument("--batch-size", type=int, default=None,
-                   help="images per forward pass (default: 16 on the CPU, where larger batches' activations "
-                        "outgrow the caches, 64 on a GPU)")
-    g.add_argument("--workers", default="auto",
-                   help="DataLoader processes that read and preprocess images (default auto: 0 on the CPU, "
-                        "where the model uses every core; min(8, cores) on a GPU)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
+  p = argparse.ArgumentParser(
+    prog="python -m extract_torch",
+    description=__doc__,
+    epilog=_epilog(),
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  g = p.add_argument_group("what to extract")
+  what = g.add_mutually_exclusive_group(required=True)
+  what.add_argument("--dataset", metavar="SPEC", help="the images, as KIND:ARG (kinds listed below)")
+  what.add_argument(
+    "--texts",
+    metavar="FILE",
+    help="texts instead of images: a .txt file (one text per line), or a "
+    ".csv / .tsv / .jsonl file with --text-column (and --label-column); --model st:NAME, minilm or tfidf",
+  )
+  g.add_argument(
+    "--text-column", default=None, metavar="NAME", help="with --texts: the column of the texts (default text)"
+  )
+  g.add_argument(
+    "--label-column",
+    default=None,
+    metavar="NAME",
+    help="with --texts: the column of the labels (numbers, or class names numbered in sorted order)",
+  )
+  g.add_argument(
+    "--split",
+    default="train",
+    help="split to read (default train); join splits with + (train+test = HUME's traintest). "
+    "Ignored by folder: and npy:, which hold one set of images",
+  )
+  g.add_argument(
+    "--model",
+    required=True,
+    metavar="NAME",
+    help="registered model (listed below) or timm:NAME; "
+    "for --texts: st:NAME (a sentence-transformers model, or st:FOLDER), minilm (offline) or tfidf",
+  )
+  g.add_argument(
+    "--weights",
+    default=None,
+    metavar="FILE",
+    help="local checkpoint (state dict, training checkpoint, TorchScript or .safetensors) "
+    "instead of downloading the authors' weights; 'random' for random weights",
+  )
+  g.add_argument(
+    "--image-size",
+    type=int,
+    default=None,
+    metavar="PX",
+    help="input size in px (default: the model authors' size, 224 for most)",
+  )
+  g.add_argument("--data-dir", default=None, help="tfds: where the prepared dataset lives (tfds' data_dir)")
+  g.add_argument(
+    "--label-key",
+    default=None,
+    help="tfds: feature holding the labels (default 'label'; e.g. coarse_label for CIFAR-100-20)",
+  )
+  g.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images (a quick look)")
+  g.add_argument(
+    "--per-class",
+    type=int,
+    default=None,
+    metavar="N",
+    help="a stratified subset: the first N images of each class, in the split's order (needs "
+    "labels; e.g. 500 of CIFAR-10's 5,000 training images per class). `indices` in the output "
+    "are the images' places in the full split",
+  )
+  g = p.add_argument_group("output")
+  g.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
+  g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+  g.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.partial")
+  g.add_argument(
+    "--chunk-size",
+    type=int,
+    default=4096,
+    metavar="N",
+    help="images per checkpointed chunk (default 4096, rounded up to a multiple of --batch-size)",
+  )
+  g.add_argument(
+    "--official-layout",
+    default=None,
+    metavar="ROOT",
+    help="also write the original HUME code's files: ROOT/representations/MODEL/NAMESPLIT.npy "
+    "and ROOT/labels/NAMESPLIT_targets.npy",
+  )
+  g.add_argument(
+    "--layout-name",
+    default=None,
+    metavar="NAME",
+    help="dataset name in the official file names (default: from --dataset)",
+  )
+  g.add_argument(
+    "--l2",
+    action="store_true",
+    help="with --official-layout: also write NAMESPLIT_l2.npy, rows L2-normalised (for phi1)",
+  )
+  g = p.add_argument_group("how to run")
+  g.add_argument("--device", default="auto", help="cuda, mps, cpu or auto (default: the first available)")
+  g.add_argument("--half", action="store_true", help="float16 inference (GPU only)")
+  g.add_argument(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="images per forward pass (default: 16 on the CPU, where larger batches' activations "
+    "outgrow the caches, 64 on a GPU)",
+  )
+  g.add_argument(
+    "--workers",
+    default="auto",
+    help="DataLoader processes that read and preprocess images (default auto: 0 on the CPU, "
+    "where the model uses every core; min(8, cores) on a GPU)",
+  )
+  g.add_argument("--quiet", action="store_true", help="no progress bar")
+  return p
 
 
 def _layout_name(dataset: str) -> str:
-    kind, _, arg = dataset.partition(":")
-    if kind == "tfds":
-        return arg.split("/")[0].split(":")[0]
-    if kind in ("folder", "npy"):
-        return os.path.splitext(os.path.basename(os.path.normpath(arg)))[0]
-    return kind.replace("-", "")
+  kind, _, arg = dataset.partition(":")
+  if kind == "tfds":
+    return arg.split("/")[0].split(":")[0]
+  if kind in ("folder", "npy"):
+    return os.path.splitext(os.path.basename(os.path.normpath(arg)))[0]
+  return kind.replace("-", "")
+
+
+def _subset(args, source):
+  """``--per-class`` then ``--limit``; returns ``(source, description or None)``."""
+  subset = []
+  if args.per_class is not None:
+    if args.per_class < 1:
+      raise ValueError(f"--per-class must be positive, got {args.per_class}")
+    source = source.per_class(args.per_class)
+    subset.append(f"first {args.per_class} per class")
+  if args.limit is not None:
+    if args.limit < 1:
+      raise ValueError(f"--limit must be positive, got {args.limit}")
+    source = source.head(args.limit)
+    subset.append(f"first {args.limit}")
+  return source, ", then ".join(subset) or None
+
+
+def _inputs(args, device: str):
+  """The source (images or texts) and its model, checked before any extraction."""
+  from extract_torch.datasets import open_dataset
+  from extract_torch.models import build_model
+
+  if args.texts is None:
+    if args.text_column or args.label_column:
+      raise ValueError("--text-column and --label-column apply with --texts")
+    source = open_dataset(args.dataset, args.split, data_dir=args.data_dir, label_key=args.label_key)
+    extractor = build_model(args.model, weights=args.weights, image_size=args.image_size, device=device, half=args.half)
+  else:
+    from extract_torch.texts import build_text_model, open_texts
+
+    for flag in ("weights", "image_size", "official_layout"):
+      if getattr(args, flag) is not None:
+        raise ValueError(f"--{flag.replace('_', '-')} applies to images, not --texts")
+    source = open_texts(args.texts, args.text_column, args.label_column)
+    extractor = None if args.model == "tfidf" else build_text_model(args.model, device)
+  source, subset = _subset(args, source)
+  return source, extractor, subset
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from extract_torch.datasets import open_dataset
-    from extract_torch.extract import check_output, run_extraction, write_official_layout
-    from extract_torch.models import build_model, pick_device
+  args = build_parser().parse_args(argv)
+  from extract_torch.extract import check_output, run_extraction, write_tfidf
+  from extract_torch.models import pick_device
+  from extract_torch.stopping import stop_on_signals
 
-    # Every check that needs no compute comes first, so that bad input loses nothing.
-    try:
-        check_output(args.out, args.overwrite)
-    except (ValueError, FileExistsError) as e:
-        raise SystemExit(f"error: {e}") from None
+  # Every check that needs no compute comes first, so that bad input loses nothing.
+  try:
+    check_output(args.out, args.overwrite)
     if args.l2 and not args.official_layout:
-        raise SystemExit("error: --l2 only applies with --official-layout")
+      raise ValueError("--l2 only applies with --official-layout")
     device = pick_device(args.device)
-    batch_size = args.batch_size or (16 if device == "cpu" else 64)
-    if args.workers == "auto":
-        workers = 0 if device == "cpu" else min(8, os.cpu_count() or 1)
-    else:
-        try:
-            workers = int(args.workers)
-        except ValueError:
-            raise SystemExit(f"error: --workers: expected an integer or 'auto', got {args.workers!r}") from None
+    workers = _workers(args.workers, device)
+    source, extractor, subset = _inputs(args, device)
+  except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as e:
+    raise SystemExit(f"error: {e}") from None
+  kind = "images" if args.texts is None else "texts"
+  labelled = " with labels" if source.labels is not None else ""
+  dim = f" ({extractor.dim}-d)" if extractor is not None else ""
+  print(
+    f"{source.name}: {len(source)} {kind}{labelled}; {args.model}{dim} on {device}, {workers} workers", file=sys.stderr
+  )
+  with stop_on_signals() as stop:
     try:
-        source = open_dataset(args.dataset, args.split, data_dir=args.data_dir, label_key=args.label_key)
-        subset = []
-        if args.per_class is not None:
-            if args.per_class < 1:
-                raise ValueError(f"--per-class must be positive, got {args.per_class}")
-            source = source.per_class(args.per_class)
-            subset.append(f"first {args.per_class} per class")
-        if args.limit is not None:
-            if args.limit < 1:
-                raise ValueError(f"--limit must be positive, got {args.limit}")
-            source = source.head(args.limit)
-            subset.append(f"first {args.limit}")
-        extractor = build_model(args.model, weights=args.weights, image_size=args.image_size,
-                                device=device, half=args.half)
-        print(f"{source.name}: {len(source)} images{' with labels' if source.labels is not None else ''}; "
-              f"{args.model} ({extractor.dim}-d) on {device}{' in float16' if args.half else ''}, "
-              f"{workers} workers", file=sys.stderr)
-        arrays = run_extraction(source, extractor, args.out, dataset=args.dataset, split=args.split,
-                                batch_size=batch_size, chunk_size=args.chunk_size, workers=workers,
-                                resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
-                                subset=", then ".join(subset) or None)
+      if extractor is None:
+        arrays = write_tfidf(source, args.out, dataset=f"texts:{args.texts}", subset=subset)
+      else:
+        split = args.split if args.texts is None else "all"
+        arrays = run_extraction(
+          source,
+          extractor,
+          args.out,
+          dataset=args.dataset or f"texts:{args.texts}",
+          split=split,
+          batch_size=args.batch_size or (16 if device == "cpu" else 64),
+          chunk_size=args.chunk_size,
+          workers=workers,
+          resume=args.resume,
+          overwrite=args.overwrite,
+          progress=not args.quiet,
+          subset=subset,
+          stop=stop,
+        )
     except KeyboardInterrupt:
-        print(f"\ninterrupted; the chunks done are kept in {args.out}.partial. Continue with:\n  "
-              + " ".join(["python -m extract_torch"] + [a for a in (argv or sys.argv[1:]) if a != "--resume"]
-                         + ["--resume"]), file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, RuntimeError,
-            FloatingPointError) as e:
-        raise SystemExit(f"error: {e}") from None
-    print(f"wrote {args.out}: features {arrays['features'].shape}", file=sys.stderr)
-    if args.official_layout:
-        name = args.layout_name or _layout_name(args.dataset)
-        for path in write_official_layout(args.official_layout, name, args.model, args.split,
-                                          arrays["features"], arrays.get("labels"), l2=args.l2):
-            print(f"wrote {path}", file=sys.stderr)
-    return 0
+      return _interrupted(args, argv, stop)
+    except (
+      ValueError,
+      FileNotFoundError,
+      FileExistsError,
+      KeyError,
+      ImportError,
+      RuntimeError,
+      FloatingPointError,
+    ) as e:
+      raise SystemExit(f"error: {e}") from None
+  print(f"wrote {args.out}: features {arrays['features'].shape}", file=sys.stderr)
+  if args.official_layout:
+    _official_layout(args, arrays)
+  return 0
+
+
+def _workers(text: str, device: str) -> int:
+  if text == "auto":
+    return 0 if device == "cpu" else min(8, os.cpu_count() or 1)
+  try:
+    return int(text)
+  except ValueError:
+    raise ValueError(f"--workers: expected an integer or 'auto', got {text!r}") from None
+
+
+def _interrupted(args, argv, stop) -> int:
+  """What a stop kept (every finished chunk and the batches done of the one in flight) and the
+  command that continues; the status is 128 + the signal's number (130 for Ctrl-C)."""
+  import shlex
+
+  command = shlex.join(
+    ["python", "-m", "extract_torch"] + [a for a in (argv or sys.argv[1:]) if a != "--resume"] + ["--resume"]
+  )
+  kept = f"what was done is kept in {args.out}.partial" if os.path.isdir(args.out + ".partial") else "nothing was kept"
+  print(f"\ninterrupted; {kept}. Continue with:\n  {command}", file=sys.stderr)
+  return 128 + (stop.signum or 2)
+
+
+def _official_layout(args, arrays) -> None:
+  from extract_torch.extract import write_official_layout
+
+  name = args.layout_name or _layout_name(args.dataset)
+  for path in write_official_layout(
+    args.official_layout, name, args.model, args.split, arrays["features"], arrays.get("labels"), l2=args.l2
+  ):
+    print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+  sys.exit(main())

@@ -22,22 +22,33 @@ from hume_jax._outer import StepMetrics, TrainState, anneal_factor, init_state, 
 from hume_jax._sparsemax import sparsemax
 from hume_jax._task_encoder import TaskEncoder, encoder_matrix, init_task_encoder, task_labels, task_logits
 from hume_jax.auto import AutoResult, fit_auto, vote_labels
-from hume_jax.config import (AUTO, CPU, IMAGENET, OFFICIAL, PRESETS, HumeConfig, TurtleConfig, check_config,
-                             check_turtle_config)
+from hume_jax.config import (
+  AUTO,
+  CPU,
+  IMAGENET,
+  OFFICIAL,
+  PRESETS,
+  HumeConfig,
+  TurtleConfig,
+  check_config,
+  check_turtle_config,
+)
 from hume_jax.ensemble import KSelection, SeedProtocol, best_and_vote, fit_seeds, majority_vote, predict_seeds, select_k
 from hume_jax.estimator import HUME
 from hume_jax.metrics import cv_kappa, cv_score, evaluate, hungarian_accuracy, separability
 from hume_jax.runs import HUME_METHOD, TURTLE_METHOD, Method, Run, summarize, train_auto, train_one, train_seeds
 from hume_jax.turtle import TurtleState, fit_turtle, predict_turtle
 
+# fmt: off
 __all__ = [
-    "AUTO", "CPU", "HUME", "HUME_METHOD", "IMAGENET", "OFFICIAL", "PRESETS", "TURTLE_METHOD", "AutoResult",
-    "HumeConfig", "KSelection", "Linear", "Method", "Run", "SeedProtocol", "StepMetrics", "Stopped", "SubsetStats",
-    "TaskEncoder", "TrainState", "TurtleConfig", "TurtleState", "anneal_factor", "best_and_vote", "check_config",
-    "check_turtle_config", "cross_entropy_grad", "cv_kappa", "cv_score", "draw_subsets", "encoder_matrix",
-    "entropy", "evaluate", "fit", "fit_auto", "fit_seeds", "fit_turtle", "hume_loss", "hungarian_accuracy",
-    "init_inner", "init_linear", "init_state", "init_task_encoder", "inner_sgd", "majority_vote", "make_optimizer",
-    "outer_step", "outer_step_jit", "predict", "predict_seeds", "predict_turtle", "select_k", "separability",
-    "soft_cross_entropy", "sparsemax", "subset_loss", "summarize", "task_labels", "task_logits", "train_auto",
-    "train_one", "train_seeds", "vote_labels",
+  "AUTO", "CPU", "HUME", "HUME_METHOD", "IMAGENET", "OFFICIAL", "PRESETS", "TURTLE_METHOD", "AutoResult",
+  "HumeConfig", "KSelection", "Linear", "Method", "Run", "SeedProtocol", "StepMetrics", "Stopped", "SubsetStats",
+  "TaskEncoder", "TrainState", "TurtleConfig", "TurtleState", "anneal_factor", "best_and_vote", "check_config",
+  "check_turtle_config", "cross_entropy_grad", "cv_kappa", "cv_score", "draw_subsets", "encoder_matrix", "entropy",
+  "evaluate", "fit", "fit_auto", "fit_seeds", "fit_turtle", "hume_loss", "hungarian_accuracy", "init_inner",
+  "init_linear", "init_state", "init_task_encoder", "inner_sgd", "majority_vote", "make_optimizer", "outer_step",
+  "outer_step_jit", "predict", "predict_seeds", "predict_turtle", "select_k", "separability", "soft_cross_entropy",
+  "sparsemax", "subset_loss", "summarize", "task_labels", "task_logits", "train_auto", "train_one", "train_seeds",
+  "vote_labels",
 ]
+# fmt: on

@@ -11,7 +11,6 @@ timing of ``hume_jax.auto``, the CLI's repeated fits).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +31,9 @@ def step_config(config: HumeConfig) -> HumeConfig:
 _outer_step_jit = jax.jit(outer_step, static_argnames=("config", "mesh"))
 
 
-def outer_step_jit(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
-                   config: HumeConfig, mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, StepMetrics]:
+def outer_step_jit(
+  state: TrainState, phi1: jax.Array, phi2: jax.Array, *, config: HumeConfig, mesh: jax.sharding.Mesh | None = None
+) -> tuple[TrainState, StepMetrics]:
   """``outer_step`` compiled once per process for each step-relevant config, mesh, shapes and
   dtypes: runs that differ only in ``seed`` or ``num_iters``, which the step never reads (the
   key and the iteration live in the state), share one compile (fit_auto's starts and orders
@@ -45,8 +45,10 @@ def check_devices(config: HumeConfig) -> None:
   """Under ``jax.distributed`` the subsets of a chunk are split over every device of every process."""
   chunk = config.subset_chunk or config.num_subsets
   if jax.process_count() > 1 and chunk % jax.device_count():
-    raise ValueError(f"num_subsets (or subset_chunk) = {chunk} must be a multiple of the "
-                     f"{jax.device_count()} devices of all processes, which the subsets are split over")
+    raise ValueError(
+      f"num_subsets (or subset_chunk) = {chunk} must be a multiple of the "
+      f"{jax.device_count()} devices of all processes, which the subsets are split over"
+    )
 
 
 def subset_devices(config: HumeConfig) -> list:
@@ -56,7 +58,7 @@ def subset_devices(config: HumeConfig) -> list:
   if jax.process_count() > 1:
     return devices
   chunk = config.subset_chunk or config.num_subsets
-  return devices[:max(d for d in range(1, len(devices) + 1) if chunk % d == 0)]
+  return devices[: max(d for d in range(1, len(devices) + 1) if chunk % d == 0)]
 
 
 def compute_dtype(phi: np.ndarray) -> np.dtype:
@@ -86,13 +88,15 @@ def _placed(phi1, phi2, state, config: HumeConfig):
   return put(phi1_d), put(phi2_d), jax.tree.map(put, state), mesh
 
 
-def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
-        labels: np.ndarray | None = None, log_every: int = 10, progress: bool = True,
-        on_log: Callable[[dict], None] | None = None,
-        state: TrainState | None = None, checkpoint_every: int = 0,
-        on_checkpoint: Callable[[TrainState], None] | None = None,
-        stop: Callable[[], bool] | None = None, deadline: float | None = None,
-        on_estimate: Callable[[float, int], None] | None = None) -> tuple[TrainState, list[dict]]:
+def fit(
+  phi1: np.ndarray,
+  phi2: np.ndarray,
+  config: HumeConfig,
+  *,
+  labels: np.ndarray | None = None,
+  state: TrainState | None = None,
+  **loop,
+) -> tuple[TrainState, list[dict]]:
   """Runs HUME: ``config.num_iters`` outer iterations from the seed's initialisation.
 
   Args:
@@ -100,13 +104,10 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
     phi2: ``[n, d2]`` representation for the inner classifier.
     config: hyperparameters; ``config.seed`` draws the initialisation and every subset.
     labels: optional ``[n]`` ground truth, only to report accuracy while training.
-    log_every, progress, on_log: iterations between log records, a progress bar, a callback
-      per record.
     state: start from this state (a checkpoint) instead of the seed's initialisation.
-    checkpoint_every, on_checkpoint: ``on_checkpoint(state)`` every ``checkpoint_every``
-      iterations (0: only at the end), at the end and on a stop or ``KeyboardInterrupt``.
-    stop, deadline, on_estimate: see ``hume_jax._loop.run_loop`` (a stop request checked
-      every iteration, a time at which to end early, a callback with the measured cost).
+    **loop: the loop's options (``hume_jax._loop.run_loop``): ``log_every`` (10), ``progress``,
+      ``on_log``, ``checkpoint_every`` and ``on_checkpoint`` (also called at the end and on a stop
+      or ``KeyboardInterrupt``), ``stop``, ``deadline``, ``on_estimate``.
 
   Returns:
     ``(final state, log records)``.
@@ -123,9 +124,17 @@ def fit(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, *,
     state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1], compute_dtype(phi1))
   phi1_d, phi2_d, state, mesh = _placed(phi1, phi2, state, config)
   step = lambda st: outer_step_jit(st, phi1_d, phi2_d, config=config, mesh=mesh)
-  return run_loop(step, state, config.num_iters, desc="HUME",
-                  metrics=lambda m: {f: float(v) for f, v in m._asdict().items()},
-                  predict=lambda st: predict(st.encoder, phi1_d),
-                  finite=lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw))), labels=labels,
-                  log_every=log_every, progress=progress, on_log=on_log, checkpoint_every=checkpoint_every,
-                  on_checkpoint=on_checkpoint, stop=stop, deadline=deadline, on_estimate=on_estimate)
+  metrics = lambda m: {f: float(v) for f, v in m._asdict().items()}
+  finite = lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw)))
+  predicted = lambda st: predict(st.encoder, phi1_d)
+  return run_loop(
+    step,
+    state,
+    config.num_iters,
+    desc="HUME",
+    metrics=metrics,
+    predict=predicted,
+    finite=finite,
+    labels=labels,
+    **{"log_every": 10, **loop},
+  )

@@ -20,6 +20,7 @@ class Linear(NamedTuple):
     W: ``[d2, k]`` weights (the transpose of torch's ``nn.Linear(d2, k).weight``).
     b: ``[k]`` bias.
   """
+
   W: jax.Array
   b: jax.Array
 
@@ -31,8 +32,9 @@ def init_linear(key: jax.Array, d2: int, k: int, dtype=jnp.float32) -> Linear:
   """
   k_w, k_b = jax.random.split(key)
   bound = 1 / jnp.sqrt(d2)
-  return Linear(W=jax.random.uniform(k_w, (d2, k), dtype, -bound, bound),
-                b=jax.random.uniform(k_b, (k,), dtype, -bound, bound))
+  return Linear(
+    W=jax.random.uniform(k_w, (d2, k), dtype, -bound, bound), b=jax.random.uniform(k_b, (k,), dtype, -bound, bound)
+  )
 
 
 def soft_cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
@@ -54,8 +56,9 @@ def cross_entropy_grad(w: Linear, phi2: jax.Array, y: jax.Array) -> Linear:
   return Linear(W=phi2.T @ dz, b=jnp.sum(dz, axis=0))
 
 
-def inner_sgd(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int,
-              remat: bool = False, row_block: int = 0) -> Linear:
+def inner_sgd(
+  w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int, remat: bool = False, row_block: int = 0
+) -> Linear:
   """``steps`` steps of ``w <- w - lr * grad CE(phi2 @ W + b, y)`` from ``w0`` (Eq. 5, cold start).
 
   A ``lax.scan``, so compile time does not grow with ``steps``, and ``jax.grad`` with
@@ -84,8 +87,9 @@ def inner_sgd(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int,
   return Linear(W=V.T, b=c[:, 0])
 
 
-def inner_sgd_shared_rows(w0: Linear, phi2: jax.Array, YT: jax.Array, lr: float, steps: int, n_train: int,
-                          remat: bool = False) -> Linear:
+def inner_sgd_shared_rows(
+  w0: Linear, phi2: jax.Array, YT: jax.Array, lr: float, steps: int, n_train: int, remat: bool = False
+) -> Linear:
   """``S`` inner problems on the rows of one ``phi2``, each with its own targets, in lockstep.
 
   Problem ``s`` is ``inner_sgd(w0[s], phi2[rows_s], y[rows_s], ...)`` with ``n_train`` rows
@@ -106,13 +110,15 @@ def inner_sgd_shared_rows(w0: Linear, phi2: jax.Array, YT: jax.Array, lr: float,
   Returns:
     ``Linear`` with ``W [S, d2, k]``, ``b [S, k]``.
   """
-  V, c = _unrolled_sgd(jnp.swapaxes(w0.W, 1, 2), w0.b[:, :, None], phi2, YT, float(lr), int(steps), bool(remat),
-                       0, int(n_train))
+  V, c = _unrolled_sgd(
+    jnp.swapaxes(w0.W, 1, 2), w0.b[:, :, None], phi2, YT, float(lr), int(steps), bool(remat), 0, int(n_train)
+  )
   return Linear(W=jnp.swapaxes(V, 1, 2), b=c[:, :, 0])
 
 
 def inner_sgd_autodiff(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, steps: int) -> Linear:
   """``inner_sgd`` left to ``jax.grad`` (plain autodiff through the scan): the reference."""
+
   def step(w, _):
     g = cross_entropy_grad(w, phi2, y)
     return Linear(w.W - lr * g.W, w.b - lr * g.b), None
@@ -128,6 +134,7 @@ def inner_sgd_autodiff(w0: Linear, phi2: jax.Array, y: jax.Array, lr: float, ste
 # V, c, Y^T may carry a leading axis of S stacked problems ([S, k, .]; inner_sgd_shared_rows):
 # the products then run on the [S k, .] matrices, the softmax over each problem's k, and the
 # mean is over n_div rows (n_div = 0: all n rows).
+
 
 def _mm(A, B):
   """``A [..., k, p] @ B [p, q]`` as one ``[(...) k, p] x [p, q]`` product."""
@@ -161,8 +168,7 @@ def _unrolled_sgd(V0, c0, phi2, YT, lr, steps, remat, block, n_div):
 
 def _unrolled_sgd_fwd(V0, c0, phi2, YT, lr, steps, remat, block, n_div):
   if phi2.perturbed:
-    raise NotImplementedError("inner_sgd: the gradient with respect to phi2 is not implemented; "
-                              "use inner_sgd_autodiff")
+    raise NotImplementedError("inner_sgd: the gradient with respect to phi2 is not implemented; use inner_sgd_autodiff")
   if block:
     Xb, Yb, sb = _blocks(phi2.value, YT.value, block)
     out, history = _forward_blocked(V0.value, c0.value, Xb, Yb, sb, YT.value.shape[1], lr, steps, remat)
@@ -192,8 +198,7 @@ def _unrolled_sgd_bwd(lr, steps, remat, block, n_div, residuals, cotangents):
     Z_bar = P * (P_bar - jnp.sum(P_bar * P, axis=-2, keepdims=True))
     return (V_bar + _mm(Z_bar, phi2), c_bar + jnp.sum(Z_bar, axis=-1, keepdims=True), Y_bar), None
 
-  (V0_bar, c0_bar, Y_bar), _ = jax.lax.scan(step, (V_bar, c_bar, jnp.zeros_like(YT)), history,
-                                            reverse=True)
+  (V0_bar, c0_bar, Y_bar), _ = jax.lax.scan(step, (V_bar, c_bar, jnp.zeros_like(YT)), history, reverse=True)
   return V0_bar, c0_bar, None, Y_bar
 
 
@@ -204,6 +209,7 @@ _unrolled_sgd.defvjp(_unrolled_sgd_fwd, _unrolled_sgd_bwd, symbolic_zeros=True)
 # blocks X_j [nb, d2] (zero rows padding the last one, whose targets and s are zero, so
 # their G and adjoints vanish), Z_j = V X_j^T + c and G_j follow block by block, and
 # G phi2 = sum_j G_j X_j: each block is read once per step while it sits in cache.
+
 
 def _blocks(phi2, YT, block):
   """``phi2 [n, d2]``, ``Y^T [k, n]`` -> ``X [J, nb, d2]``, ``Y [J, k, nb]``, ``s [J, 1, nb]``."""
@@ -257,8 +263,7 @@ def _backward_blocked(lr, steps, remat, residuals, cotangents):
       return (acc[0] + Z_bar @ X, acc[1] + jnp.sum(Z_bar, axis=1, keepdims=True)), Y_bar_j
 
     P_all = None if remat else saved  # under remat, P is recomputed per block
-    (dV, dc), Y_bar = jax.lax.scan(block, (jnp.zeros_like(V_bar), jnp.zeros_like(c_bar)),
-                                   (Xb, sb, P_all, Y_bar))
+    (dV, dc), Y_bar = jax.lax.scan(block, (jnp.zeros_like(V_bar), jnp.zeros_like(c_bar)), (Xb, sb, P_all, Y_bar))
     return (V_bar + dV, c_bar + dc, Y_bar), None
 
   (V0_bar, c0_bar, Y_bar), _ = jax.lax.scan(step, (V_bar, c_bar, jnp.zeros_like(Yb)), history, reverse=True)

@@ -13,9 +13,10 @@ from hume_jax._task_encoder import TaskEncoder, task_labels
 
 class SubsetStats(NamedTuple):
   """Per-subset quantities besides the loss (all scalars except ``label_dist [k]``)."""
-  test_error: jax.Array   # CE of the inner classifier on the held-out part
-  entropy: jax.Array      # entropy of the mean label distribution
-  label_dist: jax.Array   # [k] mean soft label over the subset
+
+  test_error: jax.Array  # CE of the inner classifier on the held-out part
+  entropy: jax.Array  # entropy of the mean label distribution
+  label_dist: jax.Array  # [k] mean soft label over the subset
 
 
 def entropy(p: jax.Array) -> jax.Array:
@@ -35,9 +36,21 @@ def draw_subsets(key: jax.Array, n: int, num_subsets: int, subset_size: int) -> 
   return jax.vmap(lambda k: jax.random.permutation(k, n)[:m])(keys)
 
 
-def subset_loss(encoder: TaskEncoder, w0: Linear, phi1_tr: jax.Array, phi2_tr: jax.Array,
-                phi1_te: jax.Array, phi2_te: jax.Array, *, tau, inner_lr: float, steps: int,
-                H_reg: float, remat: bool = False, row_block: int = 0) -> tuple[jax.Array, SubsetStats]:
+def subset_loss(
+  encoder: TaskEncoder,
+  w0: Linear,
+  phi1_tr: jax.Array,
+  phi2_tr: jax.Array,
+  phi1_te: jax.Array,
+  phi2_te: jax.Array,
+  *,
+  tau,
+  inner_lr: float,
+  steps: int,
+  H_reg: float,
+  remat: bool = False,
+  row_block: int = 0,
+) -> tuple[jax.Array, SubsetStats]:
   """HUME's loss on one subset (Eq. 7).
 
   ``L = CE(phi2_te @ W_T + b_T, y_te) - H_reg * H(mean(y_tr ++ y_te))``, where
@@ -67,9 +80,21 @@ def subset_loss(encoder: TaskEncoder, w0: Linear, phi1_tr: jax.Array, phi2_tr: j
   return test_error - H_reg * h, SubsetStats(test_error, h, label_dist)
 
 
-def hume_loss(encoder: TaskEncoder, phi1: jax.Array, phi2: jax.Array, subsets: jax.Array,
-              w0: Linear, *, n_train: int, tau, inner_lr: float, steps: int,
-              H_reg: float, remat: bool = False, row_block: int = 0) -> tuple[jax.Array, SubsetStats]:
+def hume_loss(
+  encoder: TaskEncoder,
+  phi1: jax.Array,
+  phi2: jax.Array,
+  subsets: jax.Array,
+  w0: Linear,
+  *,
+  n_train: int,
+  tau,
+  inner_lr: float,
+  steps: int,
+  H_reg: float,
+  remat: bool = False,
+  row_block: int = 0,
+) -> tuple[jax.Array, SubsetStats]:
   """Mean of ``subset_loss`` over ``S`` subsets, vmapped.
 
   Args:
@@ -90,8 +115,20 @@ def hume_loss(encoder: TaskEncoder, phi1: jax.Array, phi2: jax.Array, subsets: j
 
   def one(idx, w0_s):
     tr, te = idx[:n_train], idx[n_train:]
-    return subset_loss(encoder, w0_s, phi1[tr], phi2[tr], phi1[te], phi2[te], tau=tau,
-                       inner_lr=inner_lr, steps=steps, H_reg=H_reg, remat=remat, row_block=row_block)
+    return subset_loss(
+      encoder,
+      w0_s,
+      phi1[tr],
+      phi2[tr],
+      phi1[te],
+      phi2[te],
+      tau=tau,
+      inner_lr=inner_lr,
+      steps=steps,
+      H_reg=H_reg,
+      remat=remat,
+      row_block=row_block,
+    )
 
   if subsets.shape[0] == 1:
     # One subset: call it directly. vmap would turn every matmul of the inner loop into a
@@ -102,9 +139,20 @@ def hume_loss(encoder: TaskEncoder, phi1: jax.Array, phi2: jax.Array, subsets: j
   return jnp.mean(losses), stats
 
 
-def hume_loss_shared_rows(encoder: TaskEncoder, phi1: jax.Array, phi2: jax.Array, subsets: jax.Array,
-                          w0: Linear, *, n_train: int, tau, inner_lr: float, steps: int, H_reg: float,
-                          remat: bool = False) -> tuple[jax.Array, SubsetStats]:
+def hume_loss_shared_rows(
+  encoder: TaskEncoder,
+  phi1: jax.Array,
+  phi2: jax.Array,
+  subsets: jax.Array,
+  w0: Linear,
+  *,
+  n_train: int,
+  tau,
+  inner_lr: float,
+  steps: int,
+  H_reg: float,
+  remat: bool = False,
+) -> tuple[jax.Array, SubsetStats]:
   """``hume_loss`` computed over all ``n`` rows at once, the subsets as row masks.
 
   The labels ``y = sparsemax(phi1 @ E^T / tau)`` of every row are computed once; subset
@@ -122,14 +170,14 @@ def hume_loss_shared_rows(encoder: TaskEncoder, phi1: jax.Array, phi2: jax.Array
   rows = jnp.arange(S)[:, None]
   train = jnp.zeros((S, n), phi1.dtype).at[rows, subsets[:, :n_train]].set(1)  # [S, n] row masks
   test = jnp.zeros((S, n), phi1.dtype).at[rows, subsets[:, n_train:]].set(1)
-  y = task_labels(encoder, phi1, tau)                                           # [n, k] (Eq. 3)
+  y = task_labels(encoder, phi1, tau)  # [n, k] (Eq. 3)
   w = inner_sgd_shared_rows(w0, phi2, y.T[None] * train[:, None, :], inner_lr, steps, n_train, remat)  # Eq. 5
-  logits = jnp.einsum("sdk,nd->snk", w.W, phi2) + w.b[:, None, :]              # [S, n, k]
-  ce = -jnp.sum(y[None] * jax.nn.log_softmax(logits, axis=-1), axis=-1)        # [S, n]
+  logits = jnp.einsum("sdk,nd->snk", w.W, phi2) + w.b[:, None, :]  # [S, n, k]
+  ce = -jnp.sum(y[None] * jax.nn.log_softmax(logits, axis=-1), axis=-1)  # [S, n]
   test_error = jnp.sum(ce * test, axis=1) / (m - n_train)
-  label_dist = (train + test) @ y / m                                           # [S, k]
+  label_dist = (train + test) @ y / m  # [S, k]
   h = entropy(label_dist)
-  losses = test_error - H_reg * h                                               # Eq. 7
+  losses = test_error - H_reg * h  # Eq. 7
   return jnp.mean(losses), SubsetStats(test_error, h, label_dist)
 
 

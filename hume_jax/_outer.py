@@ -29,6 +29,7 @@ class TrainState(NamedTuple):
     key: ``[2]`` key of the run; iteration ``i`` uses ``fold_in(key, i)``.
     step: ``int32 []`` number of outer iterations done.
   """
+
   encoder: TaskEncoder
   opt_state: optax.OptState
   w0: Linear
@@ -44,11 +45,13 @@ def clip_grad_norm(max_norm: float, eps: float = 1e-6) -> optax.GradientTransfor
   with ``||g|| <= max_norm`` alone; the two differ by about ``eps / ||g||`` relative, which
   moves the trajectory by ~1e-8 from the second iteration on.
   """
+
   def update(updates, state, params=None):
     del params
     norm = optax.tree.norm(updates)
     scale = jnp.minimum(1.0, max_norm / (norm + eps))
     return jax.tree.map(lambda g: (g * scale).astype(g.dtype), updates), state
+
   return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
@@ -74,25 +77,30 @@ def init_state(key: jax.Array, config: HumeConfig, d1: int, d2: int, dtype=jnp.f
   """Draws the task encoder and the fixed inner init of a run from ``key``."""
   k_enc, k_w0, k_run = jax.random.split(key, 3)
   encoder = init_task_encoder(k_enc, config.k, d1, dtype)
-  return TrainState(encoder=encoder, opt_state=make_optimizer(config).init(encoder.raw),
-                    w0=init_linear(k_w0, d2, config.k, dtype), key=k_run,
-                    step=jnp.zeros((), jnp.int32))
+  return TrainState(
+    encoder=encoder,
+    opt_state=make_optimizer(config).init(encoder.raw),
+    w0=init_linear(k_w0, d2, config.k, dtype),
+    key=k_run,
+    step=jnp.zeros((), jnp.int32),
+  )
 
 
 class StepMetrics(NamedTuple):
-  loss: jax.Array        # mean HUME loss over subsets (Eq. 7)
+  loss: jax.Array  # mean HUME loss over subsets (Eq. 7)
   test_error: jax.Array  # mean held-out CE of the inner classifiers
-  entropy: jax.Array     # mean entropy of the label distribution
-  grad_norm: jax.Array   # global norm of the hypergradient before clipping
-  tau: jax.Array         # temperature used at this iteration
-  lr: jax.Array          # outer learning rate used at this iteration
+  entropy: jax.Array  # mean entropy of the label distribution
+  grad_norm: jax.Array  # global norm of the hypergradient before clipping
+  tau: jax.Array  # temperature used at this iteration
+  lr: jax.Array  # outer learning rate used at this iteration
 
 
 SUBSET_AXIS = "subsets"
 
 
-def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
-               config: HumeConfig, mesh: jax.sharding.Mesh | None = None) -> tuple[TrainState, StepMetrics]:
+def outer_step(
+  state: TrainState, phi1: jax.Array, phi2: jax.Array, *, config: HumeConfig, mesh: jax.sharding.Mesh | None = None
+) -> tuple[TrainState, StepMetrics]:
   """One outer iteration.
 
   Args:
@@ -114,39 +122,50 @@ def outer_step(state: TrainState, phi1: jax.Array, phi2: jax.Array, *,
   lr = (config.outer_lr * factor).astype(state.encoder.raw.dtype)
   k_sub, k_init = jax.random.split(jax.random.fold_in(state.key, state.step))
   subsets = draw_subsets(k_sub, n, config.num_subsets, m)
-  w0 = (init_inner(k_init, config.num_subsets, d2, config.k, phi2.dtype)
-        if config.rand_init else state.w0)
+  w0 = init_inner(k_init, config.num_subsets, d2, config.k, phi2.dtype) if config.rand_init else state.w0
   plan = execution_plan(config, n, d2, phi2.dtype.itemsize, mesh)
 
-  def shard(x, axis):  # split axis `axis` (the subsets) over the mesh
-    if mesh is None:
-      return x
-    spec = jax.sharding.PartitionSpec(*([None] * axis + [SUBSET_AXIS]))
-    return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
-
-  def loss_fn(raw, subsets, w0):
-    encoder = state.encoder._replace(raw=raw)
-    kw = dict(n_train=n_train, tau=tau, inner_lr=config.inner_lr, steps=config.adaptation_steps,
-              H_reg=config.H_reg, remat=config.remat)
-    if plan.shared:
-      return hume_loss_shared_rows(encoder, phi1, phi2, subsets, w0, **kw)
-    return hume_loss(encoder, phi1, phi2, subsets, w0, row_block=plan.row_block, **kw)
-
+  shard = _sharding(mesh)
+  loss_fn = _loss_fn(state.encoder, phi1, phi2, config, plan, tau, n_train)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   if plan.chunk >= config.num_subsets:
     w0 = jax.tree.map(lambda x: shard(x, 0), w0) if config.rand_init else w0
     (loss, stats), grad = grad_fn(state.encoder.raw, shard(subsets, 0), w0)
   else:
-    loss, stats, grad = _accumulated_value_and_grad(grad_fn, state.encoder.raw, subsets, w0, plan.chunk,
-                                                    config, shard, phi1.dtype)
+    loss, stats, grad = _accumulated_value_and_grad(
+      grad_fn, state.encoder.raw, subsets, w0, plan.chunk, config, shard, phi1.dtype
+    )
   updates, opt_state = make_optimizer(config).update(grad, state.opt_state, state.encoder.raw)
   raw = state.encoder.raw - lr * updates
-  metrics = StepMetrics(loss=loss, test_error=jnp.mean(stats.test_error),
-                        entropy=jnp.mean(stats.entropy), grad_norm=optax.tree.norm(grad),
-                        tau=tau, lr=lr)
-  new_state = state._replace(encoder=state.encoder._replace(raw=raw), opt_state=opt_state,
-                             step=state.step + 1)
+  metrics = StepMetrics(loss, jnp.mean(stats.test_error), jnp.mean(stats.entropy), optax.tree.norm(grad), tau, lr)
+  new_state = state._replace(encoder=state.encoder._replace(raw=raw), opt_state=opt_state, step=state.step + 1)
   return new_state, metrics
+
+
+def _sharding(mesh):
+  """``shard(x, axis)``: axis ``axis`` of ``x`` (the subsets) split over the mesh (identity without one)."""
+
+  def shard(x, axis):
+    if mesh is None:
+      return x
+    spec = jax.sharding.PartitionSpec(*([None] * axis + [SUBSET_AXIS]))
+    return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
+
+  return shard
+
+
+def _loss_fn(encoder, phi1, phi2, config: HumeConfig, plan, tau, n_train: int):
+  """``(raw, subsets, w0) -> (mean loss over the subsets (Eq. 7), SubsetStats)`` in the plan's form."""
+  kw = dict(n_train=n_train, tau=tau, inner_lr=config.inner_lr, steps=config.adaptation_steps, H_reg=config.H_reg)
+
+  def loss_fn(raw, subsets, w0):
+    if plan.shared:
+      return hume_loss_shared_rows(encoder._replace(raw=raw), phi1, phi2, subsets, w0, remat=config.remat, **kw)
+    return hume_loss(
+      encoder._replace(raw=raw), phi1, phi2, subsets, w0, row_block=plan.row_block, remat=config.remat, **kw
+    )
+
+  return loss_fn
 
 
 def _accumulated_value_and_grad(grad_fn, raw, subsets, w0, chunk, config: HumeConfig, shard, loss_dtype):
@@ -159,8 +178,8 @@ def _accumulated_value_and_grad(grad_fn, raw, subsets, w0, chunk, config: HumeCo
 
   def accumulate(acc, x):
     w0_chunk = x[1] if config.rand_init else w0
-    (l, st), g = grad_fn(raw, x[0], w0_chunk)
-    return (acc[0] + l, acc[1] + g), st
+    (chunk_loss, st), g = grad_fn(raw, x[0], w0_chunk)
+    return (acc[0] + chunk_loss, acc[1] + g), st
 
   zeros = (jnp.zeros((), loss_dtype), jnp.zeros_like(raw))
   (loss, grad), stats = jax.lax.scan(accumulate, zeros, xs)

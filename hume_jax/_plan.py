@@ -22,6 +22,7 @@ class Plan(NamedTuple):
     row_block: rows of ``phi2`` per block of each inner step (0: whole matrices).
     shared: the subsets of a chunk run over all rows as row masks (``hume_loss_shared_rows``).
   """
+
   chunk: int
   row_block: int
   shared: bool

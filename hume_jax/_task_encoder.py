@@ -29,6 +29,7 @@ class TaskEncoder(NamedTuple):
     raw: ``[d1, k]`` trainable Householder vectors (strictly lower part) and signs (diagonal).
     base: ``[d1, d1]`` fixed orthogonal matrix, not trained.
   """
+
   raw: jax.Array
   base: jax.Array
 

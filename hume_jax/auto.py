@@ -1,26 +1,9 @@
 """The default for a user's own representations: label-free conditioning, initialisation,
 order of the spaces and a time budget, each recorded.
 
-The official settings assume what the paper's inputs had: ``phi2`` on the scale its inner
-learning rate was tuned for, and ``phi1`` spread around the origin of the unit sphere.
-Raw features of another model break both. Two failures follow, and this module removes
-their causes rather than their symptoms:
-
-* **Empty classes.** The task encoder has no bias (Eq. 3): a labeling is the argmax of
-  ``phi1 @ E^T`` over directions through the origin. Features that are all positive (ReLU
-  pools, e.g. a ResNet's) lie in a narrow cone after L2 normalisation; every row then has
-  nearly the same logits, and a class whose direction points away from the cone is never
-  the argmax, although the mean soft labeling (what Eq. 7's entropy sees on a subset) can
-  look balanced. Centring ``phi1`` before L2 normalisation spreads it over the sphere.
-* **No signal from the inner loop.** One inner SGD step (Eq. 5) moves the logits by about
-  ``inner_lr * lambda_max(cov(phi2))`` along the leading direction. With ``phi2`` a unit
-  sentence embedding (``lambda_max`` ~ 0.01) the official 1e-3 barely moves the classifier
-  in 300 steps; with raw CNN features (~ 100s) it is far too large for other inputs. Here
-  ``phi2`` is centred and scaled to ``lambda_max = 1``, and ``inner_lr`` is a fraction of
-  the largest stable step (``2 / lambda_max``).
-
-Both spaces are also reduced to their leading principal components (``max_dim``), which
-bounds the cost of raw 1000-2000-d inputs. Two starts of the task encoder are tried: the
+Both spaces are conditioned (``hume_jax.conditioning``: centred, reduced to their leading
+principal components, ``phi1`` with unit rows, ``phi2`` with unit top eigenvalue; why, there).
+Two starts of the task encoder are tried: the
 official random orthogonal draw, and the (orthonormalised) centroids of spherical k-means on
 ``phi1``, from which HUME refines a labeling that is already plausible instead of searching
 from noise (on package descriptions embedded by a sentence model: ACC 0.55 from the random
@@ -36,7 +19,6 @@ from raw features (``benchmarks/quality.py``), ACC 73.7 -> 74.6, 80.1 -> 82.8, 7
 kept run (which is why the vote is not one more candidate of the criterion).
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -45,9 +27,18 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from hume_jax.conditioning import (MAX_DIM, Conditioning, apply_conditioning, condition_splits,  # noqa: F401
-                                   fit_conditioning, spherical_kmeans)
 from hume_jax.budget import MIN_ITERS, Clock, plan_iterations, replan, scaled_config, time_step  # noqa: F401
+from hume_jax.conditioning import (  # noqa: F401
+  MAX_DIM,
+  Conditioning,
+  Spaces,
+  apply_conditioning,
+  condition_spaces,
+  condition_splits,
+  fit_conditioning,
+  kmeans_premise,
+  spherical_kmeans,
+)
 from hume_jax.config import AUTO, HumeConfig
 from hume_jax.metrics import separability, separability_per_space  # noqa: F401
 
@@ -64,6 +55,7 @@ class Member(NamedTuple):
     to_reference: ``int [k]``: this run's class ids -> the kept run's (Hungarian matching on
       the training rows; the identity for the kept run).
   """
+
   phi1: str
   conditioning: Conditioning
   encoder: object
@@ -73,6 +65,7 @@ class Member(NamedTuple):
 class Candidate(NamedTuple):
   """One finished run of the search: its report ``entry`` (order, start, separability, class
   counts, iterations, seconds), its final ``TrainState`` and its labels of the training rows."""
+
   entry: dict
   state: object
   pred: np.ndarray
@@ -97,6 +90,7 @@ class AutoResult(NamedTuple):
     premise: separability of spherical k-means partitions of each space, judged in both spaces
       (``{"kmeans_a": {"a": .., "b": ..}, "kmeans_b": ...}``), beside the kept run's and the vote's.
   """
+
   state: object
   order: tuple[str, str]
   conditioning: dict
@@ -109,37 +103,22 @@ class AutoResult(NamedTuple):
   premise: dict
 
 
-class Spaces(NamedTuple):
-  """The two raw spaces conditioned both ways (same PCA): ``as_phi1[s]`` (unit rows) and
-  ``as_phi2[s]`` (unit top eigenvalue) for space ``s`` in ``("a", "b")``, and the training rows
-  mapped by each (``cond1[s]``, ``cond2[s]``)."""
-  as_phi1: dict
-  as_phi2: dict
-  cond1: dict
-  cond2: dict
-
-
-def condition_spaces(phi_a: np.ndarray, phi_b: np.ndarray, max_dim: int = MAX_DIM) -> Spaces:
-  spaces = {"a": np.asarray(phi_a), "b": np.asarray(phi_b)}
-  as_phi2 = {s: fit_conditioning(x, unit_rows=False, max_dim=max_dim) for s, x in spaces.items()}
-  as_phi1 = {s: c._replace(scale=1.0, unit_rows=True) for s, c in as_phi2.items()}
-  return Spaces(as_phi1, as_phi2, {s: apply_conditioning(c, spaces[s]) for s, c in as_phi1.items()},
-                {s: apply_conditioning(c, spaces[s]) for s, c in as_phi2.items()})
-
-
 def member_labels(members: list, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
   """Every run's labels of the samples ``phi_a [m, d_a]``, ``phi_b [m, d_b]`` (raw), in the
   kept run's numbering: ``int [N, m]``."""
   from hume_jax._fit import predict
+
   spaces = {"a": phi_a, "b": phi_b}
-  return np.stack([r.to_reference[predict(r.encoder, apply_conditioning(r.conditioning, spaces[r.phi1]))]
-                   for r in members])
+  return np.stack(
+    [r.to_reference[predict(r.encoder, apply_conditioning(r.conditioning, spaces[r.phi1]))] for r in members]
+  )
 
 
 def vote_labels(result: AutoResult, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
   """The labels of ``fit_auto``: the runs' majority vote (ties: the kept run), or the kept
   run's labels when the vote was found to leave a class empty on the training rows."""
   from hume_jax.ensemble import vote_matched
+
   preds = member_labels(result.members, phi_a, phi_b)
   if not result.vote["used"]:
     return preds[result.reference]
@@ -153,6 +132,7 @@ def result_arrays(result: AutoResult, names: dict[str, str] | None = None) -> di
   ``names``, e.g. ``{"a": "--phi1"}``), its conditioning and its map to the kept run's numbering,
   from which ``vote_labels`` (or a few lines of numpy) rebuilds the vote."""
   from hume_jax._task_encoder import encoder_matrix
+
   names = names or {"a": "a", "b": "b"}
   enc = result.state.encoder
   arrays = {"raw": np.asarray(enc.raw), "base": np.asarray(enc.base), "E": np.asarray(encoder_matrix(enc))}
@@ -160,45 +140,56 @@ def result_arrays(result: AutoResult, names: dict[str, str] | None = None) -> di
     arrays.update({f"{role}_mean": c.mean, f"{role}_components": c.components, f"{role}_scale": np.asarray(c.scale)})
   for i, r in enumerate(result.members):
     c = r.conditioning
-    arrays.update({f"run{i}_E": np.asarray(encoder_matrix(r.encoder)), f"run{i}_reads": np.asarray(names[r.phi1]),
-                   f"run{i}_mean": c.mean, f"run{i}_components": c.components, f"run{i}_to_kept": r.to_reference})
+    arrays.update(
+      {
+        f"run{i}_E": np.asarray(encoder_matrix(r.encoder)),
+        f"run{i}_reads": np.asarray(names[r.phi1]),
+        f"run{i}_mean": c.mean,
+        f"run{i}_components": c.components,
+        f"run{i}_to_kept": r.to_reference,
+      }
+    )
   arrays["kept_run"] = np.asarray(result.reference)
   arrays["labels_are_vote"] = np.asarray(result.vote["used"])
   return arrays
 
 
-def _runs(spaces: Spaces, k: int, names: dict, max_dim: int, say) -> list[tuple[tuple[str, str], str]]:
+class Watch(NamedTuple):
+  """How a search is watched and steered: messages (``say``), progress bars, a stop request
+  (``hume_jax._loop.Hooks.stop``) and how messages name the spaces (``names``)."""
+
+  say: Callable[[str], None] = print
+  progress: bool = True
+  stop: Callable[[], bool] | None = None
+  names: dict | None = None
+
+
+class Resume(NamedTuple):
+  """A search resumed: the runs finished before (by index, as given to ``on_candidate(index,
+  candidate)`` when each ends) and the seconds they took."""
+
+  finished: dict = {}
+  spent_seconds: float = 0.0
+  on_candidate: Callable[[int, Candidate], None] | None = None
+
+
+def _runs(spaces: Spaces, k: int, max_dim: int, say) -> list[tuple[tuple[str, str], str]]:
   """Every (order, start) candidate: each space with at least k dimensions as phi1, each start."""
   dims = {s: x.shape[1] for s, x in spaces.cond1.items()}
   orders = [(p1, p2) for p1, p2 in (("a", "b"), ("b", "a")) if dims[p1] >= k]
   if not orders:
-    raise ValueError(f"phi_a, phi_b: expected at least one space with k = {k} or more dimensions to serve as phi1 "
-                     f"(HUME's task encoder has k orthonormal rows), found {dims['a']} and {dims['b']} (after "
-                     f"reduction to at most min(n, {max_dim}) principal components)")
+    raise ValueError(
+      f"phi_a, phi_b: expected at least one space with k = {k} or more dimensions to serve as phi1 "
+      f"(HUME's task encoder has k orthonormal rows), found {dims['a']} and {dims['b']} (after "
+      f"reduction to at most min(n, {max_dim}) principal components)"
+    )
   for space in ("a", "b"):
     if dims[space] < k:
       say(f"auto: {space} has {dims[space]} dimensions, fewer than k = {k}: only as phi2")
   return [(o, s) for o in orders for s in STARTS]
 
 
-def kmeans_premise(spaces: Spaces, k: int, seed: int) -> tuple[dict, dict, float]:
-  """Spherical k-means of each space (its centroids start HUME; its partition is a simple
-  labeling to judge HUME's against) and each partition's separability in both spaces.
-
-  Returns ``({space: (centroids, labels)}, {"kmeans_a": {"a": kappa, "b": kappa}, ...},
-  seconds of one separability call)``.
-  """
-  kmeans, premise, seconds = {}, {}, []
-  for s in ("a", "b"):
-    kmeans[s] = spherical_kmeans(spaces.cond1[s], k, seed)
-    t0 = time.perf_counter()
-    per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], kmeans[s][1])
-    seconds.append(time.perf_counter() - t0)
-    premise[f"kmeans_{s}"] = dict(zip("ab", per_space))
-  return kmeans, premise, float(np.mean(seconds))
-
-
-def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep_seconds: float, names, say) -> dict:
+def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep_seconds: float, say) -> dict:
   """Measures one step on these shapes and plans the iterations of every run: the preset's, or
   as many as fit the budget once each run's criterion (``sep_seconds``) and the vote's are paid."""
   (p1, p2), _ = runs[0]
@@ -206,27 +197,37 @@ def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep
   compiles = len({(spaces.cond1[o[0]].shape[1], spaces.cond2[o[1]].shape[1]) for o, _ in runs})
   fixed = sep_seconds + compile_s * (compiles - 1) / len(runs)
   iters = num_iters or plan_iterations(step_s, max(clock.left() - sep_seconds, 0.0), len(runs), config, fixed)
-  estimate = len(runs) * (iters * step_s + fixed) + sep_seconds
-  plan = {"step_seconds": step_s, "compile_seconds": compile_s, "criterion_seconds": sep_seconds,
-          "num_iters": iters, "runs": len(runs), "estimate_seconds": estimate, "cuts": [],
-          "dims": {s: int(c.components.shape[0]) for s, c in spaces.as_phi1.items()},
-          "explained_variance": {s: c.explained for s, c in spaces.as_phi1.items()}}
-  say(f"auto: each space centred and reduced to its leading principal components "
-      f"(a: {plan['dims']['a']}, {100 * plan['explained_variance']['a']:.1f}% of the variance; "
-      f"b: {plan['dims']['b']}, {100 * plan['explained_variance']['b']:.1f}%); phi1 L2-normalised, "
-      f"phi2 scaled to unit top eigenvalue")
+  dims = {s: int(c.components.shape[0]) for s, c in spaces.as_phi1.items()}
+  explained = {s: c.explained for s, c in spaces.as_phi1.items()}
+  plan = dict(
+    step_seconds=step_s,
+    compile_seconds=compile_s,
+    criterion_seconds=sep_seconds,
+    num_iters=iters,
+    runs=len(runs),
+    estimate_seconds=len(runs) * (iters * step_s + fixed) + sep_seconds,
+    cuts=[],
+    dims=dims,
+    explained_variance=explained,
+  )
+  say(
+    f"auto: each space centred and reduced to its leading principal components (a: {dims['a']}, "
+    f"{100 * explained['a']:.1f}% of the variance; b: {dims['b']}, {100 * explained['b']:.1f}%); phi1 "
+    "L2-normalised, phi2 scaled to unit top eigenvalue"
+  )
   m, _ = config.subset_sizes(len(spaces.cond1["a"]))
-  say(f"auto: {len(runs)} runs ({', then '.join(o[0] + ' as phi1' for o in dict.fromkeys(o for o, _ in runs))}; "
-      f"each from spherical k-means centroids of phi1 and from the official random start); {iters} iterations of "
-      f"S={config.num_subsets} x {m} rows, T={config.adaptation_steps}, inner_lr={config.inner_lr} "
-      f"(x 1/lambda_max), outer_lr={config.outer_lr}; measured {step_s:.3f} s/iteration and {sep_seconds:.1f} s "
-      f"per criterion: about {estimate:.0f} s more" + ("" if clock.end is None else f" (left of the budget: "
-                                                        f"{clock.left():.0f} s)"))
+  orders = ", then ".join(o[0] + " as phi1" for o in dict.fromkeys(o for o, _ in runs))
+  left = "" if clock.end is None else f" (left of the budget: {clock.left():.0f} s)"
+  say(
+    f"auto: {len(runs)} runs ({orders}; each from spherical k-means centroids of phi1 and from the official "
+    f"random start); {iters} iterations of S={config.num_subsets} x {m} rows, T={config.adaptation_steps}, "
+    f"inner_lr={config.inner_lr} (x 1/lambda_max), outer_lr={config.outer_lr}; measured {step_s:.3f} "
+    f"s/iteration and {sep_seconds:.1f} s per criterion: about {plan['estimate_seconds']:.0f} s more{left}"
+  )
   return plan
 
 
-def _run_candidate(spaces: Spaces, order, start: str, config: HumeConfig, kmeans: dict, seed: int, *,
-                   progress: bool, stop, deadline: float | None, names: dict, say) -> Candidate:
+def _run_candidate(spaces: Spaces, run, config: HumeConfig, kmeans: dict, deadline, watch: Watch) -> Candidate:
   """One run of the search on the conditioned spaces, from k-means centroids or the official start."""
   import jax
 
@@ -235,41 +236,67 @@ def _run_candidate(spaces: Spaces, order, start: str, config: HumeConfig, kmeans
   from hume_jax._task_encoder import task_encoder_from
 
   t0 = time.perf_counter()
-  x1, x2 = spaces.cond1[order[0]], spaces.cond2[order[1]]
-  state = init_state(jax.random.PRNGKey(seed), config, x1.shape[1], x2.shape[1])
+  (p1, p2), start = run
+  x1, x2 = spaces.cond1[p1], spaces.cond2[p2]
+  state = init_state(jax.random.PRNGKey(config.seed), config, x1.shape[1], x2.shape[1])
   if start == "k-means":
-    centers = jax.numpy.asarray(kmeans[order[0]][0])
-    state = state._replace(encoder=task_encoder_from(centers, jax.random.PRNGKey(seed + 1)))
-  state, history = fit(x1, x2, config, progress=progress, state=state, log_every=max(config.num_iters, 1),
-                       stop=stop, deadline=deadline)
-  loop_s = time.perf_counter() - t0
+    centers = jax.numpy.asarray(kmeans[p1][0])
+    state = state._replace(encoder=task_encoder_from(centers, jax.random.PRNGKey(config.seed + 1)))
+  state, _ = fit(
+    x1,
+    x2,
+    config,
+    state=state,
+    progress=watch.progress,
+    log_every=max(config.num_iters, 1),
+    stop=watch.stop,
+    deadline=deadline,
+  )
+  loop_s, done = time.perf_counter() - t0, int(state.step)
   pred = predict(state.encoder, x1)
   per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], pred)
   sizes = np.bincount(pred, minlength=config.k)
-  done = int(state.step)
-  entry = {"phi1": order[0], "phi2": order[1], "start": start, "separability": float(np.mean(per_space)),
-           "separability_per_space": dict(zip("ab", per_space)), "nonempty_classes": int((sizes > 0).sum()),
-           "smallest_class": int(sizes.min()), "iterations": done, "planned_iterations": config.num_iters,
-           "step_seconds": loop_s / max(done, 1), "seconds": time.perf_counter() - t0}
+  entry = dict(
+    phi1=p1,
+    phi2=p2,
+    start=start,
+    separability=float(np.mean(per_space)),
+    separability_per_space=dict(zip("ab", per_space)),
+    nonempty_classes=int((sizes > 0).sum()),
+    smallest_class=int(sizes.min()),
+    iterations=done,
+    planned_iterations=config.num_iters,
+    step_seconds=loop_s / max(done, 1),
+    seconds=time.perf_counter() - t0,
+  )
   cut = "" if done == config.num_iters else f", cut at iteration {done} of {config.num_iters} by the budget"
-  say(f"auto: phi1 = {order[0]}, phi2 = {order[1]}, {start} start: separability "
-      f"{entry['separability']:.4f} (label-free), {entry['nonempty_classes']} of {config.k} classes non-empty, "
-      f"{entry['seconds']:.0f} s{cut}")
+  watch.say(
+    f"auto: phi1 = {p1}, phi2 = {p2}, {start} start: separability {entry['separability']:.4f} "
+    f"(label-free), {entry['nonempty_classes']} of {config.k} classes non-empty, {entry['seconds']:.0f} s{cut}"
+  )
   return Candidate(entry, state, pred)
 
 
-def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: float = 600.0, seed: int = 42,
-             max_dim: int = MAX_DIM, progress: bool = True, say: Callable[[str], None] = print,
-             config: HumeConfig = AUTO, num_iters: int | None = None, names: dict[str, str] | None = None,
-             stop: Callable[[], bool] | None = None, finished: dict[int, Candidate] | None = None,
-             spent_seconds: float = 0.0,
-             on_candidate: Callable[[int, Candidate], None] | None = None) -> AutoResult:
+def fit_auto(
+  phi_a: np.ndarray,
+  phi_b: np.ndarray,
+  k: int,
+  *,
+  budget_seconds: float = 600.0,
+  seed: int = 42,
+  config: HumeConfig = AUTO,
+  num_iters: int | None = None,
+  max_dim: int = MAX_DIM,
+  watch: Watch | None = None,
+  resume: Resume | None = None,
+  **watch_fields,
+) -> AutoResult:
   """HUME on a user's two representations with every choice made without labels.
 
   For each order of the spaces (``a`` as ``phi1`` and ``b`` as ``phi2``, then swapped) and
   each start of the task encoder (spherical k-means centroids of ``phi1``, and the official
   random orthogonal draw), HUME trains with ``config`` on the conditioned spaces
-  (``fit_conditioning``), iterations cut to fit the budget from a measured step time and
+  (``condition_spaces``), iterations cut to fit the budget from a measured step time and
   re-checked against the clock before and during every run. The run whose labeling has the
   highest ``separability`` in both spaces, among those with no empty class, is kept; the
   labels are the majority vote of all runs matched to it (``vote_labels``).
@@ -282,44 +309,48 @@ def fit_auto(phi_a: np.ndarray, phi_b: np.ndarray, k: int, *, budget_seconds: fl
     config: the runs' hyperparameters (``AUTO``; its ``k`` and ``seed`` are replaced).
     num_iters: iterations of each run, as given: no budget applies (default: ``config.num_iters``,
       cut to the budget).
-    names: how messages call the spaces (default ``{"a": "phi_a", "b": "phi_b"}``).
-    stop: a stop request checked every iteration (``hume_jax._loop.Stopped`` is raised).
-    finished, spent_seconds, on_candidate: resuming: runs already finished (by index, as
-      passed to ``on_candidate(index, candidate)`` when each run ends) and the seconds they took.
+    watch: ``Watch`` (or its fields as keywords: ``say``, ``progress``, ``stop``, ``names``).
+    resume: ``Resume``: the runs finished before.
   """
   from hume_jax.data import check_fit_inputs
 
   check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
-  names = names or {"a": "phi_a", "b": "phi_b"}
-  say(f"auto: space a is {names['a']}, space b is {names['b']}")
-  clock = Clock(None if num_iters else budget_seconds - spent_seconds)
+  watch = (watch or Watch())._replace(**watch_fields)
+  watch = watch._replace(names=watch.names or {"a": "phi_a", "b": "phi_b"})
+  resume = resume or Resume()
+  watch.say(f"auto: space a is {watch.names['a']}, space b is {watch.names['b']}")
+  clock = Clock(None if num_iters else budget_seconds - resume.spent_seconds)
   config = dataclasses.replace(config, k=k, seed=seed)
   spaces = condition_spaces(phi_a, phi_b, max_dim)
-  runs = _runs(spaces, k, names, max_dim, say)
+  runs = _runs(spaces, k, max_dim, watch.say)
   kmeans, premise, sep_seconds = kmeans_premise(spaces, k, seed)
-  plan = _plan(spaces, runs, config, num_iters, clock, sep_seconds, names, say)
+  plan = _plan(spaces, runs, config, num_iters, clock, sep_seconds, watch.say)
   plan.update(budget_seconds=budget_seconds, max_dim=max_dim)
-  candidates = dict(finished or {})
-  step_s = plan["step_seconds"]
+  candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
+  return _choose_and_vote(spaces, runs, candidates, config, plan, premise, watch)
+
+
+def _search(spaces, runs, config: HumeConfig, plan: dict, clock: Clock, kmeans, watch: Watch, resume: Resume):
+  """Every run not finished before, each re-planned against the clock; returns ``{index: Candidate}``."""
+  candidates = dict(resume.finished)
   todo = [i for i in range(len(runs)) if i not in candidates]
   if candidates:
-    say(f"auto: {len(candidates)} finished runs kept from before; {len(todo)} to run")
+    watch.say(f"auto: {len(candidates)} finished runs kept from before; {len(todo)} to run")
+  step_s = plan["step_seconds"]
   while todo:
     i = todo.pop(0)
-    iters, deadline, fits = replan(plan, clock, len(todo) + 1, step_s, say)
-    todo = todo[:fits - 1]
-    (order, start) = runs[i]
-    run_config = scaled_config(config, iters)
-    candidates[i] = _run_candidate(spaces, order, start, run_config, kmeans, seed, progress=progress, stop=stop,
-                                   deadline=deadline, names=names, say=say)
+    iters, deadline, fits = replan(plan, clock, len(todo) + 1, step_s, watch.say)
+    todo = todo[: fits - 1]
+    candidates[i] = _run_candidate(spaces, runs[i], scaled_config(config, iters), kmeans, deadline, watch)
     step_s = max(step_s, candidates[i].entry["step_seconds"])
-    if on_candidate is not None:
-      on_candidate(i, candidates[i])
-  return _choose_and_vote(spaces, runs, candidates, config, plan, premise, names, say)
+    if resume.on_candidate is not None:
+      resume.on_candidate(i, candidates[i])
+  return candidates
 
 
-def _choose_and_vote(spaces: Spaces, runs, candidates: dict, config: HumeConfig, plan: dict, premise: dict, names,
-                     say) -> AutoResult:
+def _choose_and_vote(
+  spaces: Spaces, runs, candidates: dict, config: HumeConfig, plan: dict, premise: dict, watch: Watch
+) -> AutoResult:
   """The most separable run without empty classes (or of all, when every run leaves one
   empty), and the majority vote of the runs matched to it on the training rows."""
   from hume_jax.ensemble import vote_matched
@@ -331,23 +362,38 @@ def _choose_and_vote(spaces: Spaces, runs, candidates: dict, config: HumeConfig,
   full = [j for j, c in enumerate(cands) if c.entry["nonempty_classes"] == k] or list(range(len(cands)))
   best = max(full, key=lambda j: cands[j].entry["separability"])
   order, start = runs[done[best]]
-  say(f"auto: kept phi1 = {order[0]} ({names[order[0]]}), phi2 = {order[1]} ({names[order[1]]}), {start} start "
-      "(highest separability)")
+  names = watch.names
+  watch.say(
+    f"auto: kept phi1 = {order[0]} ({names[order[0]]}), phi2 = {order[1]} ({names[order[1]]}), {start} "
+    "start (highest separability)"
+  )
   ref = cands[best].pred
-  members = [Member(runs[i][0][0], spaces.as_phi1[runs[i][0][0]], c.state.encoder,
-                    hungarian_map(c.pred, ref, k).astype(np.int64)) for i, c in zip(done, cands)]
+  members = [
+    Member(
+      runs[i][0][0], spaces.as_phi1[runs[i][0][0]], c.state.encoder, hungarian_map(c.pred, ref, k).astype(np.int64)
+    )
+    for i, c in zip(done, cands)
+  ]
   voted = vote_matched(np.stack([m.to_reference[c.pred] for m, c in zip(members, cands)]), best, k)
   sizes = np.bincount(voted, minlength=k)
   per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], voted)
-  vote = {"separability": float(np.mean(per_space)), "separability_per_space": dict(zip("ab", per_space)),
-          "nonempty_classes": int((sizes > 0).sum()), "smallest_class": int(sizes.min()),
-          "agreement_with_kept_run": float((voted == ref).mean())}
+  vote = {
+    "separability": float(np.mean(per_space)),
+    "separability_per_space": dict(zip("ab", per_space)),
+    "nonempty_classes": int((sizes > 0).sum()),
+    "smallest_class": int(sizes.min()),
+    "agreement_with_kept_run": float((voted == ref).mean()),
+  }
   vote["used"] = vote["nonempty_classes"] >= cands[best].entry["nonempty_classes"]
-  say(f"auto: labels = majority vote of the {len(cands)} runs matched to the kept one "
-      f"({100 * vote['agreement_with_kept_run']:.1f}% of samples as the kept run labels them; separability "
-      f"{vote['separability']:.4f}, {vote['nonempty_classes']} of {k} classes non-empty)"
-      if vote["used"] else "auto: the vote of the runs leaves a class empty: labels = the kept run's")
+  watch.say(
+    f"auto: labels = majority vote of the {len(cands)} runs matched to the kept one "
+    f"({100 * vote['agreement_with_kept_run']:.1f}% of samples as the kept run labels them; separability "
+    f"{vote['separability']:.4f}, {vote['nonempty_classes']} of {k} classes non-empty)"
+    if vote["used"]
+    else "auto: the vote of the runs leaves a class empty: labels = the kept run's"
+  )
   run_config = scaled_config(config, cands[best].entry["planned_iterations"])
   conditioning = {"phi1": spaces.as_phi1[order[0]], "phi2": spaces.as_phi2[order[1]]}
-  return AutoResult(cands[best].state, order, conditioning, run_config, [c.entry for c in cands], plan, members,
-                    best, vote, premise)
+  return AutoResult(
+    cands[best].state, order, conditioning, run_config, [c.entry for c in cands], plan, members, best, vote, premise
+  )

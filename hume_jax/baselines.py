@@ -13,6 +13,7 @@ from hume_jax import metrics as hm
 def kmeans(phi_fit: np.ndarray, phi_eval: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
   """k-means (``n_init=10``) fitted on ``phi_fit [n, d]``; cluster of each row of ``phi_eval``."""
   from sklearn.cluster import KMeans
+
   return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(phi_fit).predict(phi_eval)
 
 
@@ -21,14 +22,16 @@ def linear_probe(phi_fit: np.ndarray, y_fit: np.ndarray, phi_eval: np.ndarray) -
   from sklearn.linear_model import LogisticRegression
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler
+
   clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     return clf.fit(phi_fit, y_fit).predict(phi_eval)
 
 
-def run_baselines(train: dict[str, np.ndarray], evaluation: dict[str, np.ndarray], k: int,
-                  seed: int = 0) -> dict[str, dict[str, float]]:
+def run_baselines(
+  train: dict[str, np.ndarray], evaluation: dict[str, np.ndarray], k: int, seed: int = 0
+) -> dict[str, dict[str, float]]:
   """ACC/NMI/ARI on the evaluation split of k-means and of a linear probe, per representation.
 
   Args:
@@ -43,7 +46,7 @@ def run_baselines(train: dict[str, np.ndarray], evaluation: dict[str, np.ndarray
   for name in ("phi1", "phi2"):
     if same:
       idx = np.random.default_rng(seed).permutation(len(y))
-      a, b = idx[: len(y) // 2], idx[len(y) // 2:]
+      a, b = idx[: len(y) // 2], idx[len(y) // 2 :]
       pred = linear_probe(train[name][a], train["labels"][a], evaluation[name][b])
       results[f"linear probe on {name} (supervised)"] = hm.evaluate(pred, y[b])
     else:

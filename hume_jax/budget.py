@@ -14,8 +14,9 @@ from hume_jax.config import AUTO, HumeConfig
 MIN_ITERS = 60
 
 
-def plan_iterations(step_seconds: float, budget_seconds: float, runs: int, config: HumeConfig = AUTO,
-                    fixed_seconds: float = 0.0) -> int:
+def plan_iterations(
+  step_seconds: float, budget_seconds: float, runs: int, config: HumeConfig = AUTO, fixed_seconds: float = 0.0
+) -> int:
   """Outer iterations per run that fit ``runs`` runs, each costing ``fixed_seconds`` besides its
   iterations, in ``budget_seconds``: the preset's ``num_iters`` when they fit, fewer (at least
   ``MIN_ITERS``) otherwise."""
@@ -26,8 +27,9 @@ def plan_iterations(step_seconds: float, budget_seconds: float, runs: int, confi
 def scaled_config(config: HumeConfig, num_iters: int) -> HumeConfig:
   """``config`` with ``num_iters`` and the annealing milestones at the same fractions of it."""
   frac = [m / config.num_iters for m in config.milestones]
-  return dataclasses.replace(config, num_iters=num_iters,
-                             milestones=tuple(max(1, int(round(f * num_iters))) for f in frac))
+  return dataclasses.replace(
+    config, num_iters=num_iters, milestones=tuple(max(1, int(round(f * num_iters))) for f in frac)
+  )
 
 
 def time_step(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, repeats: int = 3) -> tuple[float, float]:
@@ -36,6 +38,7 @@ def time_step(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, repeats: i
 
   from hume_jax._fit import outer_step_jit
   from hume_jax._outer import init_state
+
   state = init_state(jax.random.PRNGKey(0), config, phi1.shape[1], phi2.shape[1])
   x1, x2 = jax.numpy.asarray(phi1), jax.numpy.asarray(phi2)
   t0 = time.perf_counter()

@@ -53,15 +53,18 @@ def load_checkpoint(path: str, template: TrainState, config: HumeConfig, data_id
   with np.load(path, allow_pickle=False) as f:
     saved = json.loads(str(f["config"]))
     ours = json.loads(json.dumps(dataclasses.asdict(config)))
-    diff = {k: (saved.get(k), v) for k, v in ours.items()
-            if saved.get(k) != v and k not in _RESUMABLE_CHANGES}
+    diff = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES}
     if diff:
-      raise ValueError(f"checkpoint {path} was written with other settings "
-                       f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in diff.items())}); "
-                       "resume with the same settings")
+      raise ValueError(
+        f"checkpoint {path} was written with other settings "
+        f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in diff.items())}); "
+        "resume with the same settings"
+      )
     if str(f["data_id"]) != data_id:
-      raise ValueError(f"checkpoint {path} was written for other input data "
-                       f"(fingerprint {str(f['data_id'])[:12]}, these inputs {data_id[:12]}); resume with the same files")
+      raise ValueError(
+        f"checkpoint {path} was written for other input data "
+        f"(fingerprint {str(f['data_id'])[:12]}, these inputs {data_id[:12]}); resume with the same files"
+      )
     names = list(f["names"])
     if names != _leaf_names(template):
       raise ValueError(f"checkpoint {path} does not hold a TrainState of this version")
@@ -69,8 +72,9 @@ def load_checkpoint(path: str, template: TrainState, config: HumeConfig, data_id
   template_leaves, treedef = jax.tree_util.tree_flatten(template)
   for name, a, b in zip(names, leaves, template_leaves):
     if a.shape != b.shape or a.dtype != b.dtype:
-      raise ValueError(f"checkpoint {path}: {name} has shape {a.shape} {a.dtype}, this run expects "
-                       f"{b.shape} {b.dtype} (other data?)")
+      raise ValueError(
+        f"checkpoint {path}: {name} has shape {a.shape} {a.dtype}, this run expects {b.shape} {b.dtype} (other data?)"
+      )
   return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(x) for x in leaves])
 
 

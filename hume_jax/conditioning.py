@@ -2,18 +2,35 @@
 fitted on the training split and applied to any split; and spherical k-means, the start
 ``hume_jax.auto`` offers HUME besides the official random one.
 
-Why each step (``hume_jax.auto``'s docstring has the measurements): centring spreads an
-all-positive cone of features over the sphere, so that a task encoder without bias can give
-every class some rows; scaling ``phi2`` to unit top eigenvalue makes ``inner_lr`` a fraction of
-the largest stable SGD step whatever the features' scale; PCA bounds the cost of raw
-1000-2000-d inputs.
+The official settings assume what the paper's inputs had: ``phi2`` on the scale its inner
+learning rate was tuned for, and ``phi1`` spread around the origin of the unit sphere.
+Raw features of another model break both. Two failures follow, and conditioning removes
+their causes rather than their symptoms:
+
+* **Empty classes.** The task encoder has no bias (Eq. 3): a labeling is the argmax of
+  ``phi1 @ E^T`` over directions through the origin. Features that are all positive (ReLU
+  pools, e.g. a ResNet's) lie in a narrow cone after L2 normalisation; every row then has
+  nearly the same logits, and a class whose direction points away from the cone is never
+  the argmax, although the mean soft labeling (what Eq. 7's entropy sees on a subset) can
+  look balanced. Centring ``phi1`` before L2 normalisation spreads it over the sphere.
+* **No signal from the inner loop.** One inner SGD step (Eq. 5) moves the logits by about
+  ``inner_lr * lambda_max(cov(phi2))`` along the leading direction. With ``phi2`` a unit
+  sentence embedding (``lambda_max`` ~ 0.01) the official 1e-3 barely moves the classifier
+  in 300 steps; with raw CNN features (~ 100s) it is far too large for other inputs. Here
+  ``phi2`` is centred and scaled to ``lambda_max = 1``, and ``inner_lr`` is a fraction of
+  the largest stable step (``2 / lambda_max``).
+
+PCA to ``max_dim`` components also bounds the cost of raw 1000-2000-d inputs.
 """
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import numpy as np
+
+from hume_jax.metrics import separability_per_space
 
 MAX_DIM = 128
 
@@ -28,6 +45,7 @@ class Conditioning(NamedTuple):
     unit_rows: L2-normalise rows at the end (for ``phi1``).
     explained: share of the variance the ``r`` components keep.
   """
+
   mean: np.ndarray
   components: np.ndarray
   scale: float
@@ -45,7 +63,7 @@ def fit_conditioning(x: np.ndarray, *, unit_rows: bool, max_dim: int = MAX_DIM) 
   mean = x.mean(0)
   _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
   r = min(max_dim, len(s))
-  var = s ** 2 / len(x)
+  var = s**2 / len(x)
   scale = 1.0 if unit_rows else float(1 / np.sqrt(max(var[0], 1e-30)))
   return Conditioning(mean, vt[:r], scale, unit_rows, float(var[:r].sum() / max(var.sum(), 1e-30)))
 
@@ -63,8 +81,9 @@ def condition_splits(train: dict, val: dict | None, max_dim: int = MAX_DIM) -> t
   """``phi1`` and ``phi2`` of both splits conditioned as ``fit_auto`` does (fitted on ``train``)."""
   c1 = fit_conditioning(train["phi1"], unit_rows=True, max_dim=max_dim)
   c2 = fit_conditioning(train["phi2"], unit_rows=False, max_dim=max_dim)
-  cond = lambda d: None if d is None else {**d, "phi1": apply_conditioning(c1, d["phi1"]),
-                                           "phi2": apply_conditioning(c2, d["phi2"])}
+  cond = lambda d: (
+    None if d is None else {**d, "phi1": apply_conditioning(c1, d["phi1"]), "phi2": apply_conditioning(c2, d["phi2"])}
+  )
   return cond(train), cond(val)
 
 
@@ -72,6 +91,47 @@ def spherical_kmeans(phi1: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, n
   """k-means (``n_init=10``) on the unit rows ``phi1 [n, d1]``: ``(centroids [k, d1] as unit
   rows, each row's cluster [n])``."""
   from sklearn.cluster import KMeans
+
   km = KMeans(k, n_init=10, random_state=seed).fit(phi1)
   centers = km.cluster_centers_
   return (centers / np.linalg.norm(centers, axis=1, keepdims=True)).astype(phi1.dtype), km.labels_.astype(np.int64)
+
+
+class Spaces(NamedTuple):
+  """The two raw spaces conditioned both ways (same PCA): ``as_phi1[s]`` (unit rows) and
+  ``as_phi2[s]`` (unit top eigenvalue) for space ``s`` in ``("a", "b")``, and the training rows
+  mapped by each (``cond1[s]``, ``cond2[s]``)."""
+
+  as_phi1: dict
+  as_phi2: dict
+  cond1: dict
+  cond2: dict
+
+
+def condition_spaces(phi_a: np.ndarray, phi_b: np.ndarray, max_dim: int = MAX_DIM) -> Spaces:
+  spaces = {"a": np.asarray(phi_a), "b": np.asarray(phi_b)}
+  as_phi2 = {s: fit_conditioning(x, unit_rows=False, max_dim=max_dim) for s, x in spaces.items()}
+  as_phi1 = {s: c._replace(scale=1.0, unit_rows=True) for s, c in as_phi2.items()}
+  return Spaces(
+    as_phi1,
+    as_phi2,
+    {s: apply_conditioning(c, spaces[s]) for s, c in as_phi1.items()},
+    {s: apply_conditioning(c, spaces[s]) for s, c in as_phi2.items()},
+  )
+
+
+def kmeans_premise(spaces: Spaces, k: int, seed: int) -> tuple[dict, dict, float]:
+  """Spherical k-means of each space (its centroids start HUME; its partition is a simple
+  labeling to judge HUME's against) and each partition's separability in both spaces.
+
+  Returns ``({space: (centroids, labels)}, {"kmeans_a": {"a": kappa, "b": kappa}, ...},
+  seconds of one separability call)``.
+  """
+  kmeans, premise, seconds = {}, {}, []
+  for s in ("a", "b"):
+    kmeans[s] = spherical_kmeans(spaces.cond1[s], k, seed)
+    t0 = time.perf_counter()
+    per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], kmeans[s][1])
+    seconds.append(time.perf_counter() - t0)
+    premise[f"kmeans_{s}"] = dict(zip("ab", per_space))
+  return kmeans, premise, float(np.mean(seconds))

@@ -53,6 +53,7 @@ class HumeConfig:
       -1: automatic (``execution_plan``: on a CPU when each subset covers most rows). Same
       result up to summation order. Not a HUME hyperparameter.
   """
+
   k: int = 10
   inner_lr: float = 1e-3
   outer_lr: float = 1e-3
@@ -83,14 +84,23 @@ class HumeConfig:
 OFFICIAL = HumeConfig()
 
 IMAGENET = dataclasses.replace(
-    OFFICIAL, k=1000, outer_lr=0.1, inner_lr=0.1, adaptation_steps=100, subset_size=20000,
-    train_fraction=0.7, anneal=False, rand_init=False)
+  OFFICIAL,
+  k=1000,
+  outer_lr=0.1,
+  inner_lr=0.1,
+  adaptation_steps=100,
+  subset_size=20000,
+  train_fraction=0.7,
+  anneal=False,
+  rand_init=False,
+)
 
 # Chosen among 11 candidates by the CV score on the default data (benchmarks/README.md):
 # 8 subsets of 2000 rows, 50 inner steps at 6e-3 (the official lr x steps budget is 0.3),
 # outer lr 1e-2, 300 iterations (the official schedule anneals at 100 and 200).
-CPU = dataclasses.replace(OFFICIAL, num_subsets=8, subset_size=2000, adaptation_steps=50, inner_lr=6e-3,
-                          outer_lr=1e-2, num_iters=300)
+CPU = dataclasses.replace(
+  OFFICIAL, num_subsets=8, subset_size=2000, adaptation_steps=50, inner_lr=6e-3, outer_lr=1e-2, num_iters=300
+)
 
 # The default for a user's own representations (hume_jax.auto): the CPU preset's subsets and
 # steps on conditioned inputs, phi2 scaled to unit top eigenvalue so that inner_lr 0.9 is 0.9 of
@@ -116,6 +126,7 @@ class TurtleConfig:
     warm_start: keep the inner classifiers and their Adam state across iterations.
     seed: seed of the run.
   """
+
   k: int = 10
   inner_lr: float = 1e-3
   outer_lr: float = 1e-3
@@ -147,18 +158,23 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
     raise ValueError(f"k: the task encoder has orthonormal rows, so k must be <= d1 = {d1}; got {config.k}")
   if not 0 < config.train_fraction < 1:
     raise ValueError(f"train_fraction: expected a value in (0, 1), got {config.train_fraction}")
-  _require(config, ("inner_lr", "outer_lr", "tau", "num_iters", "adaptation_steps", "num_subsets", "subset_size"),
-           ("H_reg",))
+  _require(
+    config, ("inner_lr", "outer_lr", "tau", "num_iters", "adaptation_steps", "num_subsets", "subset_size"), ("H_reg",)
+  )
   if config.subset_chunk < 0 or (config.subset_chunk and config.num_subsets % config.subset_chunk):
-    raise ValueError(f"subset_chunk: expected 0 or a divisor of num_subsets = {config.num_subsets}, "
-                     f"got {config.subset_chunk}")
+    raise ValueError(
+      f"subset_chunk: expected 0 or a divisor of num_subsets = {config.num_subsets}, got {config.subset_chunk}"
+    )
   if config.row_block < -1:
-    raise ValueError(f"row_block: expected -1 (automatic), 0 (whole matrices) or a number of rows, "
-                     f"got {config.row_block}")
+    raise ValueError(
+      f"row_block: expected -1 (automatic), 0 (whole matrices) or a number of rows, got {config.row_block}"
+    )
   m, n_train = config.subset_sizes(n)
   if n_train < 1 or n_train >= m:
-    raise ValueError(f"train_fraction {config.train_fraction} of a subset of {m} rows leaves "
-                     f"{n_train} for inner training and {m - n_train} held out; both must be >= 1")
+    raise ValueError(
+      f"train_fraction {config.train_fraction} of a subset of {m} rows leaves "
+      f"{n_train} for inner training and {m - n_train} held out; both must be >= 1"
+    )
 
 
 def check_turtle_config(config: TurtleConfig, n: int) -> None:

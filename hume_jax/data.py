@@ -36,8 +36,9 @@ def load_array(spec: str, what: str, default_key: str = "features") -> np.ndarra
   """
   path, key = _split_key(spec)
   if os.path.isdir(path):
-    raise ValueError(f"{what}: {path} is a folder; expected a .npy or .npz file (FILE.npz:KEY for one array of an "
-                     ".npz)")
+    raise ValueError(
+      f"{what}: {path} is a folder; expected a .npy or .npz file (FILE.npz:KEY for one array of an .npz)"
+    )
   if not os.path.exists(path):
     raise FileNotFoundError(f"{what}: no such file {path}")
   if os.path.getsize(path) == 0:
@@ -45,14 +46,18 @@ def load_array(spec: str, what: str, default_key: str = "features") -> np.ndarra
   with open(path, "rb") as f:
     magic = f.read(6)
   if not (magic.startswith(b"\x93NUMPY") or magic.startswith(b"PK\x03\x04")):
-    raise ValueError(f"{what}: cannot read {path}: not a .npy or .npz file (it starts with {magic!r}); "
-                     "save arrays with np.save or np.savez")
+    raise ValueError(
+      f"{what}: cannot read {path}: not a .npy or .npz file (it starts with {magic!r}); "
+      "save arrays with np.save or np.savez"
+    )
   try:
     loaded = np.load(path, allow_pickle=False)
   except ValueError as e:
     if "object arrays" in str(e).lower():
-      raise ValueError(f"{what}: {path} holds Python objects (a pickled array); expected a numeric "
-                       "array. Save it with np.save(path, np.asarray(x, dtype=np.float32))") from None
+      raise ValueError(
+        f"{what}: {path} holds Python objects (a pickled array); expected a numeric "
+        "array. Save it with np.save(path, np.asarray(x, dtype=np.float32))"
+      ) from None
     raise ValueError(f"{what}: cannot read {path} as .npy/.npz ({e})") from None
   except (OSError, EOFError, zipfile.BadZipFile) as e:
     raise ValueError(f"{what}: cannot read {path} as .npy/.npz, it may be truncated ({e})") from None
@@ -87,8 +92,10 @@ def _check_finite(x: np.ndarray, what: str) -> None:
   bad = ~np.isfinite(x)
   if bad.any():
     rows = np.unique(np.nonzero(bad)[0])
-    raise ValueError(f"{what}: expected finite values, found {int(bad.sum())} NaN/inf in "
-                     f"{len(rows)} rows (first rows: {rows[:5].tolist()})")
+    raise ValueError(
+      f"{what}: expected finite values, found {int(bad.sum())} NaN/inf in "
+      f"{len(rows)} rows (first rows: {rows[:5].tolist()})"
+    )
 
 
 def check_features(x: np.ndarray, what: str) -> np.ndarray:
@@ -130,16 +137,14 @@ def encode_label_names(*labels: np.ndarray | None) -> tuple[list, list[str] | No
   if len(named) != sum(y is not None for y in labels):
     raise ValueError("labels: expected class names in every labels file or in none, found both names and numbers")
   names = np.unique(np.concatenate([y.astype(str) for y in named]))
-  return [None if y is None else np.searchsorted(names, y.astype(str)).astype(np.int64) for y in labels], \
-      names.tolist()
+  return [None if y is None else np.searchsorted(names, y.astype(str)).astype(np.int64) for y in labels], names.tolist()
 
 
 def check_same_rows(arrays: dict[str, np.ndarray]) -> None:
   """All arrays describe the same samples: the same number of rows."""
   rows = {name: len(a) for name, a in arrays.items() if a is not None}
   if len(set(rows.values())) > 1:
-    raise ValueError("expected the same number of rows (one per sample) in "
-                     + ", ".join(rows) + f"; found {rows}")
+    raise ValueError("expected the same number of rows (one per sample) in " + ", ".join(rows) + f"; found {rows}")
 
 
 def l2_normalize(phi: np.ndarray, what: str) -> np.ndarray:
@@ -147,56 +152,78 @@ def l2_normalize(phi: np.ndarray, what: str) -> np.ndarray:
   norms = np.linalg.norm(phi, axis=1, keepdims=True)
   zero = np.nonzero(norms[:, 0] == 0)[0]
   if len(zero):
-    raise ValueError(f"{what}: cannot L2-normalise {len(zero)} all-zero rows (first rows: "
-                     f"{zero[:5].tolist()}); remove them")
+    raise ValueError(
+      f"{what}: cannot L2-normalise {len(zero)} all-zero rows (first rows: {zero[:5].tolist()}); remove them"
+    )
   return phi / norms
 
 
 class Split(NamedTuple):
   """One split of a dataset: ``phi1 [n, d1]``, ``phi2 [n, d2]``, optional ``labels [n]``."""
+
   phi1: np.ndarray
   phi2: np.ndarray
   labels: np.ndarray | None
 
 
-def load_default(phi1_model: str = "open_nsfw", phi2_model: str = "efficientnet_lite0",
-                 path: str = DEFAULT_DATASET) -> tuple[Split, Split, dict]:
+def load_default(
+  phi1_model: str = "open_nsfw", phi2_model: str = "efficientnet_lite0", path: str = DEFAULT_DATASET
+) -> tuple[Split, Split, dict]:
   """The shipped default: Fashion-MNIST (10k train, 10k test) in two pretrained representations.
 
   Returns ``(train, test, meta)``; see ``extract_torch/prepare_default.py`` for how it is made.
   """
   if not os.path.exists(path):
-    raise FileNotFoundError(f"default dataset {path} is missing; rebuild it with "
-                            "`python -m extract_torch.prepare_default`")
+    raise FileNotFoundError(
+      f"default dataset {path} is missing; rebuild it with `python -m extract_torch.prepare_default`"
+    )
   with np.load(path, allow_pickle=False) as f:
     meta = json.loads(str(f["meta"]))
-    splits = [Split(f[f"{phi1_model}_{s}"].astype(np.float32), f[f"{phi2_model}_{s}"].astype(np.float32),
-                    f[f"labels_{s}"].astype(np.int64)) for s in ("train", "test")]
+    splits = [
+      Split(
+        f[f"{phi1_model}_{s}"].astype(np.float32),
+        f[f"{phi2_model}_{s}"].astype(np.float32),
+        f[f"labels_{s}"].astype(np.int64),
+      )
+      for s in ("train", "test")
+    ]
   return splits[0], splits[1], meta
 
 
 # Where Debian's ``dataset-fashion-mnist`` package puts the original IDX files.
 FASHION_MNIST_IMAGES = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                         "Bag", "Ankle boot")
+FASHION_MNIST_CLASSES = (
+  "T-shirt/top",
+  "Trouser",
+  "Pullover",
+  "Dress",
+  "Coat",
+  "Sandal",
+  "Shirt",
+  "Sneaker",
+  "Bag",
+  "Ankle boot",
+)
 
 
 def load_default_images(path: str = FASHION_MNIST_IMAGES) -> np.ndarray | None:
   """The images of the shipped test split, ``uint8 [10000, 28, 28]``, or None when the
   Fashion-MNIST files are not installed. IDX format: a 16-byte header, then the pixels."""
   import gzip
+
   if not os.path.exists(path):
     return None
   with gzip.open(path, "rb") as f:
     raw = f.read()
   if int.from_bytes(raw[:4], "big") != 2051:
     raise ValueError(f"{path}: not an IDX image file (magic {int.from_bytes(raw[:4], 'big')}, expected 2051)")
-  n, h, w = (int.from_bytes(raw[4 * i: 4 * i + 4], "big") for i in (1, 2, 3))
+  n, h, w = (int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in (1, 2, 3))
   return np.frombuffer(raw, np.uint8, offset=16).reshape(n, h, w)
 
 
-def check_fit_inputs(phi1, phi2, labels=None, *, unit_phi1: bool = True,
-                     names: tuple[str, str] = ("phi1", "phi2")) -> None:
+def check_fit_inputs(
+  phi1, phi2, labels=None, *, unit_phi1: bool = True, names: tuple[str, str] = ("phi1", "phi2")
+) -> None:
   """The CLI's checks, for the Python API (``fit``, ``fit_seeds``, ``fit_turtle``, ``fit_auto``):
   2-D finite arrays with one row per sample and, for HUME's ``phi1``, L2-normalised rows
   (paper Sec. 2.2). Raises ``ValueError`` naming the array (``names``), what was expected and
@@ -210,6 +237,8 @@ def check_fit_inputs(phi1, phi2, labels=None, *, unit_phi1: bool = True,
   if unit_phi1:
     norms = np.linalg.norm(np.asarray(phi1, np.float64), axis=1)
     if np.abs(norms - 1).max() > 1e-3:
-      raise ValueError(f"{names[0]}: expected L2-normalised rows (HUME's task encoder, paper Sec. 2.2), found row "
-                       f"norms from {norms.min():.4g} to {norms.max():.4g}; normalise with "
-                       f"hume_jax.data.l2_normalize(phi1, 'phi1')")
+      raise ValueError(
+        f"{names[0]}: expected L2-normalised rows (HUME's task encoder, paper Sec. 2.2), found row "
+        f"norms from {norms.min():.4g} to {norms.max():.4g}; normalise with "
+        f"hume_jax.data.l2_normalize(phi1, 'phi1')"
+      )

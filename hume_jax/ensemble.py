@@ -46,11 +46,17 @@ def _seed_mesh(chunk: int, runs: int):
   return jax.sharding.Mesh(np.array(devices[:n_dev]), ("seeds",)) if n_dev > 1 else None
 
 
-def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: list[int], *,
-              chunk: int | None = None, progress: bool = True, log_every: int = 50,
-              stop: Callable[[], bool] | None = None, checkpoint_every: int = 0,
-              resume_part: Callable[[int, TrainState], TrainState | None] | None = None,
-              on_part: Callable[[int, TrainState, bool], None] | None = None) -> TrainState:
+def fit_seeds(
+  phi1: np.ndarray,
+  phi2: np.ndarray,
+  config: HumeConfig,
+  seeds: list[int],
+  *,
+  chunk: int | None = None,
+  resume_part: Callable[[int, TrainState], TrainState | None] | None = None,
+  on_part: Callable[[int, TrainState, bool], None] | None = None,
+  **loop,
+) -> TrainState:
   """Trains one HUME run per seed, ``chunk`` seeds at a time vmapped in one jitted step.
 
   Each run is exactly the run ``fit`` makes with ``dataclasses.replace(config, seed=s)``.
@@ -61,12 +67,11 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
     seeds: one run per seed.
     chunk: seeds trained together (default: all); bounds memory. With several local
       devices, each chunk's seeds are split over as many of them as divide it.
-    progress, log_every, stop: a progress bar per chunk, iterations between finite checks,
-      a stop request checked every iteration (``hume_jax._loop.run_loop``).
-    checkpoint_every, resume_part, on_part: resuming: ``resume_part(index, template)`` gives a
-      chunk's stacked states saved before (finished or stopped: their ``step`` says), or None;
-      ``on_part(index, states, finished)`` is called every ``checkpoint_every`` iterations, on a
-      stop and at the end of each chunk.
+    resume_part, on_part: resuming: ``resume_part(index, template)`` gives a chunk's stacked
+      states saved before (finished or stopped: their ``step`` says), or None; ``on_part(index,
+      states, finished)`` is called at the loop's checkpoints, on a stop and at a chunk's end.
+    **loop: the options of each chunk's loop (``hume_jax._loop.Hooks``: ``progress``,
+      ``log_every`` (50, between finite checks), ``stop``, ``checkpoint_every``, ``on_estimate``).
 
   Returns:
     the final states stacked along a leading ``[len(seeds)]`` axis.
@@ -77,32 +82,51 @@ def fit_seeds(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, seeds: lis
   chunk = chunk or len(seeds)
   dtype = compute_dtype(phi1)
   phi1_d, phi2_d = jnp.asarray(phi1, dtype), jnp.asarray(phi2, dtype)
-  step_cfg = step_config(config)  # the seeds and num_iters do not change the compiled step
   mesh = _seed_mesh(chunk, len(seeds))
   if mesh is not None:
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     phi1_d, phi2_d = jax.device_put(phi1_d, replicated), jax.device_put(phi2_d, replicated)
   finals = []
   for c, start in enumerate(range(0, len(seeds), chunk)):
-    part = seeds[start:start + chunk]
+    part = seeds[start : start + chunk]
     state = init_states(part, config, d1, phi2.shape[1], dtype)
     saved = None if resume_part is None else resume_part(c, state)
     state = state if saved is None else saved
     if mesh is not None:
       state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
-
-    def metrics(m, part=part):
-      losses = np.asarray(m.loss)
-      bad = [s for s, loss in zip(part, losses) if not np.isfinite(loss)]
-      return {"loss": float(losses.mean()), "detail": f" for seeds {bad}" if bad else ""}
-
-    save = None if on_part is None else (lambda st, c=c: on_part(c, st, int(np.asarray(st.step)[0]) == config.num_iters))
-    state, _ = run_loop(lambda st: seeds_step(st, phi1_d, phi2_d, config=step_cfg), state, config.num_iters,
-                        desc=f"HUME x{len(part)} seeds", metrics=metrics, predict=lambda st: None,
-                        finite=lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw))), log_every=log_every,
-                        progress=progress, stop=stop, checkpoint_every=checkpoint_every, on_checkpoint=save)
-    finals.append(state)
+    save = None if on_part is None else functools.partial(_save_part, on_part, c, config.num_iters)
+    finals.append(_fit_chunk(state, phi1_d, phi2_d, config, part, save, loop))
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *finals)
+
+
+def _save_part(on_part, index: int, num_iters: int, states: TrainState) -> None:
+  on_part(index, states, int(np.asarray(states.step).reshape(-1)[0]) == num_iters)
+
+
+def _fit_chunk(states: TrainState, phi1, phi2, config: HumeConfig, seeds: list[int], save, loop: dict) -> TrainState:
+  """One chunk of seeds through the shared loop; the step compiled once for every chunk (the
+  seeds and ``num_iters`` do not change it)."""
+  step_cfg = step_config(config)
+
+  def metrics(m):
+    losses = np.asarray(m.loss)
+    bad = [s for s, loss in zip(seeds, losses) if not np.isfinite(loss)]
+    return {"loss": float(losses.mean()), "detail": f" for seeds {bad}" if bad else ""}
+
+  step = lambda st: seeds_step(st, phi1, phi2, config=step_cfg)
+  finite = lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw)))
+  states, _ = run_loop(
+    step,
+    states,
+    config.num_iters,
+    desc=f"HUME x{len(seeds)} seeds",
+    metrics=metrics,
+    predict=lambda st: None,
+    finite=finite,
+    on_checkpoint=save,
+    **{"log_every": 50, **loop},
+  )
+  return states
 
 
 def predict_seeds(states: TrainState, phi1: np.ndarray) -> np.ndarray:
@@ -141,6 +165,7 @@ class SeedProtocol(NamedTuple):
     preds: ``{split: [n]}`` the best run's labels and ``{split + "_vote": [n]}`` the majority
       vote of all runs matched to it, for every split given.
   """
+
   cv_scores: list[float]
   best: int
   preds: dict[str, np.ndarray]
@@ -160,16 +185,27 @@ def best_and_vote(all_preds: dict[str, np.ndarray], phi2_eval: np.ndarray, eval_
 
 class KSelection(NamedTuple):
   """``select_k``'s outcome: the chosen K, the criterion in words and one score dict per K tried."""
+
   chosen_k: int
   criterion: str
   scores: list[dict]
 
 
-def select_k(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, k_range: tuple[int, int], seeds: list[int], *,
-             phi1_eval: np.ndarray | None = None, phi2_eval: np.ndarray | None = None,
-             labels_eval: np.ndarray | None = None, say: Callable[[str], None] = print,
-             stop: Callable[[], bool] | None = None, done: dict[int, dict] | None = None,
-             on_k: Callable[[int, dict], None] | None = None) -> KSelection:
+def select_k(
+  phi1: np.ndarray,
+  phi2: np.ndarray,
+  config: HumeConfig,
+  k_range: tuple[int, int],
+  seeds: list[int],
+  *,
+  phi1_eval: np.ndarray | None = None,
+  phi2_eval: np.ndarray | None = None,
+  labels_eval: np.ndarray | None = None,
+  say: Callable[[str], None] = print,
+  stop: Callable[[], bool] | None = None,
+  done: dict[int, dict] | None = None,
+  on_k: Callable[[int, dict], None] | None = None,
+) -> KSelection:
   """For each K in ``k_range`` (inclusive), ``len(seeds)`` runs (vmapped); the chosen K is the
   one whose runs agree most on the evaluation split (stability: mean pairwise ARI of their
   labelings, label-free). ``labels_eval`` only adds each K's accuracy to the report. ``done``
@@ -190,15 +226,21 @@ def select_k(phi1: np.ndarray, phi2: np.ndarray, config: HumeConfig, k_range: tu
       say(f"K={k}: skipped ({e})")
       continue
     preds = predict_seeds(fit_seeds(phi1, phi2, cfg, seeds, progress=False, stop=stop), phi1_eval)
-    entry = {"k": k, "stability": hm.stability(preds), "cv_score": hm.cv_score(phi2_eval, preds[0]),
-             "kappa": hm.cv_kappa(phi2_eval, preds[0])}
+    entry = {
+      "k": k,
+      "stability": hm.stability(preds),
+      "cv_score": hm.cv_score(phi2_eval, preds[0]),
+      "kappa": hm.cv_kappa(phi2_eval, preds[0]),
+    }
     if labels_eval is not None:
       entry["acc"] = hm.hungarian_accuracy(preds[0], labels_eval)
     scores.append(entry)
     if on_k is not None:
       on_k(k, entry)
-    say(f"K={k}: stability {entry['stability']:.4f}, CV {entry['cv_score']:.4f}, chance-corrected CV "
-        f"{entry['kappa']:.4f}" + (f", ACC {entry['acc']:.4f} (not used)" if "acc" in entry else ""))
+    say(
+      f"K={k}: stability {entry['stability']:.4f}, CV {entry['cv_score']:.4f}, chance-corrected CV "
+      f"{entry['kappa']:.4f}" + (f", ACC {entry['acc']:.4f} (not used)" if "acc" in entry else "")
+    )
   if not scores:
     raise ValueError(f"k_range {k_range[0]}:{k_range[1]}: holds no K that this data allows")
   chosen = max(scores, key=lambda e: e["stability"])["k"]

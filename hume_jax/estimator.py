@@ -40,8 +40,16 @@ class HUME(ClusterMixin, BaseEstimator):
     result_: what was trained (``AutoResult``, ``TrainState`` or ``TurtleState``).
   """
 
-  def __init__(self, k: int = 10, preset: str = "auto", budget: float = 600.0, num_iters: int | None = None,
-               seed: int = 42, method: str = "hume", progress: bool = False):
+  def __init__(
+    self,
+    k: int = 10,
+    preset: str = "auto",
+    budget: float = 600.0,
+    num_iters: int | None = None,
+    seed: int = 42,
+    method: str = "hume",
+    progress: bool = False,
+  ):
     self.k, self.preset, self.budget, self.num_iters = k, preset, budget, num_iters
     self.seed, self.method, self.progress = seed, method, progress
 
@@ -68,8 +76,17 @@ class HUME(ClusterMixin, BaseEstimator):
     if self.method == "turtle":
       self.result_ = fit_turtle([phi1, phi2], config, progress=self.progress)[0]
     elif self.preset == "auto":
-      self.result_ = fit_auto(phi1, phi2, self.k, budget_seconds=self.budget, seed=self.seed, config=config,
-                              num_iters=self.num_iters, progress=self.progress, say=lambda s: None)
+      self.result_ = fit_auto(
+        phi1,
+        phi2,
+        self.k,
+        budget_seconds=self.budget,
+        seed=self.seed,
+        config=config,
+        num_iters=self.num_iters,
+        progress=self.progress,
+        say=lambda s: None,
+      )
     else:
       self.result_ = fit(l2_normalize(phi1, "phi1"), phi2, config, progress=self.progress)[0]
     self.labels_ = self.predict(phi1, phi2)
@@ -88,8 +105,10 @@ class HUME(ClusterMixin, BaseEstimator):
       raise ValueError("HUME: call fit before predict")
     two = self.method == "turtle" or self.preset == "auto"
     if two and phi2 is None:
-      raise ValueError(f"phi2: this model ({'TURTLE' if self.method == 'turtle' else 'preset auto'}) labels "
-                       "samples from both spaces; call predict(phi1, phi2)")
+      raise ValueError(
+        f"phi2: this model ({'TURTLE' if self.method == 'turtle' else 'preset auto'}) labels "
+        "samples from both spaces; call predict(phi1, phi2)"
+      )
     phi1 = np.asarray(phi1, np.float32)
     if self.method == "turtle":
       return predict_turtle(self.result_.encoder, [phi1, np.asarray(phi2, np.float32)])

@@ -54,8 +54,7 @@ def _step_memory_bytes(config: HumeConfig, n: int, d1: int, d2: int, dtype: jnp.
   mem = compiled.memory_analysis()
   if mem is None:  # backend without the analysis
     return 0
-  return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-             - mem.alias_size_in_bytes)
+  return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
 
 
 def device_memory_bytes() -> int:
@@ -66,8 +65,9 @@ def device_memory_bytes() -> int:
   return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
-def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None = None,
-                dtype=jnp.float32, runs: int = 1) -> tuple[HumeConfig, int]:
+def plan_memory(
+  config: HumeConfig, n: int, d1: int, d2: int, budget: int | None = None, dtype=jnp.float32, runs: int = 1
+) -> tuple[HumeConfig, int]:
   """The least costly of (as given), remat, remat + ever smaller subset chunks that fits.
 
   ``runs``: runs compiled into one program (``--seeds`` chunk, or ``--k auto``'s runs per K);
@@ -93,6 +93,8 @@ def plan_memory(config: HumeConfig, n: int, d1: int, d2: int, budget: int | None
     peak = step_memory_bytes(candidate, n, d1, d2, dtype, runs)
     if peak <= budget:
       return candidate, peak
-  raise MemoryError(f"one outer step needs {peak / 2**30:.1f} GiB even with remat and one subset at a "
-                    f"time (subset_chunk 1); the device has {budget / 2**30:.1f} GiB. Use a smaller subset_size or "
-                    "adaptation_steps")
+  raise MemoryError(
+    f"one outer step needs {peak / 2**30:.1f} GiB even with remat and one subset at a "
+    f"time (subset_chunk 1); the device has {budget / 2**30:.1f} GiB. Use a smaller subset_size or "
+    "adaptation_steps"
+  )

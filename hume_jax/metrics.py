@@ -35,9 +35,11 @@ def hungarian_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
 
 def evaluate(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
   """``{"acc", "nmi", "ari"}`` of a labeling against ground truth."""
-  return {"acc": hungarian_accuracy(pred, labels),
-          "nmi": float(skm.normalized_mutual_info_score(labels, pred)),
-          "ari": float(skm.adjusted_rand_score(labels, pred))}
+  return {
+    "acc": hungarian_accuracy(pred, labels),
+    "nmi": float(skm.normalized_mutual_info_score(labels, pred)),
+    "ari": float(skm.adjusted_rand_score(labels, pred)),
+  }
 
 
 def cluster_sizes(pred: np.ndarray, k: int) -> list[int]:
@@ -98,6 +100,7 @@ def stability(preds: np.ndarray) -> float:
   different pairs of classes. ARI is corrected for chance, so small K gains nothing by luck.
   """
   import itertools
+
   pairs = list(itertools.combinations(range(len(preds)), 2))
   return float(np.mean([skm.adjusted_rand_score(preds[i], preds[j]) for i, j in pairs]))
 

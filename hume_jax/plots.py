@@ -9,13 +9,16 @@ from hume_jax import metrics as hm
 
 def _figure(*args, **kwargs):
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   return plt, plt.subplots(*args, **kwargs)
 
 
-def confusion_matrix(pred: np.ndarray, labels: np.ndarray, path: str, title: str = "",
-                     class_names: list[str] | None = None) -> np.ndarray:
+def confusion_matrix(
+  pred: np.ndarray, labels: np.ndarray, path: str, title: str = "", class_names: list[str] | None = None
+) -> np.ndarray:
   """Counts of (true class, found class). Found classes keep their own numbers (those of
   ``labels_*.npy``, the map and the example grid); their columns are ordered by the Hungarian
   matching so that matched pairs lie on the diagonal.
@@ -24,15 +27,14 @@ def confusion_matrix(pred: np.ndarray, labels: np.ndarray, path: str, title: str
     ``counts [k, k]``: row = true class, column ``j`` = found class ``order[j]``.
   """
   k = int(max(pred.max(), labels.max()) + 1)
-  to_true = hm.hungarian_map(pred, labels, k)       # found class -> matched true class
-  order = np.argsort(to_true)                        # column j: the found class matched to true class j
+  to_true = hm.hungarian_map(pred, labels, k)  # found class -> matched true class
+  order = np.argsort(to_true)  # column j: the found class matched to true class j
   counts = hm.contingency(labels, pred, k)[:, order]
   plt, (fig, ax) = _figure(figsize=(2.2 + 0.5 * k, 1.2 + 0.5 * k))
   ax.imshow(counts, cmap="Blues")
   for (i, j), c in np.ndenumerate(counts):
     if c:
-      ax.text(j, i, str(c), ha="center", va="center", fontsize=7,
-              color="white" if c > counts.max() / 2 else "black")
+      ax.text(j, i, str(c), ha="center", va="center", fontsize=7, color="white" if c > counts.max() / 2 else "black")
   ax.set_xlabel("found class (as in labels_*.npy), in matched order")
   ax.set_ylabel("true class")
   ax.set_xticks(range(k), [str(c) for c in order])
@@ -50,6 +52,7 @@ def embedding_map(phi2: np.ndarray, pred: np.ndarray, path: str, max_points: int
   per class, the colour bar ticked at each class's number)."""
   import matplotlib.colors as mcolors
   from sklearn.decomposition import PCA
+
   idx = np.random.default_rng(seed).permutation(len(pred))[:max_points]
   xy = PCA(2, random_state=seed).fit_transform(phi2[idx])
   k = int(pred.max()) + 1
@@ -78,8 +81,9 @@ def training_curves(log: list[dict], path: str, entropy_max: float | None = None
   for ax, key in zip(axes[0], keys):
     ax.plot(it, [r[key] for r in log])
     ax.set_xlabel("outer iteration")
-    ax.set_title({"loss": "HUME loss (Eq. 7)", "entropy": "entropy of mean labeling",
-                  "acc": "train accuracy (Hungarian)"}[key])
+    ax.set_title(
+      {"loss": "HUME loss (Eq. 7)", "entropy": "entropy of mean labeling", "acc": "train accuracy (Hungarian)"}[key]
+    )
     if key == "entropy" and entropy_max:
       ax.axhline(entropy_max, color="gray", ls="--", lw=0.8, label=f"maximum {entropy_max:.3f} (balanced)")
       ax.set_ylim(0, 1.05 * entropy_max)

@@ -31,6 +31,7 @@ class Head(NamedTuple):
 
   Attributes: ``v [k, d]``, ``g [k]``, ``b [k]``.
   """
+
   v: jax.Array
   g: jax.Array
   b: jax.Array
@@ -74,6 +75,7 @@ def _labels_t(encoder, phis):
 class Classifier(NamedTuple):
   """An inner linear classifier in the ``[k, n]`` layout: logits ``V x^T + c``; ``V [k, d]``
   (torch's ``nn.Linear(d, k).weight``), ``c [k]``."""
+
   V: jax.Array
   c: jax.Array
 
@@ -85,8 +87,8 @@ def _classifier(key: jax.Array, d: int, k: int, dtype) -> Classifier:
 
 
 class TurtleState(NamedTuple):
-  encoder: tuple[Head, ...]      # one head per space
-  opt_state: optax.OptState      # outer Adam
+  encoder: tuple[Head, ...]  # one head per space
+  opt_state: optax.OptState  # outer Adam
   inner: tuple[Classifier, ...]  # per-space classifiers (kept only with warm_start)
   inner_opt_state: optax.OptState
   key: jax.Array
@@ -97,8 +99,14 @@ def init_turtle(key: jax.Array, config: TurtleConfig, dims: tuple[int, ...], dty
   k_enc, k_inner, k_run = jax.random.split(key, 3)
   encoder = tuple(init_head(kk, d, config.k, dtype) for kk, d in zip(jax.random.split(k_enc, len(dims)), dims))
   inner = tuple(_classifier(kk, d, config.k, dtype) for kk, d in zip(jax.random.split(k_inner, len(dims)), dims))
-  return TurtleState(encoder, optax.adam(config.outer_lr).init(encoder), inner,
-                     optax.adam(config.inner_lr).init(inner), k_run, jnp.zeros((), jnp.int32))
+  return TurtleState(
+    encoder,
+    optax.adam(config.outer_lr).init(encoder),
+    inner,
+    optax.adam(config.inner_lr).init(inner),
+    k_run,
+    jnp.zeros((), jnp.int32),
+  )
 
 
 def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: TurtleConfig):
@@ -120,8 +128,9 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
   if config.warm_start:
     inner, inner_opt = state.inner, state.inner_opt_state
   else:  # cold start: fresh heads and a fresh Adam every outer iteration
-    inner = tuple(_classifier(kk, x.shape[1], config.k, x.dtype)
-                  for kk, x in zip(jax.random.split(k_init, len(xs)), xs))
+    inner = tuple(
+      _classifier(kk, x.shape[1], config.k, x.dtype) for kk, x in zip(jax.random.split(k_init, len(xs)), xs)
+    )
     inner_opt = inner_tx.init(inner)
 
   # The heads' logits (their weights are fixed during the inner loop).
@@ -129,7 +138,7 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
 
   def outer_loss(logits, log_probs):
     per_space = [jax.nn.softmax(z, axis=0) for z in logits]
-    labels = sum(per_space) / len(per_space)                           # [k, n]
+    labels = sum(per_space) / len(per_space)  # [k, n]
     pred_error = sum(-jnp.mean(jnp.sum(labels * lp, axis=0)) for lp in log_probs)
     h = sum(entropy(p.mean(1)) for p in per_space)
     return pred_error - config.gamma * h, h
@@ -147,13 +156,19 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
     grads.append(vjp((dZ @ x, jnp.sum(dZ, axis=1)))[0])
   grads = tuple(grads)
   updates, opt_state = outer_tx.update(grads, state.opt_state, state.encoder)
-  new = state._replace(encoder=optax.apply_updates(state.encoder, updates), opt_state=opt_state,
-                       inner=inner, inner_opt_state=inner_opt, step=state.step + 1)
+  new = state._replace(
+    encoder=optax.apply_updates(state.encoder, updates),
+    opt_state=opt_state,
+    inner=inner,
+    inner_opt_state=inner_opt,
+    step=state.step + 1,
+  )
   return new, (loss, h)
 
 
 def _inner_adam(inner, inner_opt, inner_tx, target, xs, steps: int):
   """``steps`` Adam steps of the per-space classifiers on the fixed soft labels ``target [k, n]``."""
+
   def inner_grads(inner):
     """Gradient of the inner loss sum_m CE(w_m x_m, target), written out: dZ = (softmax(Z) * s - target) / n."""
     s = jnp.sum(target, axis=0, keepdims=True)
@@ -181,35 +196,46 @@ def turtle_step_jit(state: TurtleState, phis: tuple[jax.Array, ...], *, config: 
   return _turtle_step_jit(state, phis, config=dataclasses.replace(config, seed=0, num_iters=1))
 
 
-def fit_turtle(phis: list[np.ndarray], config: TurtleConfig, *, progress: bool = True,
-               log_every: int = 50, labels: np.ndarray | None = None, on_log=None,
-               state: TurtleState | None = None, checkpoint_every: int = 0,
-               on_checkpoint=None, stop=None, deadline: float | None = None,
-               on_estimate=None) -> tuple[TurtleState, list[dict]]:
+def fit_turtle(
+  phis: list[np.ndarray],
+  config: TurtleConfig,
+  *,
+  labels: np.ndarray | None = None,
+  state: TurtleState | None = None,
+  **loop,
+) -> tuple[TurtleState, list[dict]]:
   """Runs TURTLE on ``M`` spaces ``phis[m] [n, d_m]``; returns ``(state, log records)``.
 
-  ``state``, ``checkpoint_every``, ``on_checkpoint``, ``stop``, ``deadline`` and ``on_estimate``
-  work as in ``hume_jax.fit``: start from a checkpoint; ``on_checkpoint(state)`` every
-  ``checkpoint_every`` iterations, at the end and on a stop (each time with a state checked
-  finite). Every iteration's draws come from ``fold_in(key, iteration)``, so a resumed run ends
-  bit-identical to an uninterrupted one.
+  ``labels``, ``state`` and the loop's options (``**loop``: ``log_every`` (50), ``progress``,
+  ``on_log``, ``checkpoint_every``, ``on_checkpoint``, ``stop``, ``deadline``, ``on_estimate``)
+  work as in ``hume_jax.fit``. Every iteration's draws come from ``fold_in(key, iteration)``, so
+  a resumed run ends bit-identical to an uninterrupted one.
   """
   from hume_jax._fit import compute_dtype
   from hume_jax.data import check_fit_inputs
+
   for m in range(1, len(phis)):
     check_fit_inputs(phis[0], phis[m], labels, unit_phi1=False)
-  n = len(phis[0])
-  check_turtle_config(config, n)
+  check_turtle_config(config, len(phis[0]))
   dtype = compute_dtype(phis[0])
   xs = tuple(jnp.asarray(x, dtype) for x in phis)
   if state is None:
     state = init_turtle(jax.random.PRNGKey(config.seed), config, tuple(x.shape[1] for x in xs), dtype)
-  return run_loop(lambda st: turtle_step_jit(st, xs, config=config), state, config.num_iters, desc="TURTLE",
-                  metrics=lambda out: {"loss": float(out[0]), "entropy": float(out[1])},
-                  predict=lambda st: predict_turtle(st.encoder, xs),
-                  finite=lambda st: all(bool(jnp.all(jnp.isfinite(h.v))) for h in st.encoder), labels=labels,
-                  log_every=log_every, progress=progress, on_log=on_log, checkpoint_every=checkpoint_every,
-                  on_checkpoint=on_checkpoint, stop=stop, deadline=deadline, on_estimate=on_estimate)
+  step = lambda st: turtle_step_jit(st, xs, config=config)
+  metrics = lambda out: {"loss": float(out[0]), "entropy": float(out[1])}
+  finite = lambda st: all(bool(jnp.all(jnp.isfinite(h.v))) for h in st.encoder)
+  predicted = lambda st: predict_turtle(st.encoder, xs)
+  return run_loop(
+    step,
+    state,
+    config.num_iters,
+    desc="TURTLE",
+    metrics=metrics,
+    predict=predicted,
+    finite=finite,
+    labels=labels,
+    **{"log_every": 50, **loop},
+  )
 
 
 def predict_turtle(encoder: tuple[Head, ...], phis) -> np.ndarray:

@@ -45,13 +45,16 @@ class Workdir:
     if not os.access(parent, os.W_OK | os.X_OK):
       raise ValueError(f"--out {self.out}: cannot write in {parent} (permission denied); choose another --out")
     if os.path.isdir(self.out) and os.listdir(self.out) and not overwrite:
-      raise ValueError(f"--out {self.out} already holds files ({', '.join(sorted(os.listdir(self.out))[:5])}); "
-                       "choose another folder or pass --overwrite")
+      raise ValueError(
+        f"--out {self.out} already holds files ({', '.join(sorted(os.listdir(self.out))[:5])}); "
+        "choose another folder or pass --overwrite"
+      )
     if resume and not self.interrupted():
       raise ValueError(f"--resume: no checkpoint {self.checkpoint} (nor finished parts) to continue from")
     if not resume and self.interrupted() and not overwrite:
-      raise ValueError(f"{self.partial} holds an interrupted run; pass --resume to continue it or "
-                       "--overwrite to start again")
+      raise ValueError(
+        f"{self.partial} holds an interrupted run; pass --resume to continue it or --overwrite to start again"
+      )
 
   def prepare(self, *, resume: bool) -> None:
     """``OUT.partial`` kept (``resume``) or made anew; raises ``ValueError`` when it cannot be made."""
@@ -148,14 +151,19 @@ def command(argv: list[str] | None) -> str:
 def resume_command(argv: list[str] | None, out: str, out_given: bool) -> str:
   """The command that continues an interrupted run: the same flags, ``--out`` named, ``--resume``."""
   args = [a for a in (sys.argv[1:] if argv is None else argv) if a not in ("--resume", "--overwrite")]
-  return shlex.join(["python", "-m", "hume_jax.train"] + args + ([] if out_given else ["--out", out])
-                    + ["--resume"])
+  return shlex.join(["python", "-m", "hume_jax.train"] + args + ([] if out_given else ["--out", out]) + ["--resume"])
 
 
 def versions() -> dict[str, str]:
   import jax
   import optax
   import sklearn
-  return {"python": platform.python_version(), "jax": jax.__version__, "optax": optax.__version__,
-          "numpy": np.__version__, "scikit-learn": sklearn.__version__,
-          "device": str(jax.devices()[0].device_kind)}
+
+  return {
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "optax": optax.__version__,
+    "numpy": np.__version__,
+    "scikit-learn": sklearn.__version__,
+    "device": str(jax.devices()[0].device_kind),
+  }

@@ -7,15 +7,32 @@ import os
 
 import numpy as np
 import pytest
-
-from hume_jax import HumeConfig, fit, hungarian_accuracy, predict, train
-from hume_jax.auto import (apply_conditioning, fit_auto, fit_conditioning, member_labels, plan_iterations,
-                           scaled_config, separability, vote_labels)
-from hume_jax.ensemble import majority_vote
 from test_fit import planted
 
-CFG = HumeConfig(k=4, num_iters=60, num_subsets=4, subset_size=300, adaptation_steps=30, inner_lr=0.9,
-                 outer_lr=0.01, milestones=(40, 50), seed=0)
+from hume_jax import HumeConfig, fit, hungarian_accuracy, predict, train
+from hume_jax.auto import (
+  apply_conditioning,
+  fit_auto,
+  fit_conditioning,
+  member_labels,
+  plan_iterations,
+  scaled_config,
+  separability,
+  vote_labels,
+)
+from hume_jax.ensemble import majority_vote
+
+CFG = HumeConfig(
+  k=4,
+  num_iters=60,
+  num_subsets=4,
+  subset_size=300,
+  adaptation_steps=30,
+  inner_lr=0.9,
+  outer_lr=0.01,
+  milestones=(40, 50),
+  seed=0,
+)
 
 
 def cone(n=600, k=4, seed=0):
@@ -31,6 +48,7 @@ def cone(n=600, k=4, seed=0):
 
 def test_conditioning_of_phi2_centres_projects_and_scales_to_unit_top_eigenvalue():
   from sklearn.decomposition import PCA
+
   rng = np.random.default_rng(0)
   x = rng.normal(size=(500, 30)) @ rng.normal(size=(30, 30)) + 7.0
   c = fit_conditioning(x, unit_rows=False, max_dim=10)
@@ -56,9 +74,9 @@ def test_conditioning_of_phi1_gives_unit_rows_and_reuses_train_statistics():
 
 
 def test_plan_fits_the_budget_and_scales_the_milestones():
-  assert plan_iterations(0.1, 600, 4) == 300             # fits: the preset's 300
-  assert plan_iterations(1.0, 600, 4) == 150             # cut to the budget
-  assert plan_iterations(100.0, 600, 4) == 60            # never below the floor
+  assert plan_iterations(0.1, 600, 4) == 300  # fits: the preset's 300
+  assert plan_iterations(1.0, 600, 4) == 150  # cut to the budget
+  assert plan_iterations(100.0, 600, 4) == 60  # never below the floor
   cfg = scaled_config(HumeConfig(num_iters=300, milestones=(100, 200)), 150)
   assert cfg.num_iters == 150 and cfg.milestones == (50, 100)
 
@@ -74,8 +92,13 @@ def test_uncentred_cone_leaves_classes_empty_and_auto_does_not():
   phi1, phi2, y = cone()
   unit = phi1 / np.linalg.norm(phi1, axis=1, keepdims=True)
   # The cause: on the un-centred cone the official recipe (L2 only) leaves classes empty for some seeds.
-  sizes = [np.bincount(predict(fit(unit, phi2, dataclasses.replace(CFG, seed=s, inner_lr=0.05), progress=False)[0]
-                               .encoder, unit), minlength=4) for s in (0, 2)]
+  sizes = [
+    np.bincount(
+      predict(fit(unit, phi2, dataclasses.replace(CFG, seed=s, inner_lr=0.05), progress=False)[0].encoder, unit),
+      minlength=4,
+    )
+    for s in (0, 2)
+  ]
   assert min((s > 0).sum() for s in sizes) < 4
   res = fit_auto(phi1, phi2, 4, num_iters=60, progress=False, config=CFG, say=lambda s: None)
   x1 = phi1 if res.order[0] == "a" else phi2
@@ -89,8 +112,9 @@ def test_uncentred_cone_leaves_classes_empty_and_auto_does_not():
   # training rows the stored maps give the vote that matching the runs afresh gives.
   runs = member_labels(res.members, phi1, phi2)
   np.testing.assert_array_equal(runs[res.reference], pred)
-  raw = np.stack([predict(r.encoder, apply_conditioning(r.conditioning, phi1 if r.phi1 == "a" else phi2))
-                  for r in res.members])
+  raw = np.stack(
+    [predict(r.encoder, apply_conditioning(r.conditioning, phi1 if r.phi1 == "a" else phi2)) for r in res.members]
+  )
   vote = vote_labels(res, phi1, phi2)
   assert res.vote["used"]
   np.testing.assert_array_equal(vote, majority_vote(raw, res.reference, 4))
@@ -102,8 +126,24 @@ def test_cli_default_for_user_data_is_auto_and_reports_classes(tmp_path, capsys)
   for name, arr in {"a": phi1, "b": phi2, "y": y}.items():
     np.save(tmp_path / f"{name}.npy", arr)
   out = str(tmp_path / "run")
-  res = train.main(["--phi1", str(tmp_path / "a.npy"), "--phi2", str(tmp_path / "b.npy"), "--labels",
-                    str(tmp_path / "y.npy"), "--k", "4", "--num-iters", "40", "--quiet", "--no-plots", "--out", out])
+  res = train.main(
+    [
+      "--phi1",
+      str(tmp_path / "a.npy"),
+      "--phi2",
+      str(tmp_path / "b.npy"),
+      "--labels",
+      str(tmp_path / "y.npy"),
+      "--k",
+      "4",
+      "--num-iters",
+      "40",
+      "--quiet",
+      "--no-plots",
+      "--out",
+      out,
+    ]
+  )
   text = capsys.readouterr().out
   assert "preset 'auto'" in text and "about" in text and "kept phi1" in text
   assert len(res["auto"]["candidates"]) == 4 and res["auto"]["phi1"] in ("--phi1", "--phi2")
@@ -133,8 +173,25 @@ def test_a_space_with_fewer_dimensions_than_k_serves_only_as_phi2(tmp_path, caps
   np.save(tmp_path / "a.npy", phi1[:, :3])  # 3 < k = 4: cannot hold the task encoder's 4 orthonormal rows
   np.save(tmp_path / "b.npy", phi2)
   np.save(tmp_path / "y.npy", y)
-  res = train.main(["--phi1", str(tmp_path / "a.npy"), "--phi2", str(tmp_path / "b.npy"), "--labels",
-                    str(tmp_path / "y.npy"), "--k", "4", "--num-iters", "20", "--quiet", "--no-plots", "--no-baselines", "--out", str(tmp_path / "run")])
+  res = train.main(
+    [
+      "--phi1",
+      str(tmp_path / "a.npy"),
+      "--phi2",
+      str(tmp_path / "b.npy"),
+      "--labels",
+      str(tmp_path / "y.npy"),
+      "--k",
+      "4",
+      "--num-iters",
+      "20",
+      "--quiet",
+      "--no-plots",
+      "--no-baselines",
+      "--out",
+      str(tmp_path / "run"),
+    ]
+  )
   assert "a has 3 dimensions, fewer than k = 4: only as phi2" in capsys.readouterr().out
   assert len(res["auto"]["candidates"]) == 2 and res["auto"]["phi1"] == "--phi2"
   with pytest.raises(ValueError, match="at least one space with k = 4 or more dimensions .* found 3 and 3"):
@@ -145,10 +202,36 @@ def test_cli_warns_when_classes_are_empty(tmp_path, capsys):
   phi1, phi2, _ = cone()
   np.save(tmp_path / "a.npy", phi1)
   np.save(tmp_path / "b.npy", phi2)
-  res = train.main(["--phi1", str(tmp_path / "a.npy"), "--phi2", str(tmp_path / "b.npy"), "--preset", "official",
-                    "--k", "4", "--num-iters", "60", "--num-subsets", "4", "--subset-size", "300",
-                    "--adaptation-steps", "30", "--inner-lr", "0.05", "--outer-lr", "0.01", "--seed", "2", "--quiet",
-                    "--no-plots", "--out", str(tmp_path / "run")])
+  res = train.main(
+    [
+      "--phi1",
+      str(tmp_path / "a.npy"),
+      "--phi2",
+      str(tmp_path / "b.npy"),
+      "--preset",
+      "official",
+      "--k",
+      "4",
+      "--num-iters",
+      "60",
+      "--num-subsets",
+      "4",
+      "--subset-size",
+      "300",
+      "--adaptation-steps",
+      "30",
+      "--inner-lr",
+      "0.05",
+      "--outer-lr",
+      "0.01",
+      "--seed",
+      "2",
+      "--quiet",
+      "--no-plots",
+      "--out",
+      str(tmp_path / "run"),
+    ]
+  )
   entry = res["splits"]["train"]
   assert entry["nonempty_classes"] < 4
   assert f"warning: only {entry['nonempty_classes']} of the 4 requested classes" in capsys.readouterr().out

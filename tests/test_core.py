@@ -9,22 +9,35 @@ import numpy as np
 import optax
 import pytest
 
-from hume_jax import (HumeConfig, Linear, cross_entropy_grad, draw_subsets, encoder_matrix, entropy,
-                      init_linear, init_state, init_task_encoder, inner_sgd,
-                      outer_step, soft_cross_entropy, anneal_factor)
+from hume_jax import (
+  HumeConfig,
+  Linear,
+  anneal_factor,
+  cross_entropy_grad,
+  draw_subsets,
+  encoder_matrix,
+  entropy,
+  init_linear,
+  init_state,
+  init_task_encoder,
+  inner_sgd,
+  outer_step,
+  soft_cross_entropy,
+)
 
 
 def test_householder_product_matches_lapack():
   from hume_jax._task_encoder import householder_product
+
   a = jax.random.normal(jax.random.PRNGKey(0), (9, 4))
   tau = 2 / (1 + jnp.sum(jnp.tril(a, -1) ** 2, 0))
   ref = jax.lax.linalg.householder_product(jnp.tril(a, -1) + jnp.eye(9, 4), tau)
   np.testing.assert_allclose(householder_product(a, tau), ref, atol=1e-12)
   # and with arbitrary tau (not exact reflections)
   tau2 = jnp.array([0.3, 1.1, 1.7, 0.2])
-  np.testing.assert_allclose(householder_product(a, tau2),
-                             jax.lax.linalg.householder_product(jnp.tril(a, -1) + jnp.eye(9, 4), tau2),
-                             atol=1e-12)
+  np.testing.assert_allclose(
+    householder_product(a, tau2), jax.lax.linalg.householder_product(jnp.tril(a, -1) + jnp.eye(9, 4), tau2), atol=1e-12
+  )
 
 
 def test_encoder_rows_orthonormal_and_init_is_gram_schmidt():
@@ -33,7 +46,7 @@ def test_encoder_rows_orthonormal_and_init_is_gram_schmidt():
   E0 = encoder_matrix(enc)
   np.testing.assert_allclose(E0, enc.base[:, :5].T, atol=1e-12)
   # base's first columns orthonormalise the nn.Linear-style draw U(-1/sqrt(d1), 1/sqrt(d1))
-  w = jax.random.uniform(jax.random.split(key)[0], (5, 20), jnp.float64, -20 ** -0.5, 20 ** -0.5)
+  w = jax.random.uniform(jax.random.split(key)[0], (5, 20), jnp.float64, -(20**-0.5), 20**-0.5)
   q, r = np.linalg.qr(np.asarray(w).T)
   np.testing.assert_allclose(E0, (q * np.sign(np.diag(r))).T, atol=1e-12)
   raw = enc.raw + jnp.tril(jax.random.normal(key, enc.raw.shape), -1)
@@ -106,7 +119,8 @@ def test_outer_step_compiles_once():
   """The step counter and annealing live in the state: iterations never recompile."""
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(
-      lambda event, _, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None)
+    lambda event, _, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None
+  )
   cfg = HumeConfig(k=3, num_subsets=2, subset_size=40, adaptation_steps=3, milestones=(2, 4))
   rng = np.random.default_rng(0)
   phi1, phi2 = jnp.asarray(rng.normal(size=(60, 8)), jnp.float32), jnp.asarray(rng.normal(size=(60, 5)), jnp.float32)
@@ -131,21 +145,26 @@ def test_chunked_and_rematerialised_steps_give_the_same_update(rand_init):
   phi1 = jnp.asarray(rng.normal(size=(80, 8)))
   phi1 = phi1 / jnp.linalg.norm(phi1, axis=1, keepdims=True)
   phi2 = jnp.asarray(rng.normal(size=(80, 6)))
-  base = HumeConfig(k=3, num_subsets=4, subset_size=50, adaptation_steps=4, inner_lr=0.3, outer_lr=0.05,
-                    rand_init=rand_init)
+  base = HumeConfig(
+    k=3, num_subsets=4, subset_size=50, adaptation_steps=4, inner_lr=0.3, outer_lr=0.05, rand_init=rand_init
+  )
   state = init_state(jax.random.PRNGKey(0), base, 8, 6, jnp.float64)
   # rand_init only changes how the subsets' inner inits are split into chunks; remat, row
   # blocks and subsets as row masks act inside the inner loop and are checked once, with it on
   # (row masks with a shared inner init are covered by the loss-level test below).
   plans = [dict(subset_chunk=2), dict(subset_chunk=1, remat=True)]
   if rand_init:
-    plans += [dict(), dict(subset_chunk=1, row_block=16), dict(row_block=7, remat=True),  # dict(): the CPU plan
-              dict(shared_rows=1), dict(shared_rows=1, subset_chunk=2, remat=True)]
+    plans += [
+      dict(),
+      dict(subset_chunk=1, row_block=16),
+      dict(row_block=7, remat=True),  # dict(): the CPU plan
+      dict(shared_rows=1),
+      dict(shared_rows=1, subset_chunk=2, remat=True),
+    ]
   # The reference first: all four subsets at once, vmapped (the accelerators' plan). Every plan
   # is its own computation, compiled together in one program (one compile costs seconds).
   configs = [dataclasses.replace(base, subset_chunk=4)] + [dataclasses.replace(base, **plan) for plan in plans]
-  (ref, m_ref), *outs = jax.jit(lambda s, x1, x2: [outer_step(s, x1, x2, config=c) for c in configs])(
-      state, phi1, phi2)
+  (ref, m_ref), *outs = jax.jit(lambda s, x1, x2: [outer_step(s, x1, x2, config=c) for c in configs])(state, phi1, phi2)
   for out, m in outs:
     np.testing.assert_allclose(out.encoder.raw, ref.encoder.raw, rtol=0, atol=1e-12)
     np.testing.assert_allclose(m.loss, m_ref.loss, rtol=1e-12)
@@ -159,17 +178,25 @@ def test_subsets_as_row_masks_give_hume_loss_and_its_gradient(m, shared_w0):
   hume_loss (each subset gathered), float64: subsets of all rows (m = n) and of some."""
   from hume_jax._objective import draw_subsets, hume_loss, hume_loss_shared_rows, init_inner
   from hume_jax._task_encoder import init_task_encoder
+
   rng = np.random.default_rng(0)
   phi1 = rng.normal(size=(60, 7))
   phi1 = jnp.asarray(phi1 / np.linalg.norm(phi1, axis=1, keepdims=True))
   phi2 = jnp.asarray(rng.normal(size=(60, 5)))
   encoder = init_task_encoder(jax.random.PRNGKey(1), 3, 7, jnp.float64)
   subsets = draw_subsets(jax.random.PRNGKey(2), 60, 4, m)
-  w0 = (init_linear(jax.random.PRNGKey(3), 5, 3, jnp.float64) if shared_w0
-        else init_inner(jax.random.PRNGKey(3), 4, 5, 3, jnp.float64))
+  w0 = (
+    init_linear(jax.random.PRNGKey(3), 5, 3, jnp.float64)
+    if shared_w0
+    else init_inner(jax.random.PRNGKey(3), 4, 5, 3, jnp.float64)
+  )
   kw = dict(n_train=int(m * 0.9), tau=0.3, inner_lr=0.5, steps=6, H_reg=2.0)
-  results = [jax.jit(jax.value_and_grad(lambda raw: fn(encoder._replace(raw=raw), phi1, phi2, subsets, w0, **kw),
-                                        has_aux=True))(encoder.raw) for fn in (hume_loss, hume_loss_shared_rows)]
+  results = [
+    jax.jit(jax.value_and_grad(lambda raw: fn(encoder._replace(raw=raw), phi1, phi2, subsets, w0, **kw), has_aux=True))(
+      encoder.raw
+    )
+    for fn in (hume_loss, hume_loss_shared_rows)
+  ]
   ((l1, s1), g1), ((l2, s2), g2) = results
   np.testing.assert_allclose(l2, l1, rtol=1e-13)
   np.testing.assert_allclose(g2, g1, rtol=0, atol=1e-13)
@@ -183,18 +210,20 @@ def test_cpu_execution_plan(monkeypatch):
   otherwise one subset at a time; row blocks only on a single thread and past an L2's worth."""
   from hume_jax import _plan
   from hume_jax._plan import CPU_ROW_BLOCK, execution_plan
+
   paper = HumeConfig(num_subsets=20, subset_size=10000)  # 10k-row subsets of 10k samples
-  raw = HumeConfig(num_subsets=8, subset_size=2000)      # 1,800 training rows of 10k
+  raw = HumeConfig(num_subsets=8, subset_size=2000)  # 1,800 training rows of 10k
   for threads, block in ((1, CPU_ROW_BLOCK), (2, 0)):
     monkeypatch.setattr(_plan, "cpu_threads", lambda: threads)
     assert execution_plan(paper, 10000, 768) == (10, 0, True)
     assert execution_plan(raw, 10000, 1280) == (1, block, False)  # 9.2 MB per inner block
-    assert execution_plan(raw, 10000, 256) == (1, 0, False)       # 1.8 MB: fits
+    assert execution_plan(raw, 10000, 256) == (1, 0, False)  # 1.8 MB: fits
     assert execution_plan(dataclasses.replace(raw, row_block=64, subset_chunk=4), 10000, 1280) == (4, 64, False)
 
 
 def test_memory_plan_escalates_until_it_fits():
   from hume_jax.memory import plan_memory, step_memory_bytes
+
   # All four subsets at once (the accelerators' plan; a CPU runs them one at a time by itself).
   cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50, subset_chunk=4)
   full = step_memory_bytes(cfg, 3000, 32, 64)
@@ -220,13 +249,16 @@ def test_memory_plan_escalates_until_it_fits():
 @pytest.mark.parametrize("row_block", [0, 16, 40, 64])  # 16: 3 blocks, the last padded; 64 > n
 def test_inner_sgd_reverse_pass_matches_autodiff(remat, row_block):
   from hume_jax._inner import inner_sgd_autodiff
+
   k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(5), 4)
   phi2 = jax.random.normal(k1, (40, 7))
   y = jax.nn.softmax(jax.random.normal(k2, (40, 3)) * 2)
   w0 = init_linear(k3, 7, 3, jnp.float64)
   R = jax.random.normal(k4, (7, 3))
-  for loss in (lambda w: jnp.sum(w.W * R) + jnp.sum(w.b ** 2),  # both outputs used
-               lambda w: jnp.sum(w.W * R)):                      # b's cotangent is a symbolic zero
+  for loss in (
+    lambda w: jnp.sum(w.W * R) + jnp.sum(w.b**2),  # both outputs used
+    lambda w: jnp.sum(w.W * R),
+  ):  # b's cotangent is a symbolic zero
     fast = jax.grad(lambda y, w0: loss(inner_sgd(w0, phi2, y, 0.7, 9, remat, row_block)), argnums=(0, 1))(y, w0)
     ref = jax.grad(lambda y, w0: loss(inner_sgd_autodiff(w0, phi2, y, 0.7, 9)), argnums=(0, 1))(y, w0)
     for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
@@ -242,9 +274,10 @@ def test_inner_sgd_reverse_pass_matches_autodiff(remat, row_block):
 def test_clipping_is_pytorchs_clip_grad_norm(scale):
   torch = pytest.importorskip("torch")
   from hume_jax._outer import clip_grad_norm
+
   rng = np.random.default_rng(0)
   grads = [rng.normal(size=(7, 3)), rng.normal(size=(5,))]
-  norm = np.sqrt(sum((g ** 2).sum() for g in grads))
+  norm = np.sqrt(sum((g**2).sum() for g in grads))
   grads = [g * scale / norm for g in grads]  # global norm = scale
   tensors = [torch.zeros(g.shape, dtype=torch.float64, requires_grad=True) for g in grads]
   for t, g in zip(tensors, grads):
@@ -257,6 +290,7 @@ def test_clipping_is_pytorchs_clip_grad_norm(scale):
 
 def test_memory_plan_covers_the_vmapped_seeds():
   from hume_jax.memory import plan_memory, step_memory_bytes
+
   cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50, subset_chunk=4)
   one = step_memory_bytes(cfg, 3000, 32, 64)
   five = step_memory_bytes(cfg, 3000, 32, 64, runs=5)
@@ -276,15 +310,17 @@ def test_inner_sgd_reverse_pass_in_float32_matches_float64_autodiff(remat, row_b
   """Users run float32: the hand-written reverse pass in float32 against autodiff in float64
   (the oracle), at float32 tolerance relative to the gradient's scale."""
   from hume_jax._inner import inner_sgd_autodiff
+
   k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(6), 4)
   phi2 = jax.random.normal(k1, (40, 7))
   y = jax.nn.softmax(jax.random.normal(k2, (40, 3)) * 2)
   w0 = init_linear(k3, 7, 3, jnp.float64)
   R = jax.random.normal(k4, (7, 3))
-  loss = lambda w: jnp.sum(w.W * R) + jnp.sum(w.b ** 2)
+  loss = lambda w: jnp.sum(w.W * R) + jnp.sum(w.b**2)
   f32 = lambda t: jax.tree.map(lambda a: a.astype(jnp.float32), t)
-  fast = jax.grad(lambda y, w0: loss(inner_sgd(w0, phi2.astype(jnp.float32), y, 0.7, 9, remat, row_block)),
-                  argnums=(0, 1))(y.astype(jnp.float32), f32(w0))
+  fast = jax.grad(
+    lambda y, w0: loss(inner_sgd(w0, phi2.astype(jnp.float32), y, 0.7, 9, remat, row_block)), argnums=(0, 1)
+  )(y.astype(jnp.float32), f32(w0))
   ref = jax.grad(lambda y, w0: loss(inner_sgd_autodiff(w0, phi2, y, 0.7, 9)), argnums=(0, 1))(y, w0)
   for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
     assert a.dtype == jnp.float32

@@ -25,20 +25,32 @@ print(jax.device_count())
 
 def encoder_of(chunk):
   """The trained encoder of the planted data with ``chunk`` subsets at a time (0: the plan's)."""
-  from hume_jax import HumeConfig, fit
   from test_fit import planted
+
+  from hume_jax import HumeConfig, fit
+
   phi1, phi2, _ = planted()
-  cfg = HumeConfig(k=4, num_iters=4, num_subsets=4, subset_size=300, adaptation_steps=10, inner_lr=0.05,
-                   outer_lr=0.01, subset_chunk=chunk)
+  cfg = HumeConfig(
+    k=4,
+    num_iters=4,
+    num_subsets=4,
+    subset_size=300,
+    adaptation_steps=10,
+    inner_lr=0.05,
+    outer_lr=0.01,
+    subset_chunk=chunk,
+  )
   state, _ = fit(phi1, phi2, cfg, progress=False)
   return np.asarray(state.encoder.raw)
 
 
 def seed_runs():
   """Four seeds trained two at a time by ``fit_seeds`` (each chunk split over the devices)."""
+  from test_fit import planted
+
   from hume_jax import HumeConfig
   from hume_jax.ensemble import fit_seeds
-  from test_fit import planted
+
   phi1, phi2, _ = planted()
   cfg = HumeConfig(k=4, num_iters=3, num_subsets=2, subset_size=300, adaptation_steps=5, inner_lr=0.05, outer_lr=0.01)
   return fit_seeds(phi1, phi2, cfg, [3, 4, 5, 6], chunk=2, progress=False)
@@ -67,6 +79,7 @@ def two_devices(tmp_path_factory):
 
 def test_two_devices_match_one(tmp_path, two_devices):
   import jax
+
   assert jax.device_count() == 1  # this process: the reference
   one = encoder_of(0)
   assert one.dtype == np.float64 and np.abs(one + np.eye(16, 4)).max() > 1e-3  # trained
@@ -82,30 +95,77 @@ def test_two_processes_with_jax_distributed(tmp_path):
   import socket
 
   import test_fit
+
   phi1, phi2, _ = test_fit.planted()
   np.save(tmp_path / "phi1.npy", phi1)
   np.save(tmp_path / "phi2.npy", phi2)
   with socket.socket() as s:
     s.bind(("localhost", 0))
     port = s.getsockname()[1]
-  common = ["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy"), "--preset", "official", "--k", "4",
-            "--num-iters", "4", "--num-subsets", "4", "--subset-size", "300", "--adaptation-steps", "10",
-            "--inner-lr", "0.05", "--outer-lr", "0.01", "--quiet", "--no-plots"]
+  common = [
+    "--phi1",
+    str(tmp_path / "phi1.npy"),
+    "--phi2",
+    str(tmp_path / "phi2.npy"),
+    "--preset",
+    "official",
+    "--k",
+    "4",
+    "--num-iters",
+    "4",
+    "--num-subsets",
+    "4",
+    "--subset-size",
+    "300",
+    "--adaptation-steps",
+    "10",
+    "--inner-lr",
+    "0.05",
+    "--outer-lr",
+    "0.01",
+    "--quiet",
+    "--no-plots",
+  ]
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  procs = [subprocess.Popen([sys.executable, "-m", "hume_jax.train", *common, "--out", str(tmp_path / "multi"),
-                             "--distributed", "--coordinator", f"localhost:{port}", "--num-processes", "2",
-                             "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True) for i in (0, 1)]
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "hume_jax.train",
+        *common,
+        "--out",
+        str(tmp_path / "multi"),
+        "--distributed",
+        "--coordinator",
+        f"localhost:{port}",
+        "--num-processes",
+        "2",
+        "--process-id",
+        str(i),
+      ],
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in (0, 1)
+  ]
   for p in procs:
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
-  subprocess.run([sys.executable, "-m", "hume_jax.train", *common, "--out", str(tmp_path / "single")],
-                 env=env, check=True, capture_output=True)
+  subprocess.run(
+    [sys.executable, "-m", "hume_jax.train", *common, "--out", str(tmp_path / "single")],
+    env=env,
+    check=True,
+    capture_output=True,
+  )
   assert sorted(os.listdir(tmp_path)) == ["multi", "phi1.npy", "phi2.npy", "single"]  # process 1 wrote nothing here
   raw = [np.load(tmp_path / d / "task_encoder.npz")["raw"] for d in ("multi", "single")]
   np.testing.assert_allclose(raw[0], raw[1], atol=1e-4)
-  np.testing.assert_array_equal(np.load(tmp_path / "multi" / "labels_train.npy"),
-                                np.load(tmp_path / "single" / "labels_train.npy"))
+  np.testing.assert_array_equal(
+    np.load(tmp_path / "multi" / "labels_train.npy"), np.load(tmp_path / "single" / "labels_train.npy")
+  )
 
 
 def test_seeds_split_over_devices_match_one(two_devices):

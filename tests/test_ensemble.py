@@ -1,10 +1,10 @@
 import dataclasses
 
 import numpy as np
+from test_fit import CFG, planted
 
 from hume_jax import fit, predict
 from hume_jax.ensemble import fit_seeds, majority_vote, predict_seeds
-from test_fit import CFG, planted
 
 
 def test_seeds_in_one_program_equal_runs_one_by_one():
@@ -40,14 +40,42 @@ def test_cli_seeds(tmp_path):
   import os
 
   from hume_jax import train
+
   phi1, phi2, y = planted()
   for name, arr in {"phi1": phi1, "phi2": phi2, "y": y}.items():
     np.save(tmp_path / f"{name}.npy", arr)
   out = str(tmp_path / "run")
-  res = train.main(["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy"),
-                    "--labels", str(tmp_path / "y.npy"), "--seeds", "3", "--preset", "official", "--k", "4", "--num-iters", "30",
-                    "--num-subsets", "2", "--subset-size", "300", "--adaptation-steps", "20", "--inner-lr", "0.05",
-                    "--outer-lr", "0.01", "--quiet", "--out", out])
+  res = train.main(
+    [
+      "--phi1",
+      str(tmp_path / "phi1.npy"),
+      "--phi2",
+      str(tmp_path / "phi2.npy"),
+      "--labels",
+      str(tmp_path / "y.npy"),
+      "--seeds",
+      "3",
+      "--preset",
+      "official",
+      "--k",
+      "4",
+      "--num-iters",
+      "30",
+      "--num-subsets",
+      "2",
+      "--subset-size",
+      "300",
+      "--adaptation-steps",
+      "20",
+      "--inner-lr",
+      "0.05",
+      "--outer-lr",
+      "0.01",
+      "--quiet",
+      "--out",
+      out,
+    ]
+  )
   assert [e["seed"] for e in res["seeds"]] == [42, 43, 44]
   cvs = [e["cv_score"] for e in res["seeds"]]
   assert res["best_seed"] == 42 + int(np.argmax(cvs)) and res["cv_score"] == max(cvs)

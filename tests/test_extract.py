@@ -17,6 +17,7 @@ from hume_jax.data import DEFAULT_DATASET  # noqa: E402
 
 def _sample_photos():
   from sklearn.datasets import load_sample_images
+
   return np.stack(load_sample_images().images)  # china.jpg, flower.jpg: [2, 427, 640, 3]
 
 

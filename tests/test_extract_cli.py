@@ -23,6 +23,7 @@ def digit_folder(tmp_path_factory):
   """Real images: scikit-learn's handwritten digits 0, 1, 2 (30 each) as PNG files in class subfolders."""
   from PIL import Image
   from sklearn.datasets import load_digits
+
   digits = load_digits()
   root = tmp_path_factory.mktemp("digits")
   for c in range(3):
@@ -38,14 +39,27 @@ def test_help_lists_models_and_dataset_kinds(capsys):
     cli.main(["--help"])
   assert e.value.code == 0
   text = capsys.readouterr().out
-  for word in ("dinov2_vitg14", "clip_vit_l14", "moco_v2_resnet50", "vgg16", "open_nsfw", "timm:NAME",
-               "tfds:NAME", "cifar100-20:ROOT", "folder:PATH", "--resume", "--official-layout", "--half"):
+  for word in (
+    "dinov2_vitg14",
+    "clip_vit_l14",
+    "moco_v2_resnet50",
+    "vgg16",
+    "open_nsfw",
+    "timm:NAME",
+    "tfds:NAME",
+    "cifar100-20:ROOT",
+    "folder:PATH",
+    "--resume",
+    "--official-layout",
+    "--half",
+  ):
     assert word in text, word
 
 
 def test_image_folder_to_a_hume_result(digit_folder, tmp_path):
   """The README's path: a folder of images -> two representations -> python -m hume_jax.train."""
   from hume_jax import train
+
   phi1, phi2 = str(tmp_path / "eff.npz"), str(tmp_path / "nsfw.npz")
   common = ["--dataset", f"folder:{digit_folder}", "--quiet"]
   assert cli.main(common + ["--model", "efficientnet_lite0", "--image-size", "112", "--out", phi1]) == 0
@@ -58,9 +72,29 @@ def test_image_folder_to_a_hume_result(digit_folder, tmp_path):
   assert meta["model"] == "open_nsfw" and meta["dim"] == 1024
   assert meta["class_names"] == ["digit_0", "digit_1", "digit_2"]
   assert "JPEG round trip" in meta["preprocessing"] and meta["versions"]["torch"]
-  res = train.main(["--phi1", phi1, "--phi2", phi2, "--labels", f"{phi2}:labels", "--k", "3", "--num-iters", "30",
-                    "--num-subsets", "4", "--subset-size", "80", "--out", str(tmp_path / "run"), "--quiet",
-                    "--no-plots", "--no-baselines"])
+  res = train.main(
+    [
+      "--phi1",
+      phi1,
+      "--phi2",
+      phi2,
+      "--labels",
+      f"{phi2}:labels",
+      "--k",
+      "3",
+      "--num-iters",
+      "30",
+      "--num-subsets",
+      "4",
+      "--subset-size",
+      "80",
+      "--out",
+      str(tmp_path / "run"),
+      "--quiet",
+      "--no-plots",
+      "--no-baselines",
+    ]
+  )
   assert res["splits"]["train"]["acc"] > 0.75  # digits 0/1/2 told apart without labels (seeds 1-3: 82-91%)
 
 
@@ -125,8 +159,27 @@ def test_existing_output_is_kept(digit_folder, tmp_path):
 
 def test_official_layout(digit_folder, tmp_path):
   root = tmp_path / "hume_data"
-  assert cli.main(["--dataset", f"folder:{digit_folder}", "--split", "train+test", "--out", str(tmp_path / "a.npz"),
-                   "--official-layout", str(root), "--layout-name", "digits", "--l2", "--limit", "10"] + FAST) == 0
+  assert (
+    cli.main(
+      [
+        "--dataset",
+        f"folder:{digit_folder}",
+        "--split",
+        "train+test",
+        "--out",
+        str(tmp_path / "a.npz"),
+        "--official-layout",
+        str(root),
+        "--layout-name",
+        "digits",
+        "--l2",
+        "--limit",
+        "10",
+      ]
+      + FAST
+    )
+    == 0
+  )
   rep = root / "representations" / "efficientnet_lite0"
   assert sorted(os.listdir(rep)) == ["digitstraintest.npy", "digitstraintest_l2.npy"]
   x, x_l2 = np.load(rep / "digitstraintest.npy"), np.load(rep / "digitstraintest_l2.npy")
@@ -140,8 +193,12 @@ def test_official_layout(digit_folder, tmp_path):
 def test_tfds_end_to_end_with_mock_data(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
-    assert cli.main(["--dataset", "tfds:cifar10", "--split", "test", "--out", str(tmp_path / "c.npz"),
-                     "--batch-size", "4"] + FAST) == 0
+    assert (
+      cli.main(
+        ["--dataset", "tfds:cifar10", "--split", "test", "--out", str(tmp_path / "c.npz"), "--batch-size", "4"] + FAST
+      )
+      == 0
+    )
   f = np.load(tmp_path / "c.npz")
   assert f["features"].shape == (8, 1280) and f["labels"].shape == (8,)
   assert json.loads(str(f["meta"]))["dataset"] == "tfds:cifar10"
@@ -149,6 +206,7 @@ def test_tfds_end_to_end_with_mock_data(tmp_path):
 
 def test_hume_reads_the_features_of_an_extraction_file(tmp_path):
   from hume_jax.data import load_array
+
   np.savez(tmp_path / "e.npz", features=np.ones((3, 2), np.float32), labels=np.arange(3), meta=np.array("{}"))
   assert load_array(str(tmp_path / "e.npz"), "--phi1").shape == (3, 2)
   assert load_array(f"{tmp_path / 'e.npz'}:labels", "--labels").tolist() == [0, 1, 2]
@@ -160,12 +218,30 @@ def test_real_sigint_then_resume(tmp_path):
   import subprocess
   import sys
   import time
+
   from sklearn.datasets import load_digits
+
   images = np.repeat((load_digits().images[:600] * 255 / 16).astype(np.uint8), 4, axis=1).repeat(4, axis=2)
   np.save(tmp_path / "digits.npy", images)  # 600 images, 32x32
   out = str(tmp_path / "f.npz")
-  args = [sys.executable, "-m", "extract_torch", "--dataset", f"npy:{tmp_path / 'digits.npy'}", "--out", out,
-          "--chunk-size", "32", "--batch-size", "32", "--model", "efficientnet_lite0", "--image-size", "112", "--quiet"]
+  args = [
+    sys.executable,
+    "-m",
+    "extract_torch",
+    "--dataset",
+    f"npy:{tmp_path / 'digits.npy'}",
+    "--out",
+    out,
+    "--chunk-size",
+    "32",
+    "--batch-size",
+    "32",
+    "--model",
+    "efficientnet_lite0",
+    "--image-size",
+    "112",
+    "--quiet",
+  ]
   proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   first = os.path.join(out + ".partial", "chunk_000000.npy")
   deadline = time.time() + 120
@@ -179,7 +255,14 @@ def test_real_sigint_then_resume(tmp_path):
   assert 1 <= len(done) < 19  # some, not all, of the 19 chunks
   res = subprocess.run(args + ["--resume"], capture_output=True, text=True)
   assert res.returncode == 0, res.stderr[-1500:]
-  whole = run_extraction(open_dataset(f"npy:{tmp_path / 'digits.npy'}"), build_model("efficientnet_lite0", image_size=112),
-                         str(tmp_path / "whole.npz"), dataset=f"npy:{tmp_path / 'digits.npy'}", split="train",
-                         batch_size=32, chunk_size=32, progress=False)
+  whole = run_extraction(
+    open_dataset(f"npy:{tmp_path / 'digits.npy'}"),
+    build_model("efficientnet_lite0", image_size=112),
+    str(tmp_path / "whole.npz"),
+    dataset=f"npy:{tmp_path / 'digits.npy'}",
+    split="train",
+    batch_size=32,
+    chunk_size=32,
+    progress=False,
+  )
   np.testing.assert_array_equal(np.load(out)["features"], whole["features"])

@@ -6,8 +6,14 @@ import pickle
 import numpy as np
 import pytest
 
-from extract_torch.datasets import (CIFAR100_COARSE, CIFAR100_SUPERCLASSES, _array_source, cifar100_to_20,
-                                    concat_sources, open_dataset)
+from extract_torch.datasets import (
+  CIFAR100_COARSE,
+  CIFAR100_SUPERCLASSES,
+  _array_source,
+  cifar100_to_20,
+  concat_sources,
+  open_dataset,
+)
 
 
 def _rgb(i, h=32, w=32):
@@ -23,8 +29,10 @@ def _write_cifar(root, kind, n_per_batch=4):
     files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for j, f in enumerate(files):
       imgs = np.stack([_rgb(j * n_per_batch + i) for i in range(n_per_batch)])
-      batch = {"data": imgs.transpose(0, 3, 1, 2).reshape(n_per_batch, -1),
-               "labels": list(rng.integers(0, 10, n_per_batch))}
+      batch = {
+        "data": imgs.transpose(0, 3, 1, 2).reshape(n_per_batch, -1),
+        "labels": list(rng.integers(0, 10, n_per_batch)),
+      }
       with open(d / f, "wb") as fh:
         pickle.dump(batch, fh)
   else:
@@ -33,8 +41,11 @@ def _write_cifar(root, kind, n_per_batch=4):
     for f, n in (("train", 10), ("test", 6)):
       fine = rng.integers(0, 100, n)
       imgs = np.stack([_rgb(i) for i in range(n)])
-      batch = {"data": imgs.transpose(0, 3, 1, 2).reshape(n, -1), "fine_labels": list(fine),
-               "coarse_labels": list(CIFAR100_COARSE[fine])}
+      batch = {
+        "data": imgs.transpose(0, 3, 1, 2).reshape(n, -1),
+        "fine_labels": list(fine),
+        "coarse_labels": list(CIFAR100_COARSE[fine]),
+      }
       with open(d / f, "wb") as fh:
         pickle.dump(batch, fh)
 
@@ -67,10 +78,26 @@ def test_cifar100_20_labels_are_the_superclasses(tmp_path):
 
 def test_cifar100_superclass_table():
   assert np.bincount(CIFAR100_COARSE).tolist() == [5] * 20  # 5 fine classes in each superclass
-  fine_names = {0: "apple", 1: "aquarium_fish", 2: "baby", 3: "bear", 8: "bicycle", 47: "maple_tree",
-                58: "pickup_truck", 99: "worm"}
-  expected = {0: "fruit_and_vegetables", 1: "fish", 2: "people", 3: "large_carnivores", 8: "vehicles_1",
-              47: "trees", 58: "vehicles_1", 99: "non-insect_invertebrates"}
+  fine_names = {
+    0: "apple",
+    1: "aquarium_fish",
+    2: "baby",
+    3: "bear",
+    8: "bicycle",
+    47: "maple_tree",
+    58: "pickup_truck",
+    99: "worm",
+  }
+  expected = {
+    0: "fruit_and_vegetables",
+    1: "fish",
+    2: "people",
+    3: "large_carnivores",
+    8: "vehicles_1",
+    47: "trees",
+    58: "vehicles_1",
+    99: "non-insect_invertebrates",
+  }
   for i in fine_names:
     assert CIFAR100_SUPERCLASSES[cifar100_to_20(np.array([i]))[0]] == expected[i], fine_names[i]
   with pytest.raises(ValueError, match="0..99"):
@@ -81,26 +108,26 @@ def test_cifar100_superclass_table():
 # Toronto), written independently of CIFAR100_COARSE: superclass -> its five classes. Both the
 # fine and the coarse label numbers of cifar-100-python are the alphabetical order of the names.
 PUBLISHED_SUPERCLASSES = {
-    "aquatic_mammals": ["beaver", "dolphin", "otter", "seal", "whale"],
-    "fish": ["aquarium_fish", "flatfish", "ray", "shark", "trout"],
-    "flowers": ["orchid", "poppy", "rose", "sunflower", "tulip"],
-    "food_containers": ["bottle", "bowl", "can", "cup", "plate"],
-    "fruit_and_vegetables": ["apple", "mushroom", "orange", "pear", "sweet_pepper"],
-    "household_electrical_devices": ["clock", "keyboard", "lamp", "telephone", "television"],
-    "household_furniture": ["bed", "chair", "couch", "table", "wardrobe"],
-    "insects": ["bee", "beetle", "butterfly", "caterpillar", "cockroach"],
-    "large_carnivores": ["bear", "leopard", "lion", "tiger", "wolf"],
-    "large_man-made_outdoor_things": ["bridge", "castle", "house", "road", "skyscraper"],
-    "large_natural_outdoor_scenes": ["cloud", "forest", "mountain", "plain", "sea"],
-    "large_omnivores_and_herbivores": ["camel", "cattle", "chimpanzee", "elephant", "kangaroo"],
-    "medium_mammals": ["fox", "porcupine", "possum", "raccoon", "skunk"],
-    "non-insect_invertebrates": ["crab", "lobster", "snail", "spider", "worm"],
-    "people": ["baby", "boy", "girl", "man", "woman"],
-    "reptiles": ["crocodile", "dinosaur", "lizard", "snake", "turtle"],
-    "small_mammals": ["hamster", "mouse", "rabbit", "shrew", "squirrel"],
-    "trees": ["maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"],
-    "vehicles_1": ["bicycle", "bus", "motorcycle", "pickup_truck", "train"],
-    "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
+  "aquatic_mammals": ["beaver", "dolphin", "otter", "seal", "whale"],
+  "fish": ["aquarium_fish", "flatfish", "ray", "shark", "trout"],
+  "flowers": ["orchid", "poppy", "rose", "sunflower", "tulip"],
+  "food_containers": ["bottle", "bowl", "can", "cup", "plate"],
+  "fruit_and_vegetables": ["apple", "mushroom", "orange", "pear", "sweet_pepper"],
+  "household_electrical_devices": ["clock", "keyboard", "lamp", "telephone", "television"],
+  "household_furniture": ["bed", "chair", "couch", "table", "wardrobe"],
+  "insects": ["bee", "beetle", "butterfly", "caterpillar", "cockroach"],
+  "large_carnivores": ["bear", "leopard", "lion", "tiger", "wolf"],
+  "large_man-made_outdoor_things": ["bridge", "castle", "house", "road", "skyscraper"],
+  "large_natural_outdoor_scenes": ["cloud", "forest", "mountain", "plain", "sea"],
+  "large_omnivores_and_herbivores": ["camel", "cattle", "chimpanzee", "elephant", "kangaroo"],
+  "medium_mammals": ["fox", "porcupine", "possum", "raccoon", "skunk"],
+  "non-insect_invertebrates": ["crab", "lobster", "snail", "spider", "worm"],
+  "people": ["baby", "boy", "girl", "man", "woman"],
+  "reptiles": ["crocodile", "dinosaur", "lizard", "snake", "turtle"],
+  "small_mammals": ["hamster", "mouse", "rabbit", "shrew", "squirrel"],
+  "trees": ["maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"],
+  "vehicles_1": ["bicycle", "bus", "motorcycle", "pickup_truck", "train"],
+  "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
 }
 
 
@@ -131,6 +158,7 @@ def test_stl10_binary(tmp_path):
 
 def test_image_folder_with_classes_flat_and_mixed(tmp_path):
   from PIL import Image
+
   for c, n in (("cat", 2), ("dog", 3)):
     (tmp_path / "labeled" / c).mkdir(parents=True)
     for i in range(n):
@@ -158,8 +186,9 @@ def test_idx_and_npy(tmp_path):
   imgs = np.random.default_rng(0).integers(0, 256, (4, 28, 28)).astype(np.uint8)
   for stem, arr, magic in (("t10k-images-idx3-ubyte", imgs, 2051), ("t10k-labels-idx1-ubyte", np.arange(4), 2049)):
     with gzip.open(tmp_path / f"{stem}.gz", "wb") as f:
-      f.write(magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
-              + arr.astype(np.uint8).tobytes())
+      f.write(
+        magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape) + arr.astype(np.uint8).tobytes()
+      )
   src = open_dataset(f"mnist:{tmp_path}", "test")
   np.testing.assert_array_equal(src.get(2), imgs[2])
   np.testing.assert_array_equal(src.labels, np.arange(4))

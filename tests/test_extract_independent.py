@@ -42,6 +42,7 @@ def _randomize(model, seed: int):
 def _images(n: int, size: int, seed: int = 0) -> torch.Tensor:
   """Normalised images ``[n, 3, size, size]``: a real photo's crop and noise."""
   from sklearn.datasets import load_sample_images
+
   photo = torch.tensor(load_sample_images().images[1][:, :427], dtype=torch.float32).permute(2, 0, 1) / 255
   photo = torch.nn.functional.interpolate(photo[None], size=(size, size), mode="bilinear")[0]
   noise = torch.rand((n - 1, 3, size, size), generator=torch.Generator().manual_seed(seed))
@@ -60,12 +61,17 @@ def _close(ours: torch.Tensor, theirs: torch.Tensor):
 # DINOv2: transformers' Dinov2Model -> facebookresearch/dinov2 hub keys
 # ---------------------------------------------------------------------------
 
+
 def _dinov2_to_official(sd: dict, depth: int) -> dict:
-  out = {"cls_token": sd["embeddings.cls_token"], "mask_token": sd["embeddings.mask_token"],
-         "pos_embed": sd["embeddings.position_embeddings"],
-         "patch_embed.proj.weight": sd["embeddings.patch_embeddings.projection.weight"],
-         "patch_embed.proj.bias": sd["embeddings.patch_embeddings.projection.bias"],
-         "norm.weight": sd["layernorm.weight"], "norm.bias": sd["layernorm.bias"]}
+  out = {
+    "cls_token": sd["embeddings.cls_token"],
+    "mask_token": sd["embeddings.mask_token"],
+    "pos_embed": sd["embeddings.position_embeddings"],
+    "patch_embed.proj.weight": sd["embeddings.patch_embeddings.projection.weight"],
+    "patch_embed.proj.bias": sd["embeddings.patch_embeddings.projection.bias"],
+    "norm.weight": sd["layernorm.weight"],
+    "norm.bias": sd["layernorm.bias"],
+  }
   for i in range(depth):
     h, o = f"encoder.layer.{i}.", f"blocks.{i}."
     att = h + "attention."
@@ -83,9 +89,17 @@ def _dinov2_to_official(sd: dict, depth: int) -> dict:
 def dinov2_pair():
   """ViT-S/14 as the hub builds it (518 px position grid), and the same weights in ``transformers``."""
   dim, depth, heads, _ = A.DINOV2_ARCHS["vits14"]
-  config = transformers.Dinov2Config(hidden_size=dim, num_hidden_layers=depth, num_attention_heads=heads,
-                                     mlp_ratio=4, image_size=518, patch_size=14, layerscale_value=1.0,
-                                     layer_norm_eps=1e-6, hidden_act="gelu")
+  config = transformers.Dinov2Config(
+    hidden_size=dim,
+    num_hidden_layers=depth,
+    num_attention_heads=heads,
+    mlp_ratio=4,
+    image_size=518,
+    patch_size=14,
+    layerscale_value=1.0,
+    layer_norm_eps=1e-6,
+    hidden_act="gelu",
+  )
   theirs = _randomize(transformers.Dinov2Model(config), seed=1)
   ours = A.DinoVisionTransformer("vits14").eval()
   ours.load_state_dict(_dinov2_to_official(theirs.state_dict(), depth), strict=True)
@@ -103,6 +117,7 @@ def _hub_interpolation(monkeypatch):
     if size is not None and x.shape[-1] == 37:
       return interpolate(x, scale_factor=tuple((g + 0.1) / 37 for g in size), **kw)
     return interpolate(x, size=size, scale_factor=scale_factor, **kw)
+
   monkeypatch.setattr(torch.nn.functional, "interpolate", hub)
 
 
@@ -129,12 +144,15 @@ def test_dinov2_class_token_equals_transformers_at_224_px(dinov2_pair, monkeypat
 # CLIP: transformers' CLIPVisionModelWithProjection -> OpenAI CLIP ``visual.*`` keys
 # ---------------------------------------------------------------------------
 
+
 def _clip_to_official(sd: dict, layers: int) -> dict:
   v = "vision_model."
-  out = {"class_embedding": sd[v + "embeddings.class_embedding"],
-         "conv1.weight": sd[v + "embeddings.patch_embedding.weight"],
-         "positional_embedding": sd[v + "embeddings.position_embedding.weight"],
-         "proj": sd["visual_projection.weight"].T}
+  out = {
+    "class_embedding": sd[v + "embeddings.class_embedding"],
+    "conv1.weight": sd[v + "embeddings.patch_embedding.weight"],
+    "positional_embedding": sd[v + "embeddings.position_embedding.weight"],
+    "proj": sd["visual_projection.weight"].T,
+  }
   for p in ("weight", "bias"):
     out[f"ln_pre.{p}"] = sd[v + f"pre_layrnorm.{p}"]
     out[f"ln_post.{p}"] = sd[v + f"post_layernorm.{p}"]
@@ -152,9 +170,17 @@ def _clip_to_official(sd: dict, layers: int) -> dict:
 
 def test_clip_image_embedding_equals_transformers():
   patch, width, layers, heads, out_dim = A.CLIP_ARCHS["ViT-B/32"]
-  config = transformers.CLIPVisionConfig(hidden_size=width, intermediate_size=4 * width, num_hidden_layers=layers,
-                                         num_attention_heads=heads, image_size=224, patch_size=patch,
-                                         projection_dim=out_dim, hidden_act="quick_gelu", layer_norm_eps=1e-5)
+  config = transformers.CLIPVisionConfig(
+    hidden_size=width,
+    intermediate_size=4 * width,
+    num_hidden_layers=layers,
+    num_attention_heads=heads,
+    image_size=224,
+    patch_size=patch,
+    projection_dim=out_dim,
+    hidden_act="quick_gelu",
+    layer_norm_eps=1e-5,
+  )
   theirs = _randomize(transformers.CLIPVisionModelWithProjection(config), seed=2)
   ours = A.ClipVisionTransformer("ViT-B/32").eval()
   ours.load_state_dict(_clip_to_official(theirs.state_dict(), layers), strict=True)
@@ -166,6 +192,7 @@ def test_clip_image_embedding_equals_transformers():
 # ---------------------------------------------------------------------------
 # ResNet-50: transformers' ResNetModel (v1.5) -> torchvision keys
 # ---------------------------------------------------------------------------
+
 
 def _resnet_to_official(sd: dict, depths: tuple[int, ...]) -> dict:
   def conv_bn(src: str, conv: str, bn: str) -> dict:
@@ -187,8 +214,13 @@ def _resnet_to_official(sd: dict, depths: tuple[int, ...]) -> dict:
 
 def test_resnet50_pooled_features_equal_transformers():
   depths = (3, 4, 6, 3)
-  config = transformers.ResNetConfig(depths=list(depths), hidden_sizes=[256, 512, 1024, 2048], layer_type="bottleneck",
-                                     downsample_in_first_stage=False, downsample_in_bottleneck=False)
+  config = transformers.ResNetConfig(
+    depths=list(depths),
+    hidden_sizes=[256, 512, 1024, 2048],
+    layer_type="bottleneck",
+    downsample_in_first_stage=False,
+    downsample_in_bottleneck=False,
+  )
   theirs = _randomize(transformers.ResNetModel(config), seed=3)
   ours = A.ResNet(num_classes=None).eval()
   ours.load_state_dict(_resnet_to_official(theirs.state_dict(), depths), strict=True)
@@ -201,6 +233,7 @@ def test_resnet50_pooled_features_equal_transformers():
 # Preprocessing: transformers' PIL image processors with the authors' settings
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("entry", ["_CLIP", "_DINOV2", "_IMAGENET"])
 def test_preprocessing_equals_transformers_image_processors(entry):
   """The same resize-shorter-side, centre-crop and standardisation, from ``transformers``' PIL
@@ -211,12 +244,18 @@ def test_preprocessing_equals_transformers_image_processors(entry):
   from transformers.image_utils import PILImageResampling
 
   from extract_torch import models
+
   pre = getattr(models, entry)
   image = load_sample_images().images[1][:400, :600]
   cls = getattr(transformers, "BitImageProcessorPil", None) or transformers.BitImageProcessor
-  processor = cls(size={"shortest_edge": pre.resize}, crop_size={"height": pre.crop, "width": pre.crop},
-                  resample=PILImageResampling.BICUBIC if pre.interpolation == "bicubic" else PILImageResampling.BILINEAR,
-                  image_mean=list(pre.mean), image_std=list(pre.std), do_convert_rgb=True)
+  processor = cls(
+    size={"shortest_edge": pre.resize},
+    crop_size={"height": pre.crop, "width": pre.crop},
+    resample=PILImageResampling.BICUBIC if pre.interpolation == "bicubic" else PILImageResampling.BILINEAR,
+    image_mean=list(pre.mean),
+    image_std=list(pre.std),
+    do_convert_rgb=True,
+  )
   theirs = processor(images=image, return_tensors="np")["pixel_values"][0]
   np.testing.assert_allclose(pre(image), theirs, atol=1e-6, rtol=0)
 
@@ -226,6 +265,7 @@ def test_clip_preprocessing_equals_transformers_clip_defaults():
   from sklearn.datasets import load_sample_images
 
   from extract_torch.models import _CLIP
+
   image = load_sample_images().images[1][:400, :600]
   cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
   theirs = cls()(images=image, return_tensors="np")["pixel_values"][0]

@@ -15,6 +15,7 @@ TORCH_MODELS = [m for m in MODELS if m not in ("efficientnet_lite0", "open_nsfw"
 
 def _photo():
   from sklearn.datasets import load_sample_images
+
   return load_sample_images().images[1][None]  # flower.jpg, [1, 427, 640, 3] uint8
 
 
@@ -34,7 +35,9 @@ def test_vit_giant_on_the_meta_device():
   assert out.shape == (2, MODELS["dinov2_vitg14"].dim)
 
 
-@pytest.mark.parametrize("make, published", [
+@pytest.mark.parametrize(
+  "make, published",
+  [
     # Parameter counts published with the official models (torchvision's model tables,
     # the DINOv2 hub models, CLIP's image towers).
     (lambda: A.ResNet(), 25_557_032),
@@ -45,7 +48,8 @@ def test_vit_giant_on_the_meta_device():
     (lambda: A.DinoVisionTransformer("vitg14"), 1_136_480_768),
     (lambda: A.ClipVisionTransformer("ViT-B/32"), 87_849_216),
     (lambda: A.ClipVisionTransformer("ViT-L/14"), 303_966_208),
-])
+  ],
+)
 def test_parameter_counts_match_the_official_models(make, published):
   with torch.device("meta"):
     net = make()
@@ -57,8 +61,14 @@ def test_dinov2_keys_are_the_hub_checkpoint_keys():
     sd = A.DinoVisionTransformer("vits14").state_dict()
   assert sd["pos_embed"].shape == (1, 37 * 37 + 1, 384)  # hub models are built at img_size 518
   assert sd["patch_embed.proj.weight"].shape == (384, 3, 14, 14)
-  assert {"cls_token", "mask_token", "norm.weight", "blocks.11.ls2.gamma", "blocks.0.attn.qkv.weight",
-          "blocks.0.mlp.fc1.weight"} <= set(sd)
+  assert {
+    "cls_token",
+    "mask_token",
+    "norm.weight",
+    "blocks.11.ls2.gamma",
+    "blocks.0.attn.qkv.weight",
+    "blocks.0.mlp.fc1.weight",
+  } <= set(sd)
   with torch.device("meta"):
     g = A.DinoVisionTransformer("vitg14").state_dict()
   assert g["blocks.39.mlp.w12.weight"].shape == (2 * 4096, 1536) and g["blocks.0.mlp.w3.weight"].shape == (1536, 4096)
@@ -73,8 +83,13 @@ def test_moco_checkpoint_loads_from_a_local_file(tmp_path):
       m.running_mean.uniform_(-0.1, 0.1)
       m.running_var.uniform_(0.5, 1.5)
   state = {f"module.encoder_q.{k}": v for k, v in net.state_dict().items()}
-  state.update({"module.encoder_q.fc.0.weight": torch.zeros(2048, 2048), "module.encoder_q.fc.2.weight":
-                torch.zeros(128, 2048), "module.encoder_k.conv1.weight": torch.zeros(64, 3, 7, 7)})
+  state.update(
+    {
+      "module.encoder_q.fc.0.weight": torch.zeros(2048, 2048),
+      "module.encoder_q.fc.2.weight": torch.zeros(128, 2048),
+      "module.encoder_k.conv1.weight": torch.zeros(64, 3, 7, 7),
+    }
+  )
   path = tmp_path / "moco.pth.tar"
   torch.save({"epoch": 800, "arch": "resnet50", "state_dict": state, "optimizer": {"state": {}}}, path)
   extractor = build_model("moco_v2_resnet50", weights=str(path))
@@ -135,6 +150,7 @@ def test_bad_model_and_device_requests():
 def test_preprocessing_geometry_in_closed_form():
   """Shorter side to `resize`, centre crop with torchvision's rounding, per-channel standardisation."""
   from PIL import Image
+
   w, h = 640, 427
   img = np.zeros((h, w, 3), np.uint8)
   img[..., 0] = (np.arange(w) * 255 // (w - 1))[None, :]  # red grows with x
@@ -144,19 +160,22 @@ def test_preprocessing_geometry_in_closed_form():
   c = center_crop(r, 224)
   assert c.size == (224, 224)
   left = int(round((383 - 224) / 2.0))
-  np.testing.assert_array_equal(np.asarray(c), np.asarray(r)[16:240, left:left + 224])
+  np.testing.assert_array_equal(np.asarray(c), np.asarray(r)[16:240, left : left + 224])
   x = Preprocess(256, 224, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))(img)
   assert x.shape == (3, 224, 224) and x.dtype == np.float32
   np.testing.assert_allclose(x[1], (0 / 255 - 0.5) / 0.25)
   np.testing.assert_allclose(x[0], (np.asarray(c)[..., 0] / 255 - 0.5) / 0.25, atol=1e-6)
   grey = Preprocess(32, 32)(np.full((32, 32), 255, np.uint8))  # grey arrays become RGB
-  np.testing.assert_allclose(grey[:, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    grey[:, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]), rtol=1e-6
+  )
 
 
 def test_download_cache_checks_the_hash_in_the_url(tmp_path, monkeypatch):
   import hashlib
+
   from extract_torch.weights import download
+
   monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
   (tmp_path / "checkpoints").mkdir()
   payload = b"weights"
@@ -177,6 +196,7 @@ def test_timm_entry_wires_weights_and_preprocessing(monkeypatch):
   module checks how its API is called and how its data config becomes preprocessing."""
   import sys
   import types
+
   calls = {}
 
   def create_model(name, pretrained, **kwargs):
@@ -185,9 +205,15 @@ def test_timm_entry_wires_weights_and_preprocessing(monkeypatch):
     net.num_features = 7
     return net
 
-  data = types.SimpleNamespace(resolve_data_config=lambda args, model: {
-      "input_size": (3, 160, 160), "interpolation": "bicubic", "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-      "crop_pct": 0.8})
+  data = types.SimpleNamespace(
+    resolve_data_config=lambda args, model: {
+      "input_size": (3, 160, 160),
+      "interpolation": "bicubic",
+      "mean": (0.5, 0.5, 0.5),
+      "std": (0.5, 0.5, 0.5),
+      "crop_pct": 0.8,
+    }
+  )
   monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model, data=data))
   extractor = build_model("timm:convnext_tiny", weights="random")
   assert calls == {"name": "convnext_tiny", "pretrained": False, "num_classes": 0}

@@ -19,8 +19,17 @@ def planted(n=600, k=4, seed=0):
   return phi1 / np.linalg.norm(phi1, axis=1, keepdims=True), phi2, y
 
 
-CFG = HumeConfig(k=4, num_iters=60, num_subsets=4, subset_size=300, adaptation_steps=30, inner_lr=0.05,
-                 outer_lr=0.01, milestones=(40, 50), seed=0)
+CFG = HumeConfig(
+  k=4,
+  num_iters=60,
+  num_subsets=4,
+  subset_size=300,
+  adaptation_steps=30,
+  inner_lr=0.05,
+  outer_lr=0.01,
+  milestones=(40, 50),
+  seed=0,
+)
 
 
 def test_recovers_planted_labels():
@@ -48,9 +57,11 @@ def test_runs_differing_in_seed_or_length_share_one_compile():
   """The step does not read ``seed`` or ``num_iters``: a second run with other values of
   both (e.g. fit_auto's starts, seeds run one after another) compiles nothing."""
   import jax
+
   compiles = []
   jax.monitoring.register_event_duration_secs_listener(
-      lambda event, _, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None)
+    lambda event, _, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None
+  )
   phi1, phi2, _ = planted()
   cfg = dataclasses.replace(CFG, num_iters=3, tau=0.123)  # settings no other test compiles
   first, _ = fit(phi1, phi2, cfg, progress=False)

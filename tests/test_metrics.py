@@ -11,6 +11,7 @@ def test_hungarian_accuracy_is_permutation_invariant():
   assert hm.hungarian_accuracy(np.array([2, 2, 0, 0, 1, 1, 0]), y) == pytest.approx(6 / 7)
   # brute force over all 3! matchings
   import itertools
+
   pred = np.random.default_rng(0).integers(0, 3, 50)
   yy = np.random.default_rng(1).integers(0, 3, 50)
   brute = max(np.mean(np.array(p)[pred] == yy) for p in itertools.permutations(range(3)))

@@ -9,10 +9,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import torch_reference as torch_hume  # noqa: E402  (benchmarks/ is on pytest's pythonpath)
+import torch_reference as torch_hume  # noqa: E402, I001  (benchmarks/ is on pytest's pythonpath)
 
-from hume_jax import (HumeConfig, TaskEncoder, draw_subsets, encoder_matrix, hume_loss, init_inner,
-                      init_state, outer_step)
+from hume_jax import HumeConfig, TaskEncoder, draw_subsets, encoder_matrix, hume_loss  # noqa: E402
+from hume_jax import init_inner, init_state, outer_step  # noqa: E402
 
 N, D1, D2, K = 120, 12, 16, 4
 S, M = 3, 60
@@ -40,14 +40,12 @@ def _torch_encoder(seed=0):
 
 def _to_jax(enc) -> TaskEncoder:
   p = enc.parametrizations.weight
-  return TaskEncoder(raw=jnp.asarray(p.original.detach().numpy().T),
-                     base=jnp.asarray(p[0].base.numpy()))
+  return TaskEncoder(raw=jnp.asarray(p.original.detach().numpy().T), base=jnp.asarray(p[0].base.numpy()))
 
 
 def _inits(key):
   w0 = init_inner(key, S, D2, K, jnp.float64)
-  torch_inits = [(torch.from_numpy(np.array(w0.W[s]).T.copy()), torch.from_numpy(np.array(w0.b[s])))
-                 for s in range(S)]
+  torch_inits = [(torch.from_numpy(np.array(w0.W[s]).T.copy()), torch.from_numpy(np.array(w0.b[s]))) for s in range(S)]
   return w0, torch_inits
 
 
@@ -68,16 +66,18 @@ def test_loss_and_hypergradient_match_torch(steps, tau):
   w0, torch_inits = _inits(key_init)
   kw = dict(tau=tau, inner_lr=0.5, steps=steps, H_reg=10.0)
 
-  loss_t = torch_hume.hume_loss(enc, torch.from_numpy(phi1), torch.from_numpy(phi2),
-                                torch.from_numpy(np.array(subsets)), N_TRAIN, torch_inits, **kw)
+  loss_t = torch_hume.hume_loss(
+    enc, torch.from_numpy(phi1), torch.from_numpy(phi2), torch.from_numpy(np.array(subsets)), N_TRAIN, torch_inits, **kw
+  )
   loss_t.backward()
   grad_t = enc.parametrizations.weight.original.grad.numpy().T
 
   params = _to_jax(enc)
 
   def loss_fn(raw):
-    return hume_loss(params._replace(raw=raw), jnp.asarray(phi1), jnp.asarray(phi2), subsets, w0,
-                     n_train=N_TRAIN, **kw)[0]
+    return hume_loss(
+      params._replace(raw=raw), jnp.asarray(phi1), jnp.asarray(phi2), subsets, w0, n_train=N_TRAIN, **kw
+    )[0]
 
   loss_j, grad_j = jax.value_and_grad(loss_fn)(params.raw)
   np.testing.assert_allclose(float(loss_j), loss_t.item(), rtol=1e-12)  # float64 rounding, not a tolerance
@@ -92,8 +92,17 @@ def test_loss_and_hypergradient_match_torch(steps, tau):
 def test_outer_iterations_match_torch(rand_init):
   """Six outer iterations crossing two annealing milestones give the same encoder."""
   phi1, phi2 = _data(1)
-  cfg = HumeConfig(k=K, num_subsets=S, subset_size=M, adaptation_steps=5, inner_lr=0.5,
-                   outer_lr=0.05, milestones=(2, 4), rand_init=rand_init, seed=3)
+  cfg = HumeConfig(
+    k=K,
+    num_subsets=S,
+    subset_size=M,
+    adaptation_steps=5,
+    inner_lr=0.5,
+    outer_lr=0.05,
+    milestones=(2, 4),
+    rand_init=rand_init,
+    seed=3,
+  )
   state = init_state(jax.random.PRNGKey(cfg.seed), cfg, D1, D2, jnp.float64)
   enc = torch_hume.make_task_encoder(D1, K).double()
   p = enc.parametrizations.weight
@@ -115,9 +124,19 @@ def test_outer_iterations_match_torch(rand_init):
   for _ in range(6):
     state, _ = step(state, jnp.asarray(phi1), jnp.asarray(phi2))
 
-  torch_hume.train(enc, torch.from_numpy(phi1), torch.from_numpy(phi2), batches, N_TRAIN,
-                   outer_lr=cfg.outer_lr, tau=cfg.tau, inner_lr=cfg.inner_lr,
-                   steps=cfg.adaptation_steps, H_reg=cfg.H_reg, milestones=cfg.milestones)
+  torch_hume.train(
+    enc,
+    torch.from_numpy(phi1),
+    torch.from_numpy(phi2),
+    batches,
+    N_TRAIN,
+    outer_lr=cfg.outer_lr,
+    tau=cfg.tau,
+    inner_lr=cfg.inner_lr,
+    steps=cfg.adaptation_steps,
+    H_reg=cfg.H_reg,
+    milestones=cfg.milestones,
+  )
   E_t = enc.weight.detach().numpy()
   E_j = np.asarray(encoder_matrix(state.encoder))
   E_0 = np.asarray(state.encoder.base[:, :K].T)

@@ -8,12 +8,31 @@ import time
 
 import numpy as np
 import pytest
-
-from hume_jax import checkpoint, train
 from test_fit import planted
 
-SMALL = ["--preset", "official", "--k", "4", "--num-subsets", "2", "--subset-size", "300", "--adaptation-steps", "10",
-         "--inner-lr", "0.05", "--outer-lr", "0.01", "--quiet", "--log-every", "5", "--seed", "7"]
+from hume_jax import checkpoint, train
+
+SMALL = [
+  "--preset",
+  "official",
+  "--k",
+  "4",
+  "--num-subsets",
+  "2",
+  "--subset-size",
+  "300",
+  "--adaptation-steps",
+  "10",
+  "--inner-lr",
+  "0.05",
+  "--outer-lr",
+  "0.01",
+  "--quiet",
+  "--log-every",
+  "5",
+  "--seed",
+  "7",
+]
 
 
 @pytest.fixture
@@ -55,8 +74,9 @@ def test_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path, monke
     train.main(files + SMALL + ["--num-iters", "20", "--out", out])
   train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--resume"])
   np.testing.assert_array_equal(_raw(out), _raw(full))
-  np.testing.assert_array_equal(np.load(os.path.join(out, "labels_train.npy")),
-                                np.load(os.path.join(full, "labels_train.npy")))
+  np.testing.assert_array_equal(
+    np.load(os.path.join(out, "labels_train.npy")), np.load(os.path.join(full, "labels_train.npy"))
+  )
   iterations = [int(line.split('"iteration": ')[1].split(",")[0]) for line in open(os.path.join(out, "log.jsonl"))]
   assert iterations == [5, 10, 15, 20]
 
@@ -99,9 +119,12 @@ def test_sigint_in_a_real_process_then_resume(files, tmp_path):
   assert step >= 5
   n = str(step + 5)
   # The resumed run and the uninterrupted one, side by side (independent processes).
-  runs = [subprocess.Popen(cmd + ["--num-iters", n, "--out", o] + extra, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True) for o, extra in ((out, ["--resume"]),
-                                                                                (str(tmp_path / "full"), []))]
+  runs = [
+    subprocess.Popen(
+      cmd + ["--num-iters", n, "--out", o] + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for o, extra in ((out, ["--resume"]), (str(tmp_path / "full"), []))
+  ]
   for p in runs:
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err[-2000:]
@@ -110,6 +133,7 @@ def test_sigint_in_a_real_process_then_resume(files, tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(files, tmp_path, monkeypatch):
   import jax.numpy as jnp
+
   from hume_jax import _fit as fit_module
 
   real_step = fit_module.outer_step_jit
@@ -120,8 +144,11 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(files, tmp_path, m
 
   monkeypatch.setattr(fit_module, "outer_step_jit", diverging_step)
   out = str(tmp_path / "nan")
-  with pytest.raises(SystemExit, match=r"(?s)non-finite HUME loss \(nan\) at iteration 7; the last finite "
-                     r"state checked is from iteration 6.*last good checkpoint: .*checkpoint.npz"):
+  with pytest.raises(
+    SystemExit,
+    match=r"(?s)non-finite HUME loss \(nan\) at iteration 7; the last finite "
+    r"state checked is from iteration 6.*last good checkpoint: .*checkpoint.npz",
+  ):
     train.main(files + SMALL + ["--num-iters", "20", "--out", out, "--checkpoint-every", "5", "--log-every", "1"])
   with np.load(os.path.join(out + ".partial", "checkpoint.npz")) as f:
     assert int(f[f"leaf_{list(f['names']).index('.step')}"]) == 5
@@ -129,8 +156,26 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(files, tmp_path, m
   assert not os.path.exists(out)
 
 
-TURTLE = ["--method", "turtle", "--k", "4", "--inner-lr", "0.05", "--outer-lr", "0.01", "--batch-size", "150",
-          "--inner-steps", "3", "--quiet", "--log-every", "5", "--seed", "7", "--no-plots"]
+TURTLE = [
+  "--method",
+  "turtle",
+  "--k",
+  "4",
+  "--inner-lr",
+  "0.05",
+  "--outer-lr",
+  "0.01",
+  "--batch-size",
+  "150",
+  "--inner-steps",
+  "3",
+  "--quiet",
+  "--log-every",
+  "5",
+  "--seed",
+  "7",
+  "--no-plots",
+]
 
 
 def test_turtle_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path, monkeypatch):

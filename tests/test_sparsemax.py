@@ -12,8 +12,9 @@ def test_closed_form():
   # z = (2, 1, -1): support {0} alone since 1 + 2*1 = 3 <= 2 + 1 -> [1, 0, 0]
   np.testing.assert_allclose(sparsemax(jnp.array([2.0, 1.0, -1.0])), [1.0, 0.0, 0.0])
   # z = (0.5, 0.3, 0.1): threshold t = (0.5 + 0.3 + 0.1 - 1) / 3 = -1/30 -> z - t
-  np.testing.assert_allclose(sparsemax(jnp.array([0.5, 0.3, 0.1])), [0.5 + 1 / 30, 0.3 + 1 / 30, 0.1 + 1 / 30],
-                             atol=1e-12)
+  np.testing.assert_allclose(
+    sparsemax(jnp.array([0.5, 0.3, 0.1])), [0.5 + 1 / 30, 0.3 + 1 / 30, 0.1 + 1 / 30], atol=1e-12
+  )
   # two-way tie in the support: t = (1 + 1 - 1) / 2 = 0.5
   np.testing.assert_allclose(sparsemax(jnp.array([1.0, 1.0, -3.0])), [0.5, 0.5, 0.0])
 

@@ -14,9 +14,10 @@ import sys
 import tempfile
 
 from hume_jax import runs
-from hume_jax.train.flags import (build_parser, check_flags_apply, check_method_flags,  # noqa: F401
-                                  resolve_config, turtle_config)
 from hume_jax.train import inputs, report
+from hume_jax.train.checks import check_flags_apply, check_method_flags
+from hume_jax.train.flags import build_parser
+from hume_jax.train.flags import resolve_config as resolve_config  # re-exported: the tests and users call it
 from hume_jax.workdir import Workdir, command, resume_command, versions
 
 DEFAULTS = {"budget": 600.0, "k_range": (2, 20), "k_seeds": 3, "checkpoint_every": 50, "log_every": 10}
@@ -46,11 +47,13 @@ def main(argv: list[str] | None = None) -> dict:
   _notes(args, mode, config, train, name)
   # -- plan -----------------------------------------------------------------------------------
   import jax
+
   report.banner(mode.method.name, name, train, val, f"{jax.devices()[0].platform} ({versions()['device']})")
   report.config_line(mode, config, args.budget)
   config = _memory_plan(args, mode, config, train)
   # -- run ------------------------------------------------------------------------------------
   from hume_jax.stopping import stop_on_signals
+
   with stop_on_signals() as stop:
     try:
       run, train, val, k_selection = _train(args, mode, config, train, val, wd, stop)
@@ -58,31 +61,50 @@ def main(argv: list[str] | None = None) -> dict:
     except KeyboardInterrupt:
       raise _interrupted(wd, stop, resume_command(argv, wd.out, out_given)) from None
     except (FloatingPointError, ValueError) as e:
-      kept = (f"\nlast good checkpoint: {wd.checkpoint}" if os.path.exists(wd.checkpoint) else "\nno checkpoint yet")
-      log = os.path.join(wd.partial, "log.jsonl")
-      raise SystemExit(f"error: {e}" + (f"{kept}; log: {log}" if isinstance(e, FloatingPointError) else "")) from None
+      raise _failed(wd, e) from None
   # -- write ----------------------------------------------------------------------------------
   results = runs.summarize(run, train, val)
   if k_selection is not None:
     results["k_selection"] = k_selection._asdict()
   table = _table_with_baselines(args, run, results, labeled, val or train)
-  record = {mode.method.name.lower(): dataclasses.asdict(run.config), "preset": mode.preset, "dataset": name,
-            "seeds": args.seeds, "inputs": {a: getattr(args, a) for a in ("phi1", "phi2", "labels", "phi1_val",
-                                                                          "phi2_val", "labels_val")},
-            "class_names": class_names, "normalize_phi1": args.normalize_phi1, "command": command(argv),
-            "versions": versions()}
+  record = _record(args, mode, run, name, class_names, argv)
   wd.write(run.arrays, run.preds, results, record)
   if args.plots:
-    report.plots(wd.partial, run, train, val, k_selection, images, class_names,
-                 report.entropy_max(mode.method, run.config.k))
+    report.plots(
+      wd.partial, run, train, val, k_selection, images, class_names, report.entropy_max(mode.method, run.config.k)
+    )
   wd.commit()
   # -- report ---------------------------------------------------------------------------------
   report.final(results, run.config.k, table, len((val or train)["phi1"]), wd.out)
   return results
 
 
+def _record(args, mode, run, name: str, class_names, argv) -> dict:
+  """``config.json``: every hyperparameter, the inputs, the command, the seed and the versions."""
+  return {
+    mode.method.name.lower(): dataclasses.asdict(run.config),
+    "preset": mode.preset,
+    "dataset": name,
+    "seeds": args.seeds,
+    "inputs": {a: getattr(args, a) for a in ("phi1", "phi2", "labels", "phi1_val", "phi2_val", "labels_val")},
+    "class_names": class_names,
+    "normalize_phi1": args.normalize_phi1,
+    "command": command(argv),
+    "versions": versions(),
+  }
+
+
+def _failed(wd: Workdir, e: Exception) -> SystemExit:
+  """A run that cannot go on: the reason, and for a diverged loss where the last good state is."""
+  if not isinstance(e, FloatingPointError):
+    return SystemExit(f"error: {e}")
+  kept = f"last good checkpoint: {wd.checkpoint}" if os.path.exists(wd.checkpoint) else "no checkpoint yet"
+  return SystemExit(f"error: {e}\n{kept}; log: {os.path.join(wd.partial, 'log.jsonl')}")
+
+
 def _start_distributed(args) -> None:
   import jax
+
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # for CPU devices; GPUs use NCCL
   jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   if jax.process_index() != 0:  # same computation, replicated results: only process 0 keeps them
@@ -93,11 +115,15 @@ def _start_distributed(args) -> None:
 def _notes(args, mode, config, train: dict, name: str) -> None:
   """What a user should know before a run that the flags do not say."""
   if args.k is None and name != "fashion_mnist":
-    print(f"note: --k not given: K = {config.k} classes (pass --k with your number of classes, or --k auto to "
-          "choose it from the data without labels)")
+    print(
+      f"note: --k not given: K = {config.k} classes (pass --k with your number of classes, or --k auto to "
+      "choose it from the data without labels)"
+    )
   if mode.method is runs.HUME_METHOD and config.subset_size > len(train["phi1"]):
-    print(f"note: subset size {config.subset_size} > n = {len(train['phi1'])}: each subset is all "
-          f"{len(train['phi1'])} rows (as the official code clips it)")
+    print(
+      f"note: subset size {config.subset_size} > n = {len(train['phi1'])}: each subset is all "
+      f"{len(train['phi1'])} rows (as the official code clips it)"
+    )
 
 
 def _memory_plan(args, mode, config, train):
@@ -106,22 +132,26 @@ def _memory_plan(args, mode, config, train):
   if mode.method is not runs.HUME_METHOD or mode.single_auto or given:
     return config
   from hume_jax.memory import device_memory_bytes, plan_memory
+
   budget = device_memory_bytes()
   # Plan the program that is compiled: --seeds vmaps a chunk of runs; --k auto vmaps --k-seeds
   # runs per K, the largest at the top of --k-range.
   runs_ = (args.seed_chunk or args.seeds) if args.seeds > 1 else (args.k_seeds if mode.k_auto else 1)
   largest = dataclasses.replace(config, k=args.k_range[1]) if mode.k_auto else config
   try:
-    planned, peak = plan_memory(largest, len(train["phi1"]), train["phi1"].shape[1], train["phi2"].shape[1],
-                                budget, runs=runs_)
+    planned, peak = plan_memory(
+      largest, len(train["phi1"]), train["phi1"].shape[1], train["phi2"].shape[1], budget, runs=runs_
+    )
   except MemoryError as e:
     raise SystemExit(f"error: {e}")
   planned = dataclasses.replace(planned, k=config.k)
   if planned == config:
     return config
-  print(f"memory: one outer step would not fit in {budget / 2**30:.1f} GiB; using --remat"
-        + (f" --subset-chunk {planned.subset_chunk}" if planned.subset_chunk else "")
-        + f" ({peak / 2**30:.1f} GiB, same result)")
+  print(
+    f"memory: one outer step would not fit in {budget / 2**30:.1f} GiB; using --remat"
+    + (f" --subset-chunk {planned.subset_chunk}" if planned.subset_chunk else "")
+    + f" ({peak / 2**30:.1f} GiB, same result)"
+  )
   return planned
 
 
@@ -130,9 +160,14 @@ def _train(args, mode, config, train, val, wd: Workdir, stop):
   swap phi1 and phi2 of the splits)."""
   from hume_jax.checkpoint import data_fingerprint
   from hume_jax.train import resume
+
   data_id = data_fingerprint(train["phi1"], train["phi2"])
-  hooks = {"progress": not args.quiet, "stop": stop, "log_every": args.log_every,
-           "checkpoint_every": args.checkpoint_every}
+  hooks = {
+    "progress": not args.quiet,
+    "stop": stop,
+    "log_every": args.log_every,
+    "checkpoint_every": args.checkpoint_every,
+  }
   k_selection = None
   if mode.k_auto:
     k_selection = resume.select_k(args, config, train, val, wd, data_id, hooks)
@@ -142,9 +177,14 @@ def _train(args, mode, config, train, val, wd: Workdir, stop):
   if mode.seeds > 1:
     seeds = [config.seed + i for i in range(args.seeds)]
     parts = resume.seed_parts(wd, config, data_id, args.resume)
-    run = runs.train_seeds(mode.method, config, seeds, train, val,
-                           hooks=dict(hooks, chunk=args.seed_chunk, **parts,
-                                      on_estimate=report.estimator(mode, "each chunk of seeds")))
+    run = runs.train_seeds(
+      mode.method,
+      config,
+      seeds,
+      train,
+      val,
+      hooks=dict(hooks, chunk=args.seed_chunk, **parts, on_estimate=report.estimator(mode, "each chunk of seeds")),
+    )
     return run, train, val, k_selection
   return resume.train_one(args, mode, config, train, val, wd, data_id, hooks), train, val, k_selection
 
@@ -174,6 +214,7 @@ def _table_with_baselines(args, run, results: dict, labeled: dict, evaluation: d
     print("note: no --labels for the training split: baselines skipped")
     return table
   from hume_jax.baselines import run_baselines
+
   print("computing baselines (k-means, linear probe) ...")
   results["baselines"] = run_baselines(labeled, evaluation, run.config.k, seed=run.config.seed)
   table.update(results["baselines"])

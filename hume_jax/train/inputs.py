@@ -12,7 +12,8 @@ import numpy as np
 from hume_jax import data as hd
 from hume_jax import runs
 from hume_jax.config import check_config, check_turtle_config
-from hume_jax.train.flags import Mode, resolve_config, turtle_config
+from hume_jax.train.checks import Mode
+from hume_jax.train.flags import resolve_config, turtle_config
 
 
 def _extraction_class_names(spec: str | None) -> list[str] | None:
@@ -32,8 +33,11 @@ def _read_split(args, suffix: str) -> dict:
   flag = lambda name: f"--{name}{suffix.replace('_', '-')}"
   files = {name: getattr(args, name + suffix) for name in ("phi1", "phi2", "labels")}
   split = {name: hd.check_features(hd.load_array(files[name], flag(name)), flag(name)) for name in ("phi1", "phi2")}
-  split["labels"] = (hd.check_labels(hd.load_array(files["labels"], flag("labels"), "labels"), flag("labels"))
-                     if files["labels"] else None)
+  split["labels"] = (
+    hd.check_labels(hd.load_array(files["labels"], flag("labels"), "labels"), flag("labels"))
+    if files["labels"]
+    else None
+  )
   hd.check_same_rows({flag(name): split[name] for name in ("phi1", "phi2", "labels")})
   return split
 
@@ -55,8 +59,9 @@ def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str, list[
     val = _read_split(args, "_val")
     for name in ("phi1", "phi2"):
       if val[name].shape[1] != train[name].shape[1]:
-        raise ValueError(f"--{name}-val: expected {train[name].shape[1]} columns like --{name}, "
-                         f"found {val[name].shape[1]}")
+        raise ValueError(
+          f"--{name}-val: expected {train[name].shape[1]} columns like --{name}, found {val[name].shape[1]}"
+        )
   (train["labels"], val_labels), class_names = hd.encode_label_names(train["labels"], val and val["labels"])
   if val is not None:
     val["labels"] = val_labels
@@ -69,6 +74,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str, list[
 def configure(args: argparse.Namespace, train: dict, name: str) -> tuple[Mode, object]:
   """The mode and config of a command line, checked against the data (before any work)."""
   from hume_jax.conditioning import MAX_DIM
+
   if args.method == "turtle":
     if args.k == "auto":
       raise ValueError("--k auto works with --method hume")
@@ -89,6 +95,7 @@ def splits(args, mode: Mode, train: dict, val: dict | None, name: str):
   L2-normalised (explicit presets) and, transductive, train + val. Returns ``(train, val,
   the labeled training split of the baselines)``."""
   from hume_jax.conditioning import condition_splits
+
   if mode.auto and not mode.single_auto:  # seeds and --k auto: the conditioned spaces, in the given order
     train, val = condition_splits(train, val)
   elif args.normalize_phi1 and mode.method is runs.HUME_METHOD and not mode.auto:
@@ -101,8 +108,11 @@ def splits(args, mode: Mode, train: dict, val: dict | None, name: str):
   labeled = train  # the supervised probe never sees val labels
   if args.setting == "transductive":
     both = {key: np.concatenate([train[key], val[key]]) for key in ("phi1", "phi2")}
-    both["labels"] = (np.concatenate([train["labels"], val["labels"]])
-                      if train["labels"] is not None and val["labels"] is not None else None)
+    both["labels"] = (
+      np.concatenate([train["labels"], val["labels"]])
+      if train["labels"] is not None and val["labels"] is not None
+      else None
+    )
     print(f"transductive: training on train + val ({len(both['phi1'])} samples)")
     train = both
   return train, val, labeled

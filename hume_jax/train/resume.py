@@ -22,9 +22,14 @@ def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, da
     print(f"resuming from iteration {done} ({wd.checkpoint})")
   on_log, close = wd.open_log(done)
   try:
-    return runs.train_one(mode.method, config, train, val, state=state,
-                          hooks=dict(hooks, on_log=on_log, on_checkpoint=wd.saver(config, data_id),
-                                     on_estimate=report.estimator(mode)))
+    return runs.train_one(
+      mode.method,
+      config,
+      train,
+      val,
+      state=state,
+      hooks=dict(hooks, on_log=on_log, on_checkpoint=wd.saver(config, data_id), on_estimate=report.estimator(mode)),
+    )
   finally:
     close()
 
@@ -32,6 +37,7 @@ def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, da
 def seed_parts(wd: Workdir, config, data_id: str, resume: bool) -> dict:
   """``resume_part`` / ``on_part`` hooks of ``runs.train_seeds``: each chunk of seeds (HUME) or
   seed (TURTLE) saved at its checkpoints and when finished, and read back with ``--resume``."""
+
   def resume_part(index: int, template):
     saved = wd.load_part(f"seeds_{index}", template, config, data_id) if resume else None
     if saved is not None:
@@ -50,7 +56,7 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
   import jax
 
   from hume_jax._outer import init_state
-  from hume_jax.auto import Candidate
+  from hume_jax.auto import Candidate, Resume, Watch
 
   n = len(train["phi1"])
   finished, spent = {}, 0.0
@@ -65,13 +71,24 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
     spent += entry["seconds"]
 
   def on_candidate(i: int, candidate) -> None:  # dims: d1 of the encoder's base [d1, d1], d2 of w0.W [d2, k]
-    wd.save_part(f"auto_{i}", (candidate.state, np.asarray(candidate.pred, np.int64)), config, data_id,
-                 {**candidate.entry, "dims": [int(candidate.state.encoder.base.shape[0]),
-                                              int(candidate.state.w0.W.shape[0])]})
+    wd.save_part(
+      f"auto_{i}",
+      (candidate.state, np.asarray(candidate.pred, np.int64)),
+      config,
+      data_id,
+      {**candidate.entry, "dims": [int(candidate.state.encoder.base.shape[0]), int(candidate.state.w0.W.shape[0])]},
+    )
 
-  return runs.train_auto(config, train, val, budget_seconds=args.budget, num_iters=args.num_iters,
-                         names={"a": "--phi1", "b": "--phi2"}, progress=hooks["progress"], stop=hooks["stop"],
-                         finished=finished, spent_seconds=spent, on_candidate=on_candidate)
+  watch = Watch(progress=hooks["progress"], stop=hooks["stop"], names={"a": "--phi1", "b": "--phi2"})
+  return runs.train_auto(
+    config,
+    train,
+    val,
+    budget_seconds=args.budget,
+    num_iters=args.num_iters,
+    watch=watch,
+    resume=Resume(finished, spent, on_candidate),
+  )
 
 
 def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
@@ -90,6 +107,16 @@ def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: 
     wd.save_part(f"k_{k}", np.asarray(k), config, data_id, entry)
 
   seeds = [config.seed + i for i in range(args.k_seeds)]
-  return select_k(train["phi1"], train["phi2"], config, args.k_range, seeds, phi1_eval=evaluation["phi1"],
-                  phi2_eval=evaluation["phi2"], labels_eval=evaluation["labels"], stop=hooks["stop"],
-                  done=done, on_k=on_k)
+  return select_k(
+    train["phi1"],
+    train["phi2"],
+    config,
+    args.k_range,
+    seeds,
+    phi1_eval=evaluation["phi1"],
+    phi2_eval=evaluation["phi2"],
+    labels_eval=evaluation["labels"],
+    stop=hooks["stop"],
+    done=done,
+    on_k=on_k,
+  )

@@ -1,0 +1,87 @@
+"""The command line's checks of its flags: each method's own flags, and flags that the chosen
+method, preset or protocol would ignore, refused with the reason (before any work)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import NamedTuple
+
+from hume_jax import runs
+
+# Flags of one method only; each is refused with the other, so that no flag of one method can
+# change the other's configuration (e.g. TURTLE's --gamma is not HUME's annealing factor).
+HUME_ONLY = (
+  "tau",
+  "H_reg",
+  "adaptation_steps",
+  "num_subsets",
+  "subset_size",
+  "train_fraction",
+  "subset_chunk",
+  "row_block",
+  "anneal",
+  "rand_init",
+  "remat",
+  "preset",
+  "seed_chunk",
+)
+TURTLE_ONLY = ("inner_steps", "batch_size", "gamma", "warm_start")
+SHARED = ("k", "inner_lr", "outer_lr", "num_iters", "seed")
+
+
+def _flag(name: str) -> str:
+  return "--" + name.replace("_", "-")
+
+
+def check_method_flags(args: argparse.Namespace) -> None:
+  """Refuses a flag that belongs to the other method (``--gamma`` with HUME, ``--tau`` with TURTLE)."""
+  other = TURTLE_ONLY if args.method == "hume" else HUME_ONLY
+  given = [_flag(a) for a in other if getattr(args, a, None) not in (None, False)]
+  if given:
+    owner = "TURTLE (--method turtle)" if args.method == "hume" else "HUME (--method hume)"
+    raise ValueError(f"{', '.join(given)}: only for {owner}; this run is --method {args.method}")
+
+
+class Mode(NamedTuple):
+  """What a command line asks for: the method, HUME's preset, and the protocol."""
+
+  method: runs.Method
+  preset: str | None
+  auto: bool  # HUME with --preset auto
+  seeds: int
+  k_auto: bool
+
+  @property
+  def single_auto(self) -> bool:
+    return self.auto and self.seeds == 1 and not self.k_auto
+
+
+def check_flags_apply(args: argparse.Namespace, mode: Mode, has_val: bool) -> None:
+  """Refuses a flag that the chosen method, preset or protocol would ignore, with the reason."""
+  rules = [
+    ("budget", not mode.single_auto, "applies to --preset auto (the default on your files) with one K and one seed"),
+    (
+      "budget",
+      mode.single_auto and args.num_iters is not None,
+      "does not apply with --num-iters: the iterations of each run are given",
+    ),
+    ("k_range", not mode.k_auto, "applies with --k auto"),
+    ("k_seeds", not mode.k_auto, "applies with --k auto"),
+    ("seed_chunk", mode.seeds == 1, "applies with --seeds N"),
+    ("checkpoint_every", mode.single_auto, "does not apply to --preset auto, which keeps each finished run"),
+    ("log_every", mode.single_auto, "does not apply to --preset auto, whose runs report when they end"),
+    (
+      "normalize_phi1",
+      mode.auto or mode.method is runs.TURTLE_METHOD,
+      "does not apply: --preset auto conditions both spaces and TURTLE uses them as given",
+    ),
+    ("setting", args.setting is not None and not has_val, "needs a val split (--phi1-val, --phi2-val)"),
+    ("images", not args.plots, "draws example images, which --no-plots turns off"),
+    ("coordinator", not args.distributed, "applies with --distributed"),
+    ("num_processes", not args.distributed, "applies with --distributed"),
+    ("process_id", not args.distributed, "applies with --distributed"),
+  ]
+  for name, ignored, reason in rules:
+    given = (not args.normalize_phi1) if name == "normalize_phi1" else getattr(args, name) is not None
+    if ignored and given:
+      raise ValueError(f"{'--no-normalize-phi1' if name == 'normalize_phi1' else _flag(name)} {reason}")
