@@ -1,16 +1,47 @@
 #!/usr/bin/env bash
-# The GPU benchmark in one call: hume_jax's outer iteration at the small and paper configs,
-# beside the PyTorch reference on the same GPU, and the imagenet config's compiled memory.
-# Not yet run on a GPU: its duration and the memory figures in benchmarks/README.md come from
-# CPU timings and XLA's memory analysis of the CPU-compiled step, not from a GPU.
-# Run from the repository root: bash benchmarks/gpu.sh
-set -euo pipefail
-cd "$(dirname "$0")/.."
-out=${OUT:-benchmarks/results}
+# The GPU benchmark in one call, on a bare offline machine where JAX with CUDA and torch are
+# already installed: nothing is installed or fetched (the project is put on PYTHONPATH).
+#
+#   bash benchmarks/gpu.sh [RESULTS_DIR]     # about 5 minutes; each step has a time limit
+#
+# Writes every figure to RESULTS_DIR (default benchmarks/results/gpu-<date>): the GPU and versions,
+# hume_jax's outer iteration at the small and paper configs beside the PyTorch reference on the
+# same GPU (benchmarks/torch_reference.py, the official-style PyTorch step, on CUDA), and the
+# compiled memory of the ImageNet config (XLA's analysis of the GPU-compiled step).
+set -uo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+out="${1:-$repo/benchmarks/results/gpu-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$out"
-python -c "import jax; assert jax.devices()[0].platform == 'gpu'" 2>/dev/null || pip install -q -e ".[cuda]"
-python -c "import torch" 2>/dev/null || pip install -q torch
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-python benchmarks/outer_step.py --config small --repeats 10 --json "$out/gpu_small.json"
-python benchmarks/outer_step.py --config paper --repeats 5 --json "$out/gpu_paper.json"
-python benchmarks/outer_step.py --config imagenet --subset-chunk 5 --remat --json "$out/gpu_imagenet.json"
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+export XLA_PYTHON_CLIENT_PREALLOCATE=false  # the two frameworks share the GPU one after the other
+log="$out/gpu.log"
+step() {  # step SECONDS NAME COMMAND...: runs one measurement with a limit, keeps going on failure
+  local limit=$1 name=$2
+  shift 2
+  echo "== $name" | tee -a "$log"
+  if timeout "$limit" "$@" >>"$log" 2>&1; then echo "   ok" | tee -a "$log"; else echo "   failed or over ${limit} s (see $log)" | tee -a "$log"; fi
+}
+
+python - <<'EOF' >"$out/versions.json" 2>>"$log" || { echo "JAX with a GPU backend is needed (pip install 'jax[cuda12]')"; exit 1; }
+import json, platform, jax
+devices = jax.devices()
+assert devices[0].platform == "gpu", f"JAX sees no GPU: {devices}"
+info = {"python": platform.python_version(), "jax": jax.__version__, "devices": [d.device_kind for d in devices]}
+try:
+    import torch
+    info.update(torch=torch.__version__, torch_cuda=torch.cuda.is_available())
+except ImportError:
+    info["torch"] = None
+print(json.dumps(info, indent=1))
+EOF
+cat "$out/versions.json"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/nvidia-smi.csv" 2>>"$log" || true
+
+step 150 "small config: hume_jax and torch_reference.py on the GPU" \
+  python "$repo/benchmarks/outer_step.py" --config small --repeats 20 --json "$out/small.json"
+step 200 "paper config: hume_jax and torch_reference.py on the GPU" \
+  python "$repo/benchmarks/outer_step.py" --config paper --repeats 3 --json "$out/paper.json"
+step 120 "imagenet config: compiled memory of the GPU plan (remat, 5 subsets per chunk)" \
+  python "$repo/benchmarks/outer_step.py" --config imagenet --subset-chunk 5 --remat --compile-only \
+  --json "$out/imagenet_memory.json"
+echo "results in $out"

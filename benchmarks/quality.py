@@ -1,7 +1,7 @@
 """Labeling quality on real data sets the methods were not tuned on, from raw features.
 
-    python benchmarks/quality_data.py data/quality          # builds the sets (about 15 minutes)
-    python benchmarks/quality.py data/quality [--only fashion_mnist,digits] [--budget 600]
+    python benchmarks/quality_data.py data/quality --cifar10 DIR --mpnet DIR   # builds the sets
+    python benchmarks/quality.py data/quality [--only SETS] [--methods kmeans,auto,...] [--budget 600]
 
 For each set (``benchmarks/quality_data.py``: two raw representations ``phi_a``, ``phi_b`` of
 the same samples and their human labels), every method labels all samples without labels
@@ -18,7 +18,13 @@ empty classes and wall time. Baselines run at their authors' defaults:
   user got before ``--preset auto``;
 * the default, ``python -m hume_jax.train``'s ``--preset auto`` (``hume_jax.auto.fit_auto``,
   ``--budget`` seconds);
-* a supervised linear probe (5-fold, labels used: the ceiling of a linear labeling).
+* a supervised linear probe (5-fold, labels used: the ceiling of a linear labeling);
+* ``kauto``: ``--k auto`` on the raw spaces (``hume_jax.kauto``), the K chosen against the true K.
+
+With the default, each set also gets the premise analysis (``analysis``): kappa of the human
+labeling, of the labeling found and of each space's k-means partition in each space, whether the
+human labeling is the most separable of those, and whether the label-free warning
+(``hume_jax.premise``) was right.
 
 Rows marked "(a)" / "(b)" are per space; for each baseline family the table also gives the
 better space *chosen with the labels*, an upper bound no label-free user could pick.
@@ -37,7 +43,7 @@ import warnings
 import numpy as np
 
 from hume_jax import CPU, fit, predict
-from hume_jax.auto import apply_conditioning, fit_auto, fit_conditioning, vote_labels
+from hume_jax.auto import Watch, apply_conditioning, fit_auto, fit_conditioning, vote_labels
 from hume_jax.data import l2_normalize
 from hume_jax.metrics import evaluate
 from hume_jax.turtle import TurtleConfig, fit_turtle, predict_turtle
@@ -80,13 +86,12 @@ def probe(a, b, y):
     )
 
 
-def run_set(
-  path: str, budget: float, seed: int = 42, on_row=lambda rows: None, turtle: bool = True, auto_only: bool = False
-) -> list[dict]:
-  with np.load(path) as f:
-    a, b, y = f["phi_a"].astype(np.float32), f["phi_b"].astype(np.float32), f["labels"]
-  k = len(np.unique(y))
-  rows = []
+METHODS = ("kmeans", "spectral", "auto", "probe", "cpu", "turtle", "kauto")
+SETS = "fashion_mnist,digits,debian_sections,fortunes,cifar10,cifar10_lite2,debian_sections_st,fortunes_st"
+
+
+def _record(rows, y, k, on_row):
+  """``record(method, space, fn)``: runs ``fn`` (labels of every sample), scores and prints it."""
 
   def record(method, space, fn):
     t0 = time.perf_counter()
@@ -107,60 +112,109 @@ def run_set(
       f"{row['empty']:>7}{sec:>9.1f}",
       flush=True,
     )
+    return pred
 
-  baseline_spaces = [] if auto_only else [("a", a), ("b", b)]
+  return record
+
+
+def analysis(a, b, y, found, k) -> dict:
+  """The premise on this set, with the labels: kappa of the human labeling, of the labeling found
+  and of each space's k-means partition, in each space (the conditioned spaces of
+  ``hume_jax.premise``), whether the human labeling is the most separable of the human and k-means
+  labelings (each k-means judged in the space it was not clustered in), and the label-free
+  warning's verdict."""
+  from hume_jax.conditioning import condition_spaces
+  from hume_jax.metrics import separability_per_space
+  from hume_jax.premise import premise_report
+
+  report = premise_report(a, b, found, k, names=("a", "b"))
+  spaces = condition_spaces(a, b)
+  human = dict(zip("ab", separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], y)))
+  most = human["b"] >= report["k-means of a"]["b"] and human["a"] >= report["k-means of b"]["a"]
+  bottleneck = min(report["found"][s] - max(human[s], report["k-means of " + "ba"["ab".index(s)]][s]) for s in "ab")
+  return {
+    "human": human,
+    "found": report["found"],
+    "k-means of a": report["k-means of a"],
+    "k-means of b": report["k-means of b"],
+    "human_most_separable": bool(most),
+    "warned": not report["favoured"],
+    "warning_right": bool(most == report["favoured"]),
+    "search_margin": float(bottleneck),
+  }
+
+
+def run_set(
+  path: str,
+  budget: float,
+  seed: int = 42,
+  on_row=lambda rows: None,
+  methods=METHODS,
+  k_range: tuple[int, int] | None = None,
+  k_budget: float = 600.0,
+) -> tuple[list[dict], dict]:
+  with np.load(path) as f:
+    a, b, y = f["phi_a"].astype(np.float32), f["phi_b"].astype(np.float32), f["labels"]
+  k = len(np.unique(y))
+  rows, extra = [], {}
+  record = _record(rows, y, k, on_row)
   print(f"{os.path.basename(path)}: n={len(y)}, k={k}, d_a={a.shape[1]}, d_b={b.shape[1]}")
   print(f"  {'method':<34}{'space':>6}{'ACC':>7}{'NMI':>7}{'ARI':>7}{'empty':>7}{'seconds':>9}")
-  for name, x in baseline_spaces:
+  for name, x in [("a", a), ("b", b)] if "kmeans" in methods else []:
     record("k-means, raw", name, lambda: kmeans(x, k))
-  for name, x in baseline_spaces:
     record("k-means, PCA-50 whitened", name, lambda: kmeans(pca_whiten(x), k))
-  for name, x in baseline_spaces:
     record("k-means, centred PCA-128 unit rows", name, lambda: kmeans(spherical(x), k))
-  for name, x in baseline_spaces:
+  for name, x in [("a", a), ("b", b)] if "spectral" in methods else []:
     record("spectral, centred PCA-128 unit rows", name, lambda: spectral(spherical(x), k))
+  if "auto" in methods:
 
-  def auto():
-    res = fit_auto(a, b, k, budget_seconds=budget, seed=seed, progress=False, say=lambda s: print("    " + s))
-    return vote_labels(res, a, b)
+    def auto():
+      res = fit_auto(a, b, k, budget_seconds=budget, seed=seed, progress=False, say=lambda s: print("    " + s))
+      return vote_labels(res, a, b)
 
-  record("HUME, --preset auto (the default)", "auto", auto)
-  if auto_only:
-    return rows
+    found = record("HUME, --preset auto (the default)", "auto", auto)
+    extra["analysis"] = analysis(a, b, y, found, k)
+    print("    premise: " + json.dumps(extra["analysis"]))
+  if "probe" in methods:
+    record("linear probe, 5-fold (supervised)", "a+b", lambda: probe(a, b, y))
+  if "cpu" in methods:
 
-  def hume_cpu():  # phi1 = a: Open-NSFW for images (the shipped default's phi1), MiniLM for texts
-    phi1 = l2_normalize(a, "phi1")
-    state, _ = fit(phi1, b, dataclasses.replace(CPU, k=k, seed=seed), progress=False)
-    return predict(state.encoder, phi1)
+    def hume_cpu():  # phi1 = a: Open-NSFW for images (the shipped default's phi1), MiniLM for texts
+      phi1 = l2_normalize(a, "phi1")
+      state, _ = fit(phi1, b, dataclasses.replace(CPU, k=k, seed=seed), progress=False)
+      return predict(state.encoder, phi1)
 
-  record("linear probe, 5-fold (supervised)", "a+b", lambda: probe(a, b, y))
-  record("HUME, cpu preset, raw inputs", "a->b", hume_cpu)
-  if turtle:
-    record(
-      "TURTLE mode, TURTLE defaults",
-      "a+b",
-      lambda: predict_turtle(fit_turtle([a, b], TurtleConfig(k=k, seed=seed), progress=False)[0].encoder, [a, b]),
+    record("HUME, cpu preset, raw inputs", "a->b", hume_cpu)
+  if "turtle" in methods:
+    turtle = lambda: predict_turtle(fit_turtle([a, b], TurtleConfig(k=k, seed=seed), progress=False)[0].encoder, [a, b])
+    record("TURTLE mode, TURTLE defaults", "a+b", turtle)
+  if "kauto" in methods:
+    from hume_jax.kauto import select_k_auto
+
+    lo, hi = k_range or (2, 15)
+    t0 = time.perf_counter()
+    sel = select_k_auto(
+      a,
+      b,
+      (lo, hi),
+      budget_seconds=k_budget,
+      seed=seed,
+      labels=y,
+      watch=Watch(say=lambda s: print("    " + s), progress=False),
     )
-  return rows
+    extra["kauto"] = {"true_k": k, "chosen_k": sel.chosen_k, "scores": sel.scores, "seconds": time.perf_counter() - t0}
+  return rows, extra
 
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("folder", nargs="?", help="the folder benchmarks/quality_data.py wrote")
-  p.add_argument("--only", default="fashion_mnist,digits,debian_sections,fortunes")
+  p.add_argument("--only", default=SETS, help=f"comma-separated sets (default {SETS})")
+  p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {','.join(METHODS)} (default all)")
   p.add_argument("--budget", type=float, default=600.0, help="--preset auto's budget in seconds (default 600)")
-  p.add_argument("--json", help="also write every row to this file")
-  p.add_argument(
-    "--no-turtle",
-    dest="turtle",
-    action="store_false",
-    help="skip TURTLE mode (6000 iterations at its defaults: about 30 minutes at 10k x 2300-d here)",
-  )
-  p.add_argument(
-    "--auto-only",
-    action="store_true",
-    help="run only --preset auto; with an existing --json file, its auto rows are replaced and every other row kept",
-  )
+  p.add_argument("--k-range", default="2:15", help="kauto: the K tried (default 2:15)")
+  p.add_argument("--k-budget", type=float, default=600.0, help="kauto: seconds for the search over K (default 600)")
+  p.add_argument("--json", help="also write every row to this file; rows of an existing file are kept unless rerun")
   p.add_argument("--summary", nargs="+", metavar="JSON", help="only print the tables of saved --json files")
   args = p.parse_args()
   if args.summary:
@@ -173,30 +227,41 @@ def main() -> None:
   import jax
 
   print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__} on {jax.devices()[0].platform}")
-  results, kept = {}, {}
-  if args.auto_only and args.json and os.path.exists(args.json):
+  results = {}
+  if args.json and os.path.exists(args.json):
     with open(args.json) as f:
-      kept = json.load(f)
-    results = dict(kept)
+      results = json.load(f)
+  kept = {name: dict(v) for name, v in results.items()}
   for name in args.only.split(","):
 
-    def save(rows, name=name):
+    def save(rows, extra=None, name=name):
+      old = kept.get(name, {}).get("rows", [])
       new = {(r["method"], r["space"]): r for r in rows}
-      old = kept.get(name, [])
-      results[name] = [new.pop((r["method"], r["space"]), r) for r in old] + list(new.values())
+      merged = [new.pop((r["method"], r["space"]), r) for r in old] + list(new.values())
+      results[name] = {**kept.get(name, {}), **results.get(name, {}), "rows": merged, **(extra or {})}
       if args.json:
-        with open(args.json, "w") as f:
+        with open(args.json + ".tmp", "w") as f:
           json.dump(results, f, indent=1)
+        os.replace(args.json + ".tmp", args.json)
 
-    run_set(
-      os.path.join(args.folder, f"{name}.npz"), args.budget, on_row=save, turtle=args.turtle, auto_only=args.auto_only
+    k_range = tuple(int(x) for x in args.k_range.split(":"))
+    rows, extra = run_set(
+      os.path.join(args.folder, f"{name}.npz"),
+      args.budget,
+      on_row=save,
+      methods=args.methods.split(","),
+      k_range=k_range,
+      k_budget=args.k_budget,
     )
+    save(rows, extra)
   summary(results)
 
 
-def summary(results: dict[str, list[dict]]) -> None:
-  """The markdown tables of ``benchmarks/README.md``: per set, every row; then ACC per family."""
-  for name, rows in results.items():
+def summary(results: dict[str, dict]) -> None:
+  """The markdown tables of ``benchmarks/README.md``: per set, every row; ACC per family; the
+  premise and the search per set; the targets; K auto."""
+  rows_of = {name: v["rows"] if isinstance(v, dict) else v for name, v in results.items()}
+  for name, rows in rows_of.items():
     print(f"\n{name}\n\n| method | space | ACC | NMI | ARI | empty classes | seconds |\n|---|---|---|---|---|---|---|")
     for r in rows:
       print(
@@ -204,20 +269,75 @@ def summary(results: dict[str, list[dict]]) -> None:
         f"{r['empty']} | {r['seconds']:.0f} |"
       )
   print("\nACC (%), best space chosen with labels for each baseline family:")
-  families = list(dict.fromkeys(r["method"] for rows in results.values() for r in rows))
-  if not families:
-    return
-  print("| method | " + " | ".join(results) + " |\n|---" * 1 + "|---" * len(results) + "|")
+  families = list(dict.fromkeys(r["method"] for rows in rows_of.values() for r in rows))
+  print("| method | " + " | ".join(rows_of) + " |\n|---" + "|---" * len(rows_of) + "|")
   for fam in families:
     cells = []
-    for rows in results.values():
+    for rows in rows_of.values():
       rs = [r for r in rows if r["method"] == fam]
-      if not rs:
-        cells.append("-")
-        continue
-      best = max(rs, key=lambda r: r["acc"])
-      cells.append(f"{100 * best['acc']:.1f}" + (f" ({best['empty']} empty)" if best["empty"] else ""))
+      best = max(rs, key=lambda r: r["acc"]) if rs else None
+      cells.append(
+        "-" if best is None else f"{100 * best['acc']:.1f}" + (f" ({best['empty']} empty)" if best["empty"] else "")
+      )
     print(f"| {fam} | " + " | ".join(cells) + " |")
+  _premise_table(results)
+  _targets(rows_of, results)
+  _kauto_table(results)
+
+
+def _premise_table(results: dict) -> None:
+  sets = [n for n, v in results.items() if isinstance(v, dict) and "analysis" in v]
+  if not sets:
+    return
+  print("\nkappa in a / b (5-fold logistic regression, 64 leading components of each conditioned space):")
+  print(
+    "| set | human labels | found (--preset auto) | k-means of a | k-means of b | human most separable | "
+    "warning | warning right | search margin |\n|---|---|---|---|---|---|---|---|---|"
+  )
+  for n in sets:
+    x = results[n]["analysis"]
+    ab = lambda d: f"{d['a']:.3f} / {d['b']:.3f}"
+    print(
+      f"| {n} | {ab(x['human'])} | {ab(x['found'])} | {ab(x['k-means of a'])} | {ab(x['k-means of b'])} | "
+      f"{'yes' if x['human_most_separable'] else 'no'} | {'fired' if x['warned'] else 'quiet'} | "
+      f"{'hit' if x['warning_right'] else 'miss'} | {x['search_margin']:+.3f} |"
+    )
+
+
+def _targets(rows_of: dict, results: dict) -> None:
+  print("\ntargets, ACC % of --preset auto against what a user would run instead:")
+  print(
+    "| set | auto | best k-means row | TURTLE | better probe - 5 (where the human labeling is most separable) | "
+    "empty classes |\n|---|---|---|---|---|---|"
+  )
+  for n, rows in rows_of.items():
+    auto = [r for r in rows if r["method"].startswith("HUME, --preset auto")]
+    if not auto:
+      continue
+    km = max((r["acc"] for r in rows if r["method"].startswith("k-means")), default=float("nan"))
+    tu = [r["acc"] for r in rows if r["method"].startswith("TURTLE")]
+    probe_ = [r["acc"] for r in rows if r["method"].startswith("linear probe")]
+    most = results[n].get("analysis", {}).get("human_most_separable") if isinstance(results[n], dict) else None
+    print(
+      f"| {n} | {100 * auto[0]['acc']:.1f} | {100 * km:.1f} | {f'{100 * tu[0]:.1f}' if tu else 'not run'} | "
+      f"{f'{100 * probe_[0] - 5:.1f}' if probe_ and most else '-'} | {auto[0]['empty']} |"
+    )
+
+
+def _kauto_table(results: dict) -> None:
+  sets = [n for n, v in results.items() if isinstance(v, dict) and "kauto" in v]
+  if not sets:
+    return
+  print("\n--k auto on raw features (label-free; stability per K, the chosen K in bold):")
+  print("| set | true K | chosen K | stability by K | seconds |\n|---|---|---|---|---|")
+  for n in sets:
+    x = results[n]["kauto"]
+    curve = ", ".join(
+      (f"**{e['k']}: {e['stability']:.2f}**" if e["k"] == x["chosen_k"] else f"{e['k']}: {e['stability']:.2f}")
+      + ("" if e.get("found_k", True) else " (tiny)")
+      for e in x["scores"]
+    )
+    print(f"| {n} | {x['true_k']} | {x['chosen_k']} | {curve} | {x['seconds']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -83,8 +83,12 @@ class TextExtractor:
   half = False
 
   def __init__(self, name: str, dim: int, encode, device: str, info: dict):
+    from extract_torch.models import keep_freed_memory
+
     self.name, self.dim, self.device, self.info = name, dim, device, info
     self._encode = encode
+    if device == "cpu":
+      keep_freed_memory()
 
   def preprocess(self, text: str) -> str:
     return text

@@ -173,7 +173,7 @@ class Resume(NamedTuple):
   on_candidate: Callable[[int, Candidate], None] | None = None
 
 
-def _runs(spaces: Spaces, k: int, max_dim: int, say) -> list[tuple[tuple[str, str], str]]:
+def _runs(spaces: Spaces, k: int, max_dim: int, say, starts=STARTS) -> list[tuple[tuple[str, str], str]]:
   """Every (order, start) candidate: each space with at least k dimensions as phi1, each start."""
   dims = {s: x.shape[1] for s, x in spaces.cond1.items()}
   orders = [(p1, p2) for p1, p2 in (("a", "b"), ("b", "a")) if dims[p1] >= k]
@@ -186,7 +186,7 @@ def _runs(spaces: Spaces, k: int, max_dim: int, say) -> list[tuple[tuple[str, st
   for space in ("a", "b"):
     if dims[space] < k:
       say(f"auto: {space} has {dims[space]} dimensions, fewer than k = {k}: only as phi2")
-  return [(o, s) for o in orders for s in STARTS]
+  return [(o, s) for s in starts for o in orders]  # k-means starts first: a budget drops random starts first
 
 
 def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep_seconds: float, say) -> dict:
@@ -289,6 +289,9 @@ def fit_auto(
   max_dim: int = MAX_DIM,
   watch: Watch | None = None,
   resume: Resume | None = None,
+  spaces: Spaces | None = None,
+  min_runs: int = 1,
+  starts: tuple[str, ...] = STARTS,
   **watch_fields,
 ) -> AutoResult:
   """HUME on a user's two representations with every choice made without labels.
@@ -311,6 +314,9 @@ def fit_auto(
       cut to the budget).
     watch: ``Watch`` (or its fields as keywords: ``say``, ``progress``, ``stop``, ``names``).
     resume: ``Resume``: the runs finished before.
+    spaces: the spaces already conditioned (``condition_spaces(phi_a, phi_b, max_dim)``), to reuse.
+    min_runs: runs the budget may never drop (``hume_jax.kauto`` needs two to measure agreement).
+    starts: the starts tried (``"k-means"``, ``"random"``), each with both orders of the spaces.
   """
   from hume_jax.data import check_fit_inputs
 
@@ -321,11 +327,11 @@ def fit_auto(
   watch.say(f"auto: space a is {watch.names['a']}, space b is {watch.names['b']}")
   clock = Clock(None if num_iters else budget_seconds - resume.spent_seconds)
   config = dataclasses.replace(config, k=k, seed=seed)
-  spaces = condition_spaces(phi_a, phi_b, max_dim)
-  runs = _runs(spaces, k, max_dim, watch.say)
+  spaces = spaces or condition_spaces(phi_a, phi_b, max_dim)
+  runs = _runs(spaces, k, max_dim, watch.say, starts)
   kmeans, premise, sep_seconds = kmeans_premise(spaces, k, seed)
   plan = _plan(spaces, runs, config, num_iters, clock, sep_seconds, watch.say)
-  plan.update(budget_seconds=budget_seconds, max_dim=max_dim)
+  plan.update(budget_seconds=budget_seconds, max_dim=max_dim, min_runs=min_runs)
   candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
   return _choose_and_vote(spaces, runs, candidates, config, plan, premise, watch)
 
@@ -339,7 +345,7 @@ def _search(spaces, runs, config: HumeConfig, plan: dict, clock: Clock, kmeans, 
   step_s = plan["step_seconds"]
   while todo:
     i = todo.pop(0)
-    iters, deadline, fits = replan(plan, clock, len(todo) + 1, step_s, watch.say)
+    iters, deadline, fits = replan(plan, clock, len(todo) + 1, step_s, watch.say, plan["min_runs"] - len(candidates))
     todo = todo[: fits - 1]
     candidates[i] = _run_candidate(spaces, runs[i], scaled_config(config, iters), kmeans, deadline, watch)
     step_s = max(step_s, candidates[i].entry["step_seconds"])

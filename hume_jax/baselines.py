@@ -29,10 +29,18 @@ def linear_probe(phi_fit: np.ndarray, y_fit: np.ndarray, phi_eval: np.ndarray) -
     return clf.fit(phi_fit, y_fit).predict(phi_eval)
 
 
+def _unit_variance(x: np.ndarray, fitted_on: np.ndarray) -> np.ndarray:
+  """``x`` centred and scaled (by the statistics of ``fitted_on``) to unit total variance, so that
+  neither space of a concatenation dominates it by its scale."""
+  mean = fitted_on.mean(0)
+  return (x - mean) / np.sqrt(((fitted_on - mean) ** 2).sum(1).mean())
+
+
 def run_baselines(
   train: dict[str, np.ndarray], evaluation: dict[str, np.ndarray], k: int, seed: int = 0
 ) -> dict[str, dict[str, float]]:
-  """ACC/NMI/ARI on the evaluation split of k-means and of a linear probe, per representation.
+  """ACC/NMI/ARI on the evaluation split of k-means (each representation, and both concatenated)
+  and of a linear probe, per representation.
 
   Args:
     train, evaluation: dicts with ``phi1``, ``phi2`` and ``labels``. When they are the same
@@ -43,6 +51,8 @@ def run_baselines(
   y = evaluation["labels"]
   for name in ("phi1", "phi2"):
     results[f"k-means on {name}"] = hm.evaluate(kmeans(train[name], evaluation[name], k, seed), y)
+  both = lambda split: np.hstack([_unit_variance(split[name], train[name]) for name in ("phi1", "phi2")])
+  results["k-means on phi1 + phi2"] = hm.evaluate(kmeans(both(train), both(evaluation), k, seed), y)
   for name in ("phi1", "phi2"):
     if same:
       idx = np.random.default_rng(seed).permutation(len(y))

@@ -62,19 +62,21 @@ class Clock:
     return float("inf") if self.end is None else self.end - time.perf_counter()
 
 
-def replan(plan: dict, clock: Clock, runs_left: int, step_s: float, say) -> tuple[int, float | None, int]:
+def replan(
+  plan: dict, clock: Clock, runs_left: int, step_s: float, say, keep: int = 1
+) -> tuple[int, float | None, int]:
   """Before a run, against the clock: ``(iterations, deadline of this run, runs that fit)``.
 
   The runs left share the time left (the vote's criterion kept aside); a run that no longer
   fits its planned iterations gets fewer, and when not even ``MIN_ITERS`` fit, later runs are
-  dropped. Each cut is logged and recorded in ``plan["cuts"]``. Without a budget nothing changes.
+  dropped (never below ``keep``). Each cut is logged and recorded in ``plan["cuts"]``. Without a budget nothing changes.
   """
   if clock.end is None:
     return plan["num_iters"], None, runs_left
   sep = plan["criterion_seconds"]
   left = clock.left() - sep
   fits = runs_left
-  while fits > 1 and (left / fits - sep) / step_s < MIN_ITERS:
+  while fits > max(1, keep) and (left / fits - sep) / step_s < MIN_ITERS:
     fits -= 1
   share = left / fits - sep
   iters = plan["num_iters"]

@@ -292,7 +292,7 @@ def train_auto(
   labels (the vote) of each split, and the splits in the chosen order: ``(run, train, val)``
   with ``phi1``/``phi2`` swapped when the search kept ``phi2`` as HUME's phi1. ``watch`` and
   ``resume`` are ``fit_auto``'s (``hume_jax.auto.Watch``, ``Resume``)."""
-  from hume_jax.auto import Resume, Watch, fit_auto, result_arrays, vote_labels
+  from hume_jax.auto import Resume, Watch, fit_auto
 
   watch, resume = watch or Watch(), resume or Resume()
   watch = watch._replace(names=watch.names or {"a": "phi1", "b": "phi2"})
@@ -309,6 +309,15 @@ def train_auto(
     resume=resume,
   )
   seconds = time.perf_counter() - t0 + resume.spent_seconds
+  return auto_run(res, train, val, seconds, watch)
+
+
+def auto_run(res, train: dict, val: dict | None, seconds: float, watch=None) -> tuple[Run, dict, dict | None]:
+  """The ``Run`` of a ``hume_jax.auto.AutoResult``: its vote's labels of each split, the CV score,
+  and the splits in the chosen order (``phi1``/``phi2`` swapped when the search kept ``phi2``)."""
+  from hume_jax.auto import Watch, result_arrays, vote_labels
+
+  watch = watch or Watch(names={"a": "phi1", "b": "phi2"})
   preds = _predictions(lambda split: vote_labels(res, split["phi1"], split["phi2"]), train, val)
   if res.order == ("b", "a"):  # the vote reads the raw spaces in the given order, so it comes first
     train, val = (None if d is None else {**d, "phi1": d["phi2"], "phi2": d["phi1"]} for d in (train, val))
@@ -317,11 +326,8 @@ def train_auto(
   cv = hm.cv_score((val if val is not None else train)["phi2"], preds[split])
   extra = {"auto": _auto_report(res, watch.names)}
   rows = (("HUME (auto)", split),)
-  return (
-    Run("HUME (auto)", preds, cv, split, seconds, rows, result_arrays(res, watch.names), res.config, extra),
-    train,
-    val,
-  )
+  run = Run("HUME (auto)", preds, cv, split, seconds, rows, result_arrays(res, watch.names), res.config, extra)
+  return run, train, val
 
 
 def _auto_report(res, names: dict) -> dict:

@@ -12,6 +12,7 @@ import datetime
 import os
 import sys
 import tempfile
+import time
 
 from hume_jax import runs
 from hume_jax.train import inputs, report
@@ -21,6 +22,7 @@ from hume_jax.train.flags import resolve_config as resolve_config  # re-exported
 from hume_jax.workdir import Workdir, command, resume_command, versions
 
 DEFAULTS = {"budget": 600.0, "k_range": (2, 20), "k_seeds": 3, "checkpoint_every": 50, "log_every": 10}
+K_AUTO_BUDGET = 1800.0  # --k auto under --preset auto: the search over K and the chosen K's full search
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> dict:
     wd.prepare(resume=args.resume)
   except (ValueError, KeyError, FileNotFoundError) as e:
     raise SystemExit(f"error: {e.args[0] if e.args else e}")
+  if mode.auto_k and args.budget is None:
+    args.budget = K_AUTO_BUDGET
   for key, value in DEFAULTS.items():
     setattr(args, key, value if getattr(args, key) is None else getattr(args, key))
   _notes(args, mode, config, train, name)
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
   results = runs.summarize(run, train, val)
   if k_selection is not None:
     results["k_selection"] = k_selection._asdict()
+  if results.get("auto", {}).get("phi1") == "--phi2":  # the search kept --phi2 as phi1: the splits were swapped
+    labeled = {**labeled, "phi1": labeled["phi2"], "phi2": labeled["phi1"]}
   table = _table_with_baselines(args, run, results, labeled, val or train)
   record = _record(args, mode, run, name, class_names, argv)
   wd.write(run.arrays, run.preds, results, record)
@@ -129,7 +135,7 @@ def _notes(args, mode, config, train: dict, name: str) -> None:
 def _memory_plan(args, mode, config, train):
   """HUME's compiled step checked against the device's memory; remat / subset chunks if needed."""
   given = args.remat is not None or args.subset_chunk is not None
-  if mode.method is not runs.HUME_METHOD or mode.single_auto or given:
+  if mode.method is not runs.HUME_METHOD or mode.budgeted or given:
     return config
   from hume_jax.memory import device_memory_bytes, plan_memory
 
@@ -169,9 +175,16 @@ def _train(args, mode, config, train, val, wd: Workdir, stop):
     "checkpoint_every": args.checkpoint_every,
   }
   k_selection = None
-  if mode.k_auto:
+  if mode.auto_k:
+    t0 = time.perf_counter()
+    k_selection = resume.select_k_auto(args, config, train, val, wd, data_id, hooks)
+    config = dataclasses.replace(config, k=k_selection.chosen_k)
+    args.budget = max(args.budget - (time.perf_counter() - t0), DEFAULTS["budget"] / 4)
+  elif mode.k_auto:
     k_selection = resume.select_k(args, config, train, val, wd, data_id, hooks)
     config = dataclasses.replace(config, k=k_selection.chosen_k)
+  if mode.auto_k:  # the chosen K's full search, with what is left of --budget
+    return (*resume.train_auto(args, config, train, val, wd, data_id, hooks), k_selection)
   if mode.single_auto:
     return (*resume.train_auto(args, config, train, val, wd, data_id, hooks), k_selection)
   if mode.seeds > 1:

@@ -55,21 +55,35 @@ class Mode(NamedTuple):
   def single_auto(self) -> bool:
     return self.auto and self.seeds == 1 and not self.k_auto
 
+  @property
+  def auto_k(self) -> bool:
+    """``--k auto`` on raw features: a ``--preset auto`` search for every K (``hume_jax.kauto``)."""
+    return self.auto and self.seeds == 1 and self.k_auto
+
+  @property
+  def budgeted(self) -> bool:
+    return self.single_auto or self.auto_k
+
 
 def check_flags_apply(args: argparse.Namespace, mode: Mode, has_val: bool) -> None:
   """Refuses a flag that the chosen method, preset or protocol would ignore, with the reason."""
   rules = [
-    ("budget", not mode.single_auto, "applies to --preset auto (the default on your files) with one K and one seed"),
+    ("budget", not mode.budgeted, "applies to --preset auto (the default on your files) with one seed"),
     (
       "budget",
-      mode.single_auto and args.num_iters is not None,
+      mode.budgeted and args.num_iters is not None,
       "does not apply with --num-iters: the iterations of each run are given",
     ),
     ("k_range", not mode.k_auto, "applies with --k auto"),
-    ("k_seeds", not mode.k_auto, "applies with --k auto"),
+    (
+      "k_seeds",
+      not mode.k_auto or mode.auto_k,
+      "applies with --k auto and an explicit preset (with --preset auto each K's runs are its search's: two to four)",
+    ),
     ("seed_chunk", mode.seeds == 1, "applies with --seeds N"),
     ("checkpoint_every", mode.single_auto, "does not apply to --preset auto, which keeps each finished run"),
-    ("log_every", mode.single_auto, "does not apply to --preset auto, whose runs report when they end"),
+    ("checkpoint_every", mode.auto_k, "does not apply to --k auto with --preset auto, which keeps each finished K"),
+    ("log_every", mode.budgeted, "does not apply to --preset auto, whose runs report when they end"),
     (
       "normalize_phi1",
       mode.auto or mode.method is runs.TURTLE_METHOD,

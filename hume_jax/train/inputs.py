@@ -84,7 +84,7 @@ def configure(args: argparse.Namespace, train: dict, name: str) -> tuple[Mode, o
   config, preset = resolve_config(args, "cpu" if name == "fashion_mnist" else "auto")
   mode = Mode(runs.HUME_METHOD, preset, preset == "auto", args.seeds, args.k == "auto")
   n, d1 = train["phi1"].shape
-  if mode.single_auto:  # the search may take either space as phi1
+  if mode.budgeted:  # the search may take either space as phi1
     d1 = max(d1, train["phi2"].shape[1])
   check_config(config, n, min(d1, n, MAX_DIM) if mode.auto else d1)
   return mode, config
@@ -96,7 +96,7 @@ def splits(args, mode: Mode, train: dict, val: dict | None, name: str):
   the labeled training split of the baselines)``."""
   from hume_jax.conditioning import condition_splits
 
-  if mode.auto and not mode.single_auto:  # seeds and --k auto: the conditioned spaces, in the given order
+  if mode.auto and not mode.budgeted:  # seeds: the conditioned spaces, in the given order, from random inits
     train, val = condition_splits(train, val)
   elif args.normalize_phi1 and mode.method is runs.HUME_METHOD and not mode.auto:
     try:

@@ -25,6 +25,11 @@ def banner(method: str, name: str, train: dict, val: dict | None, device: str) -
 def config_line(mode, config, budget: float) -> None:
   if mode.method is runs.TURTLE_METHOD:
     print("TURTLE: " + ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config)))
+  elif mode.auto_k:
+    print(
+      f"preset 'auto' for every K (label-free conditioning, k-means and random starts, both orders of the "
+      f"spaces), the K whose runs agree most; budget {budget:.0f} s for the search over K"
+    )
   elif mode.single_auto:
     print(
       f"preset 'auto' (label-free conditioning, k-means start and order of the spaces; --preset official for "

@@ -120,3 +120,33 @@ def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: 
     done=done,
     on_k=on_k,
   )
+
+
+def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
+  """``--k auto`` under ``--preset auto`` (``hume_jax.kauto``): each K's scores kept as it finishes."""
+  from hume_jax.auto import Watch
+  from hume_jax.kauto import select_k_auto
+
+  done = {}
+  for k in range(args.k_range[0], args.k_range[1] + 1) if args.resume else ():
+    saved = wd.load_part(f"k_{k}", np.asarray(k), config, data_id)
+    if saved is not None:
+      done[k] = saved[1]
+
+  def on_k(k: int, entry: dict) -> None:
+    wd.save_part(f"k_{k}", np.asarray(k), config, data_id, entry)
+
+  watch = Watch(progress=hooks["progress"], stop=hooks["stop"], names={"a": "--phi1", "b": "--phi2"})
+  return select_k_auto(
+    train["phi1"],
+    train["phi2"],
+    args.k_range,
+    budget_seconds=args.budget,
+    seed=config.seed,
+    config=config,
+    num_iters=args.num_iters,
+    labels=train["labels"],
+    watch=watch,
+    done=done,
+    on_k=on_k,
+  )

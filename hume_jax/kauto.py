@@ -1,0 +1,113 @@
+"""K unknown, on a user's raw features: ``--preset auto``'s conditioning and both orders of the
+spaces for every K, and the K whose runs agree most.
+
+For each K in the range, ``hume_jax.auto.fit_auto`` runs from the official random start with
+each space as phi1 (the two runs a K needs to measure agreement), on the spaces conditioned
+once, its share of the budget re-planned against the clock before every K. Two runs from
+different starts and spaces agree on a partition the data hold (stability: adjusted Rand index
+of their labelings; Ben-Hur et al. 2002) and disagree where K splits or merges classes
+arbitrarily. A K whose runs leave a class nearly empty (below ``TINY`` of its balanced share)
+has not found K classes and is not chosen. The chosen K then gets the full search, k-means
+starts included (``fit_auto``), with the rest of the budget.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from hume_jax.auto import Watch, fit_auto, member_labels
+from hume_jax.config import AUTO, HumeConfig
+from hume_jax.ensemble import KSelection
+
+MIN_SHARE = 20.0  # seconds: a K's runs below this are planned at the budget's floor of iterations
+TINY = 0.1  # a class with fewer than this share of n / K samples counts as not found
+
+
+def select_k_auto(
+  phi_a: np.ndarray,
+  phi_b: np.ndarray,
+  k_range: tuple[int, int],
+  *,
+  budget_seconds: float = 1200.0,
+  seed: int = 42,
+  config: HumeConfig = AUTO,
+  num_iters: int | None = None,
+  labels=None,
+  watch: Watch | None = None,
+  done: dict[int, dict] | None = None,
+  on_k: Callable[[int, dict], None] | None = None,
+) -> KSelection:
+  """Two ``fit_auto`` runs (random starts, each space as phi1) for each K of ``k_range``
+  (inclusive), within ``budget_seconds`` in all; the K whose runs agree most among those that
+  found K classes. ``labels`` (optional) only add each K's accuracy to its scores; ``done`` /
+  ``on_k`` keep the scores of each K across a stop (as ``ensemble.select_k``)."""
+  from sklearn.metrics import adjusted_rand_score
+  from tqdm.auto import tqdm
+
+  from hume_jax.conditioning import condition_spaces
+  from hume_jax.metrics import hungarian_accuracy
+
+  watch = watch or Watch()
+  ks = list(range(k_range[0], k_range[1] + 1))
+  end = time.perf_counter() + budget_seconds
+  spaces = condition_spaces(phi_a, phi_b)
+  watch.say(
+    f"K auto: {len(ks)} values of K, each two runs (random starts, each space as phi1): about "
+    f"{budget_seconds:.0f} s in all, {budget_seconds / len(ks):.0f} s per K"
+  )
+  scores = []
+  for i, k in enumerate(tqdm(ks, desc="K auto", unit="K", disable=not watch.progress)):
+    if done and k in done:
+      scores.append(done[k])
+      watch.say(f"K={k}: kept from before")
+      continue
+    if k > max(x.shape[1] for x in spaces.cond1.values()) or k > len(phi_a):
+      watch.say(f"K={k}: skipped (more classes than dimensions in either space, or than samples)")
+      continue
+    t0 = time.perf_counter()
+    share = max((end - t0) / (len(ks) - i), MIN_SHARE)
+    res = fit_auto(
+      phi_a,
+      phi_b,
+      k,
+      budget_seconds=share,
+      seed=seed,
+      config=config,
+      num_iters=num_iters,
+      watch=watch._replace(say=lambda s: None, progress=False),
+      spaces=spaces,
+      min_runs=2,
+      starts=("random",),
+    )
+    preds = member_labels(res.members, phi_a, phi_b)
+    smallest = min(int(np.bincount(p, minlength=k).min()) for p in preds)
+    entry = {
+      "k": k,
+      "stability": float(adjusted_rand_score(preds[0], preds[-1])),
+      "kappa": res.candidates[res.reference]["separability"],
+      "runs": len(res.members),
+      "smallest_class": smallest,
+      "found_k": smallest >= TINY * len(phi_a) / k,
+      "seconds": time.perf_counter() - t0,
+    }
+    if labels is not None:
+      entry["acc"] = hungarian_accuracy(preds[res.reference], labels)
+    scores.append(entry)
+    if on_k is not None:
+      on_k(k, entry)
+    watch.say(
+      f"K={k}: stability {entry['stability']:.4f}, separability {entry['kappa']:.4f}, smallest class "
+      f"{smallest}"
+      + ("" if entry["found_k"] else " (too small: not chosen)")
+      + (f", ACC {entry['acc']:.4f} (not used)" if "acc" in entry else "")
+    )
+  eligible = [e for e in scores if e["found_k"]] or scores
+  if not eligible:
+    raise ValueError(f"k_range {k_range[0]}:{k_range[1]}: holds no K that this data allows")
+  chosen = max(eligible, key=lambda e: e["stability"])["k"]
+  watch.say(f"K auto: chose K={chosen}")
+  criterion = "stability: ARI between the runs of each space as phi1 (random starts), among K without tiny classes"
+  return KSelection(chosen, criterion, scores)
