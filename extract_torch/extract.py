@@ -236,6 +236,18 @@ def run_extraction(
   return _assemble(source, extractor, out, partial, n_chunks, meta)
 
 
+def write_output(out: str, features: np.ndarray, source, meta: dict) -> dict[str, np.ndarray]:
+  """``OUT``: ``features``, ``indices``, ``labels`` (when the source has them) and ``meta``, atomically."""
+  arrays = {"features": features, "indices": source.index()}
+  if source.labels is not None:
+    arrays["labels"] = np.asarray(source.labels, np.int64)
+  arrays["meta"] = np.array(json.dumps(meta))
+  tmp = out[:-4] + ".tmp.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, out)
+  return arrays
+
+
 def _assemble(source, extractor: Extractor, out: str, partial: str, n_chunks: int, meta: dict) -> dict:
   """``OUT`` from the chunk files, written atomically; the partial folder removed."""
   n = len(source)
@@ -244,13 +256,7 @@ def _assemble(source, extractor: Extractor, out: str, partial: str, n_chunks: in
     raise ValueError(
       f"{partial}: chunks hold {features.shape}, expected ({n}, {extractor.dim}); delete {partial} to start again"
     )
-  arrays = {"features": features, "indices": source.index()}
-  if source.labels is not None:
-    arrays["labels"] = np.asarray(source.labels, np.int64)
-  arrays["meta"] = np.array(json.dumps(meta))
-  tmp = out[:-4] + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, out)
+  arrays = write_output(out, features, source, meta)
   shutil.rmtree(partial)
   return arrays
 
@@ -345,11 +351,5 @@ def write_tfidf(source, out: str, *, dataset: str, subset: str | None = None) ->
     "feature": f"TF-IDF (sublinear tf, English stop words, min_df 2) + TruncatedSVD {TFIDF_DIM}",
     "versions": _versions(("scikit-learn", "numpy")),
   }
-  arrays = {"features": features, "indices": source.index()}
-  if source.labels is not None:
-    arrays["labels"] = np.asarray(source.labels, np.int64)
-  arrays["meta"] = np.array(json.dumps(meta))
-  tmp = out[:-4] + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, out)
+  arrays = write_output(out, features, source, meta)
   return arrays

@@ -84,10 +84,13 @@ def keep_freed_memory() -> bool:
   pass. Measured on 2 CPU cores (CIFAR-10 upscaled to 224 px, batch 64): EfficientNet-Lite0
   spent 5.1 s of system time for 2.4 s of user time and ran 15.9 images/s; with the
   thresholds raised, 70.9 images/s, and at batch 16 91.8 (``benchmarks/README.md``).
-  Returns whether the setting took (False off glibc).
+  Returns whether the setting took (False off glibc, or with ``EXTRACT_TORCH_SYSTEM_MALLOC=1``
+  in the environment, which keeps glibc's defaults).
   """
   import ctypes
 
+  if os.environ.get("EXTRACT_TORCH_SYSTEM_MALLOC") == "1":
+    return False
   try:
     libc = ctypes.CDLL("libc.so.6")
   except OSError:

@@ -1,22 +1,15 @@
-"""The default for a user's own representations: label-free conditioning, initialisation,
-order of the spaces and a time budget, each recorded.
+"""The default for a user's own representations: label-free conditioning, starts, order of the
+spaces and a time budget, each recorded.
 
-Both spaces are conditioned (``hume_jax.conditioning``: centred, reduced to their leading
-principal components, ``phi1`` with unit rows, ``phi2`` with unit top eigenvalue; why, there).
-Two starts of the task encoder are tried: the
-official random orthogonal draw, and the (orthonormalised) centroids of spherical k-means on
-``phi1``, from which HUME refines a labeling that is already plausible instead of searching
-from noise (on package descriptions embedded by a sentence model: ACC 0.55 from the random
-start, 0.78 from k-means; on Fashion-MNIST both about 0.75). Which start and which
-representation is ``phi1`` are chosen by the label-free criterion ``separability``.
-
-The labels returned are the per-sample majority vote of all four runs, each matched to the
-kept one (Hungarian matching on the training rows; ties go to the kept run). Runs from other
-spaces and starts err on different samples, so their vote is more accurate than the kept run
-alone: measured on Fashion-MNIST, digits, Debian package descriptions and fortunes quotes
-from raw features (``benchmarks/quality.py``), ACC 73.7 -> 74.6, 80.1 -> 82.8, 73.1 -> 74.6 and
-58.4 -> 58.6, although ``separability`` itself scores the vote lower than the
-kept run (which is why the vote is not one more candidate of the criterion).
+Both spaces are conditioned (``hume_jax.conditioning``; why, there). Two starts of the task
+encoder are tried: the official random orthogonal draw, and the orthonormalised centroids of
+spherical k-means on ``phi1``, from which HUME refines a plausible labeling instead of searching
+from noise (package descriptions: ACC 0.55 from the random start, 0.78 from k-means). The start
+and the space that is ``phi1`` are chosen by the label-free criterion ``separability``. The
+labels are the per-sample majority vote of all runs, each matched to the kept one (Hungarian
+matching on the training rows; ties go to the kept run): runs from other spaces and starts err
+on other samples (``benchmarks/README.md``: +0.2 to +2.7 ACC on four sets), although
+``separability`` scores the vote lower than the kept run, so the vote is not one more candidate.
 """
 
 from __future__ import annotations
@@ -36,7 +29,7 @@ from hume_jax.conditioning import (  # noqa: F401
   condition_spaces,
   condition_splits,
   fit_conditioning,
-  kmeans_premise,
+  kmeans_starts,
   spherical_kmeans,
 )
 from hume_jax.config import AUTO, HumeConfig
@@ -87,8 +80,6 @@ class AutoResult(NamedTuple):
     reference: index of the kept run in ``members``.
     vote: how the vote was used: its separability, class counts and whether it is the labeling
       (it is not when it leaves a class empty that the kept run fills).
-    premise: separability of spherical k-means partitions of each space, judged in both spaces
-      (``{"kmeans_a": {"a": .., "b": ..}, "kmeans_b": ...}``), beside the kept run's and the vote's.
   """
 
   state: object
@@ -100,7 +91,6 @@ class AutoResult(NamedTuple):
   members: list
   reference: int
   vote: dict
-  premise: dict
 
 
 def member_labels(members: list, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
@@ -123,35 +113,6 @@ def vote_labels(result: AutoResult, phi_a: np.ndarray, phi_b: np.ndarray) -> np.
   if not result.vote["used"]:
     return preds[result.reference]
   return vote_matched(preds, result.reference, result.config.k)
-
-
-def result_arrays(result: AutoResult, names: dict[str, str] | None = None) -> dict[str, np.ndarray]:
-  """What labels new samples, as plain arrays (``task_encoder.npz`` of a ``--preset auto`` run):
-  the kept run's ``E`` and its conditioning (``phi1_*``, ``phi2_*``: ``argmax(condition(x) @
-  E.T)`` gives its labels), then every run ``run{i}_*`` with the space it reads (named by
-  ``names``, e.g. ``{"a": "--phi1"}``), its conditioning and its map to the kept run's numbering,
-  from which ``vote_labels`` (or a few lines of numpy) rebuilds the vote."""
-  from hume_jax._task_encoder import encoder_matrix
-
-  names = names or {"a": "a", "b": "b"}
-  enc = result.state.encoder
-  arrays = {"raw": np.asarray(enc.raw), "base": np.asarray(enc.base), "E": np.asarray(encoder_matrix(enc))}
-  for role, c in result.conditioning.items():
-    arrays.update({f"{role}_mean": c.mean, f"{role}_components": c.components, f"{role}_scale": np.asarray(c.scale)})
-  for i, r in enumerate(result.members):
-    c = r.conditioning
-    arrays.update(
-      {
-        f"run{i}_E": np.asarray(encoder_matrix(r.encoder)),
-        f"run{i}_reads": np.asarray(names[r.phi1]),
-        f"run{i}_mean": c.mean,
-        f"run{i}_components": c.components,
-        f"run{i}_to_kept": r.to_reference,
-      }
-    )
-  arrays["kept_run"] = np.asarray(result.reference)
-  arrays["labels_are_vote"] = np.asarray(result.vote["used"])
-  return arrays
 
 
 class Watch(NamedTuple):
@@ -227,8 +188,11 @@ def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep
   return plan
 
 
-def _run_candidate(spaces: Spaces, run, config: HumeConfig, kmeans: dict, deadline, watch: Watch) -> Candidate:
-  """One run of the search on the conditioned spaces, from k-means centroids or the official start."""
+def _run_candidate(
+  spaces: Spaces, run, config: HumeConfig, kmeans: dict, deadline, watch: Watch, judged: bool = True
+) -> Candidate:
+  """One run of the search on the conditioned spaces, from k-means centroids or the official start;
+  its criterion only when ``judged`` (a run that is all the search will have needs none)."""
   import jax
 
   from hume_jax._fit import fit, predict
@@ -254,7 +218,8 @@ def _run_candidate(spaces: Spaces, run, config: HumeConfig, kmeans: dict, deadli
   )
   loop_s, done = time.perf_counter() - t0, int(state.step)
   pred = predict(state.encoder, x1)
-  per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], pred)
+  judge = [spaces.cond2["a"], spaces.cond2["b"]]
+  per_space = separability_per_space(judge, pred) if judged else [float("nan")] * 2
   sizes = np.bincount(pred, minlength=config.k)
   entry = dict(
     phi1=p1,
@@ -329,11 +294,11 @@ def fit_auto(
   config = dataclasses.replace(config, k=k, seed=seed)
   spaces = spaces or condition_spaces(phi_a, phi_b, max_dim)
   runs = _runs(spaces, k, max_dim, watch.say, starts)
-  kmeans, premise, sep_seconds = kmeans_premise(spaces, k, seed)
+  kmeans, sep_seconds = kmeans_starts(spaces, k, seed, kmeans="k-means" in starts)
   plan = _plan(spaces, runs, config, num_iters, clock, sep_seconds, watch.say)
   plan.update(budget_seconds=budget_seconds, max_dim=max_dim, min_runs=min_runs)
   candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
-  return _choose_and_vote(spaces, runs, candidates, config, plan, premise, watch)
+  return _choose_and_vote(spaces, runs, candidates, config, plan, watch)
 
 
 def _search(spaces, runs, config: HumeConfig, plan: dict, clock: Clock, kmeans, watch: Watch, resume: Resume):
@@ -345,9 +310,11 @@ def _search(spaces, runs, config: HumeConfig, plan: dict, clock: Clock, kmeans, 
   step_s = plan["step_seconds"]
   while todo:
     i = todo.pop(0)
-    iters, deadline, fits = replan(plan, clock, len(todo) + 1, step_s, watch.say, plan["min_runs"] - len(candidates))
+    keep = plan["min_runs"] - len(candidates)
+    iters, deadline, fits = replan(plan, clock, len(todo) + 1, step_s, watch.say, keep, done=len(candidates))
     todo = todo[: fits - 1]
-    candidates[i] = _run_candidate(spaces, runs[i], scaled_config(config, iters), kmeans, deadline, watch)
+    judged = len(candidates) + fits > 1
+    candidates[i] = _run_candidate(spaces, runs[i], scaled_config(config, iters), kmeans, deadline, watch, judged)
     step_s = max(step_s, candidates[i].entry["step_seconds"])
     if resume.on_candidate is not None:
       resume.on_candidate(i, candidates[i])
@@ -355,7 +322,7 @@ def _search(spaces, runs, config: HumeConfig, plan: dict, clock: Clock, kmeans, 
 
 
 def _choose_and_vote(
-  spaces: Spaces, runs, candidates: dict, config: HumeConfig, plan: dict, premise: dict, watch: Watch
+  spaces: Spaces, runs, candidates: dict, config: HumeConfig, plan: dict, watch: Watch
 ) -> AutoResult:
   """The most separable run without empty classes (or of all, when every run leaves one
   empty), and the majority vote of the runs matched to it on the training rows."""
@@ -366,7 +333,7 @@ def _choose_and_vote(
   done = sorted(candidates)
   cands = [candidates[i] for i in done]
   full = [j for j, c in enumerate(cands) if c.entry["nonempty_classes"] == k] or list(range(len(cands)))
-  best = max(full, key=lambda j: cands[j].entry["separability"])
+  best = max(full, key=lambda j: np.nan_to_num(cands[j].entry["separability"], nan=-1.0))
   order, start = runs[done[best]]
   names = watch.names
   watch.say(
@@ -382,7 +349,12 @@ def _choose_and_vote(
   ]
   voted = vote_matched(np.stack([m.to_reference[c.pred] for m, c in zip(members, cands)]), best, k)
   sizes = np.bincount(voted, minlength=k)
-  per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], voted)
+  single = len(cands) == 1  # the vote of one run is that run: nothing to judge
+  per_space = (
+    list(cands[best].entry["separability_per_space"].values())
+    if single
+    else separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], voted)
+  )
   vote = {
     "separability": float(np.mean(per_space)),
     "separability_per_space": dict(zip("ab", per_space)),
@@ -401,5 +373,5 @@ def _choose_and_vote(
   run_config = scaled_config(config, cands[best].entry["planned_iterations"])
   conditioning = {"phi1": spaces.as_phi1[order[0]], "phi2": spaces.as_phi2[order[1]]}
   return AutoResult(
-    cands[best].state, order, conditioning, run_config, [c.entry for c in cands], plan, members, best, vote, premise
+    cands[best].state, order, conditioning, run_config, [c.entry for c in cands], plan, members, best, vote
   )

@@ -63,31 +63,33 @@ class Clock:
 
 
 def replan(
-  plan: dict, clock: Clock, runs_left: int, step_s: float, say, keep: int = 1
+  plan: dict, clock: Clock, runs_left: int, step_s: float, say, keep: int = 1, done: int = 0
 ) -> tuple[int, float | None, int]:
   """Before a run, against the clock: ``(iterations, deadline of this run, runs that fit)``.
 
-  The runs left share the time left (the vote's criterion kept aside); a run that no longer
-  fits its planned iterations gets fewer, and when not even ``MIN_ITERS`` fit, later runs are
-  dropped (never below ``keep``). Each cut is logged and recorded in ``plan["cuts"]``. Without a budget nothing changes.
+  The runs left share the time left, each run's criterion and the vote's kept aside (none when a
+  single run is all there will be: nothing is chosen); a run that no longer fits its planned
+  iterations gets fewer, and when not even ``MIN_ITERS`` fit, later runs are dropped (never below
+  ``keep``; ``done`` runs are finished already). Each cut is logged and recorded in
+  ``plan["cuts"]``. Without a budget nothing changes.
   """
   if clock.end is None:
     return plan["num_iters"], None, runs_left
-  sep = plan["criterion_seconds"]
-  left = clock.left() - sep
+  judged = lambda fits: plan["criterion_seconds"] if done + fits > 1 else 0.0
+  share = lambda fits: (clock.left() - judged(fits)) / fits - judged(fits)
   fits = runs_left
-  while fits > max(1, keep) and (left / fits - sep) / step_s < MIN_ITERS:
+  while fits > max(1, keep) and share(fits) / step_s < MIN_ITERS:
     fits -= 1
-  share = left / fits - sep
   iters = plan["num_iters"]
-  if iters * step_s > share:
-    iters = max(MIN_ITERS, int(share / step_s))
-    note = f"behind the budget: {iters} iterations instead of {plan['num_iters']} for the runs left"
-    plan["cuts"].append(note)
-    say("auto: " + note)
-    plan["num_iters"] = iters
+  if iters * step_s > share(fits):
+    iters = max(MIN_ITERS, int(share(fits) / step_s))
+    if iters < plan["num_iters"]:
+      note = f"behind the budget: {iters} iterations instead of {plan['num_iters']} for the runs left"
+      plan["cuts"].append(note)
+      say("auto: " + note)
+      plan["num_iters"] = iters
   if fits < runs_left:
     note = f"behind the budget: {runs_left - fits} of the {runs_left} runs left dropped"
     plan["cuts"].append(note)
     say("auto: " + note)
-  return iters, time.perf_counter() + max(share, 0.0), fits
+  return iters, time.perf_counter() + max(share(fits), 0.0), fits

@@ -30,8 +30,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from hume_jax.metrics import separability_per_space
-
 MAX_DIM = 128
 
 
@@ -53,19 +51,22 @@ class Conditioning(NamedTuple):
   explained: float
 
 
-def fit_conditioning(x: np.ndarray, *, unit_rows: bool, max_dim: int = MAX_DIM) -> Conditioning:
+def fit_conditioning(x: np.ndarray, *, unit_rows: bool, max_dim: int = MAX_DIM, whiten: bool = False) -> Conditioning:
   """Centring and PCA to ``min(max_dim, d, n)`` components fitted on ``x [n, d]``.
 
   With ``unit_rows`` (``phi1``), rows are L2-normalised after centring; otherwise (``phi2``)
-  they are scaled so that the largest eigenvalue of their covariance is 1.
+  they are scaled so that the largest eigenvalue of their covariance is 1. With ``whiten``
+  every component is first scaled to unit variance (folded into ``components``).
   """
   x = np.asarray(x, np.float64)
   mean = x.mean(0)
   _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
   r = min(max_dim, len(s))
   var = s**2 / len(x)
-  scale = 1.0 if unit_rows else float(1 / np.sqrt(max(var[0], 1e-30)))
-  return Conditioning(mean, vt[:r], scale, unit_rows, float(var[:r].sum() / max(var.sum(), 1e-30)))
+  components = vt[:r] / np.sqrt(np.maximum(var[:r], 1e-30))[:, None] if whiten else vt[:r]
+  top = 1.0 if whiten else var[0]
+  scale = 1.0 if unit_rows else float(1 / np.sqrt(max(top, 1e-30)))
+  return Conditioning(mean, components, scale, unit_rows, float(var[:r].sum() / max(var.sum(), 1e-30)))
 
 
 def apply_conditioning(c: Conditioning, x: np.ndarray) -> np.ndarray:
@@ -108,9 +109,9 @@ class Spaces(NamedTuple):
   cond2: dict
 
 
-def condition_spaces(phi_a: np.ndarray, phi_b: np.ndarray, max_dim: int = MAX_DIM) -> Spaces:
+def condition_spaces(phi_a: np.ndarray, phi_b: np.ndarray, max_dim: int = MAX_DIM, whiten: bool = False) -> Spaces:
   spaces = {"a": np.asarray(phi_a), "b": np.asarray(phi_b)}
-  as_phi2 = {s: fit_conditioning(x, unit_rows=False, max_dim=max_dim) for s, x in spaces.items()}
+  as_phi2 = {s: fit_conditioning(x, unit_rows=False, max_dim=max_dim, whiten=whiten) for s, x in spaces.items()}
   as_phi1 = {s: c._replace(scale=1.0, unit_rows=True) for s, c in as_phi2.items()}
   return Spaces(
     as_phi1,
@@ -120,18 +121,24 @@ def condition_spaces(phi_a: np.ndarray, phi_b: np.ndarray, max_dim: int = MAX_DI
   )
 
 
-def kmeans_premise(spaces: Spaces, k: int, seed: int) -> tuple[dict, dict, float]:
-  """Spherical k-means of each space (its centroids start HUME; its partition is a simple
-  labeling to judge HUME's against) and each partition's separability in both spaces.
+def kmeans_starts(spaces: Spaces, k: int, seed: int, kmeans: bool = True) -> tuple[dict, float]:
+  """Spherical k-means of each space (its centroids start HUME) and the measured cost of one
+  criterion (``separability_per_space`` on both spaces) for the plan.
 
-  Returns ``({space: (centroids, labels)}, {"kmeans_a": {"a": kappa, "b": kappa}, ...},
-  seconds of one separability call)``.
+  Returns ``({space: (centroids, labels)} or {} without ``kmeans``, seconds)``. The cost is
+  timed on one of the criterion's logistic regressions (one fold of one space) and scaled to its
+  ``2 x 5`` fits, a tenth of a criterion's price.
   """
-  kmeans, premise, seconds = {}, {}, []
-  for s in ("a", "b"):
-    kmeans[s] = spherical_kmeans(spaces.cond1[s], k, seed)
-    t0 = time.perf_counter()
-    per_space = separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], kmeans[s][1])
-    seconds.append(time.perf_counter() - t0)
-    premise[f"kmeans_{s}"] = dict(zip("ab", per_space))
-  return kmeans, premise, float(np.mean(seconds))
+  import warnings
+
+  from sklearn.linear_model import LogisticRegression
+
+  found = {s: spherical_kmeans(spaces.cond1[s], k, seed) for s in ("a", "b")} if kmeans else {}
+  x = spaces.cond2["a"][:, :64]
+  labels = np.random.default_rng(seed).integers(0, k, len(x))
+  fold = slice(0, len(x) * 4 // 5)
+  t0 = time.perf_counter()
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    LogisticRegression(C=np.inf).fit(x[fold], labels[fold])
+  return found, 10 * (time.perf_counter() - t0)

@@ -44,11 +44,9 @@ def select_k_auto(
   (inclusive), within ``budget_seconds`` in all; the K whose runs agree most among those that
   found K classes. ``labels`` (optional) only add each K's accuracy to its scores; ``done`` /
   ``on_k`` keep the scores of each K across a stop (as ``ensemble.select_k``)."""
-  from sklearn.metrics import adjusted_rand_score
   from tqdm.auto import tqdm
 
   from hume_jax.conditioning import condition_spaces
-  from hume_jax.metrics import hungarian_accuracy
 
   watch = watch or Watch()
   ks = list(range(k_range[0], k_range[1] + 1))
@@ -67,40 +65,14 @@ def select_k_auto(
     if k > max(x.shape[1] for x in spaces.cond1.values()) or k > len(phi_a):
       watch.say(f"K={k}: skipped (more classes than dimensions in either space, or than samples)")
       continue
-    t0 = time.perf_counter()
-    share = max((end - t0) / (len(ks) - i), MIN_SHARE)
-    res = fit_auto(
-      phi_a,
-      phi_b,
-      k,
-      budget_seconds=share,
-      seed=seed,
-      config=config,
-      num_iters=num_iters,
-      watch=watch._replace(say=lambda s: None, progress=False),
-      spaces=spaces,
-      min_runs=2,
-      starts=("random",),
-    )
-    preds = member_labels(res.members, phi_a, phi_b)
-    smallest = min(int(np.bincount(p, minlength=k).min()) for p in preds)
-    entry = {
-      "k": k,
-      "stability": float(adjusted_rand_score(preds[0], preds[-1])),
-      "kappa": res.candidates[res.reference]["separability"],
-      "runs": len(res.members),
-      "smallest_class": smallest,
-      "found_k": smallest >= TINY * len(phi_a) / k,
-      "seconds": time.perf_counter() - t0,
-    }
-    if labels is not None:
-      entry["acc"] = hungarian_accuracy(preds[res.reference], labels)
+    share = max((end - time.perf_counter()) / (len(ks) - i), MIN_SHARE)
+    entry = _score_k(phi_a, phi_b, k, spaces, share, seed, config, num_iters, labels, watch)
     scores.append(entry)
     if on_k is not None:
       on_k(k, entry)
     watch.say(
       f"K={k}: stability {entry['stability']:.4f}, separability {entry['kappa']:.4f}, smallest class "
-      f"{smallest}"
+      f"{entry['smallest_class']}"
       + ("" if entry["found_k"] else " (too small: not chosen)")
       + (f", ACC {entry['acc']:.4f} (not used)" if "acc" in entry else "")
     )
@@ -111,3 +83,40 @@ def select_k_auto(
   watch.say(f"K auto: chose K={chosen}")
   criterion = "stability: ARI between the runs of each space as phi1 (random starts), among K without tiny classes"
   return KSelection(chosen, criterion, scores)
+
+
+def _score_k(phi_a, phi_b, k: int, spaces, share: float, seed: int, config, num_iters, labels, watch: Watch) -> dict:
+  """One K: its two runs (``fit_auto`` from random starts, each space as phi1) and their agreement."""
+  from sklearn.metrics import adjusted_rand_score
+
+  from hume_jax.metrics import hungarian_accuracy
+
+  t0 = time.perf_counter()
+  quiet = watch._replace(say=lambda s: None, progress=False)
+  res = fit_auto(
+    phi_a,
+    phi_b,
+    k,
+    budget_seconds=share,
+    seed=seed,
+    config=config,
+    num_iters=num_iters,
+    watch=quiet,
+    spaces=spaces,
+    min_runs=2,
+    starts=("random",),
+  )
+  preds = member_labels(res.members, phi_a, phi_b)
+  smallest = min(int(np.bincount(p, minlength=k).min()) for p in preds)
+  entry = {
+    "k": k,
+    "stability": float(adjusted_rand_score(preds[0], preds[-1])),
+    "kappa": res.candidates[res.reference]["separability"],
+    "runs": len(res.members),
+    "smallest_class": smallest,
+    "found_k": smallest >= TINY * len(phi_a) / k,
+    "seconds": time.perf_counter() - t0,
+  }
+  if labels is not None:
+    entry["acc"] = hungarian_accuracy(preds[res.reference], labels)
+  return entry

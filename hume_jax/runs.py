@@ -1,9 +1,7 @@
-"""One trained run, whatever the method or protocol: ``Method`` values for HUME and TURTLE, the
-``Run`` result type, and the three ways to train (one run, seeds, ``--preset auto``).
-
-The difference between HUME and TURTLE is a value (``HUME_METHOD``, ``TURTLE_METHOD``: a
-``NamedTuple`` of pure functions, as optax's ``GradientTransformation``), not a branch. Splits are dicts with
-``phi1``, ``phi2`` and ``labels`` (or None); nothing here sees flags, paths or ``argv``.
+"""One trained run, whatever the method or protocol: the ``Run`` result type and the ways to train
+(one run, seeds, ``--preset auto``) with a ``Method`` (``hume_jax.methods``: HUME and TURTLE as
+values, not branches). Splits are dicts with ``phi1``, ``phi2`` and ``labels`` (or None); nothing
+here sees flags, paths or ``argv``.
 
     run = train_one(HUME_METHOD, HumeConfig(k=10), train, val)
     run.preds["val"], run.cv_score
@@ -11,163 +9,13 @@ The difference between HUME and TURTLE is a value (``HUME_METHOD``, ``TURTLE_MET
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
 from hume_jax import metrics as hm
-
-
-class Method(NamedTuple):
-  """A training method as pure functions of its config and the splits.
-
-  Attributes:
-    name: ``"HUME"`` or ``"TURTLE"``.
-    init: ``(config, train) -> state``: the seed's initial state (the template of a checkpoint).
-    fit: ``(config, train, state, hooks) -> state``: trains from ``state``; ``hooks`` are the
-      loop's keyword arguments (``log_every``, ``progress``, ``on_log``, ``checkpoint_every``,
-      ``on_checkpoint``, ``stop``, ``on_estimate``).
-    label: ``(state, split) -> [n]`` hard labels.
-    arrays: ``state -> {name: array}``: what labels new samples (``task_encoder.npz``).
-    fit_seeds: ``(config, train, seeds, hooks) -> states`` one run per seed.
-    label_seeds: ``(states, split) -> [N, n]``.
-    seed_arrays: ``(states, best) -> {name: array}``.
-  """
-
-  name: str
-  init: Callable
-  fit: Callable
-  label: Callable
-  arrays: Callable
-  fit_seeds: Callable
-  label_seeds: Callable
-  seed_arrays: Callable
-
-
-def _encoder_arrays(encoder) -> dict[str, np.ndarray]:
-  """``raw``, ``base`` and ``E`` of one task encoder, or of stacked ones (``[N, ...]``)."""
-  import jax
-
-  from hume_jax._task_encoder import encoder_matrix
-
-  E = jax.vmap(encoder_matrix)(encoder) if encoder.raw.ndim == 3 else encoder_matrix(encoder)
-  return {"raw": np.asarray(encoder.raw), "base": np.asarray(encoder.base), "E": np.asarray(E)}
-
-
-def _hume_init(config, train):
-  import jax
-
-  from hume_jax._outer import init_state
-
-  return init_state(jax.random.PRNGKey(config.seed), config, train["phi1"].shape[1], train["phi2"].shape[1])
-
-
-def _hume_fit(config, train, state, hooks):
-  from hume_jax._fit import fit
-
-  return fit(train["phi1"], train["phi2"], config, labels=train["labels"], state=state, **hooks)[0]
-
-
-_SEED_HOOKS = ("progress", "log_every", "stop", "checkpoint_every", "on_estimate", "resume_part", "on_part")
-
-
-def _hume_seeds(config, train, seeds, hooks):
-  from hume_jax.ensemble import fit_seeds
-
-  return fit_seeds(
-    train["phi1"],
-    train["phi2"],
-    config,
-    seeds,
-    chunk=hooks.get("chunk"),
-    **{key: v for key, v in hooks.items() if key in _SEED_HOOKS},
-  )
-
-
-def _hume_label(state, split):
-  from hume_jax._fit import predict
-
-  return predict(state.encoder, split["phi1"])
-
-
-def _hume_label_seeds(states, split):
-  from hume_jax.ensemble import predict_seeds
-
-  return predict_seeds(states, split["phi1"])
-
-
-HUME_METHOD = Method(
-  "HUME",
-  _hume_init,
-  _hume_fit,
-  _hume_label,
-  lambda st: _encoder_arrays(st.encoder),
-  _hume_seeds,
-  _hume_label_seeds,
-  lambda states, best: _encoder_arrays(states.encoder),
-)
-
-
-def _turtle_init(config, train):
-  import jax
-
-  from hume_jax._fit import compute_dtype
-  from hume_jax.turtle import init_turtle
-
-  phis = (train["phi1"], train["phi2"])
-  return init_turtle(jax.random.PRNGKey(config.seed), config, tuple(x.shape[1] for x in phis), compute_dtype(phis[0]))
-
-
-def _turtle_fit(config, train, state, hooks):
-  from hume_jax.turtle import fit_turtle
-
-  return fit_turtle([train["phi1"], train["phi2"]], config, labels=train["labels"], state=state, **hooks)[0]
-
-
-def _turtle_label(state, split):
-  from hume_jax.turtle import predict_turtle
-
-  return predict_turtle(state.encoder, [split["phi1"], split["phi2"]])
-
-
-def _turtle_seeds(config, train, seeds, hooks):
-  """TURTLE's runs one after the other (each compiled step shared: ``turtle_step_jit``); a part
-  is one seed (``hooks``: as ``hume_jax.ensemble.fit_seeds``'s)."""
-  say, resume_part, on_part = hooks.get("say", print), hooks.get("resume_part"), hooks.get("on_part")
-  loop = {
-    key: v for key, v in hooks.items() if key in ("progress", "log_every", "stop", "checkpoint_every", "on_estimate")
-  }
-  states = []
-  for i, seed in enumerate(seeds):
-    say(f"TURTLE run {i + 1} of {len(seeds)} (seed {seed})")
-    cfg = dataclasses.replace(config, seed=seed)
-    template = _turtle_init(cfg, train)
-    saved = None if resume_part is None else resume_part(i, template)
-    save = None if on_part is None else (lambda st, i=i: on_part(i, st, int(st.step) == config.num_iters))
-    states.append(_turtle_fit(cfg, train, template if saved is None else saved, dict(loop, on_checkpoint=save)))
-  return states
-
-
-def _head_arrays(encoder) -> dict[str, np.ndarray]:
-  """``v1, g1, b1, v2, ...``: the TURTLE heads of each space."""
-  arrays = {}
-  for m, head in enumerate(encoder, start=1):
-    arrays.update({f"v{m}": np.asarray(head.v), f"g{m}": np.asarray(head.g), f"b{m}": np.asarray(head.b)})
-  return arrays
-
-
-TURTLE_METHOD = Method(
-  "TURTLE",
-  _turtle_init,
-  _turtle_fit,
-  _turtle_label,
-  lambda st: _head_arrays(st.encoder),
-  _turtle_seeds,
-  lambda states, split: np.stack([_turtle_label(s, split) for s in states]),
-  lambda states, best: _head_arrays(states[best].encoder),
-)
+from hume_jax.methods import HUME_METHOD, METHODS, TURTLE_METHOD, Method  # noqa: F401  (re-exported)
 
 
 class Run(NamedTuple):
@@ -194,6 +42,35 @@ class Run(NamedTuple):
   arrays: dict
   config: Any
   extra: dict
+
+
+def result_arrays(result, names: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+  """What labels new samples, as plain arrays (``task_encoder.npz`` of a ``--preset auto`` run):
+  the kept run's ``E`` and its conditioning (``phi1_*``, ``phi2_*``: ``argmax(condition(x) @
+  E.T)`` gives its labels), then every run ``run{i}_*`` with the space it reads (named by
+  ``names``, e.g. ``{"a": "--phi1"}``), its conditioning and its map to the kept run's numbering,
+  from which ``vote_labels`` (or a few lines of numpy) rebuilds the vote."""
+  from hume_jax._task_encoder import encoder_matrix
+
+  names = names or {"a": "a", "b": "b"}
+  enc = result.state.encoder
+  arrays = {"raw": np.asarray(enc.raw), "base": np.asarray(enc.base), "E": np.asarray(encoder_matrix(enc))}
+  for role, c in result.conditioning.items():
+    arrays.update({f"{role}_mean": c.mean, f"{role}_components": c.components, f"{role}_scale": np.asarray(c.scale)})
+  for i, r in enumerate(result.members):
+    c = r.conditioning
+    arrays.update(
+      {
+        f"run{i}_E": np.asarray(encoder_matrix(r.encoder)),
+        f"run{i}_reads": np.asarray(names[r.phi1]),
+        f"run{i}_mean": c.mean,
+        f"run{i}_components": c.components,
+        f"run{i}_to_kept": r.to_reference,
+      }
+    )
+  arrays["kept_run"] = np.asarray(result.reference)
+  arrays["labels_are_vote"] = np.asarray(result.vote["used"])
+  return arrays
 
 
 def _eval_split(val) -> str:
@@ -315,7 +192,7 @@ def train_auto(
 def auto_run(res, train: dict, val: dict | None, seconds: float, watch=None) -> tuple[Run, dict, dict | None]:
   """The ``Run`` of a ``hume_jax.auto.AutoResult``: its vote's labels of each split, the CV score,
   and the splits in the chosen order (``phi1``/``phi2`` swapped when the search kept ``phi2``)."""
-  from hume_jax.auto import Watch, result_arrays, vote_labels
+  from hume_jax.auto import Watch, vote_labels
 
   watch = watch or Watch(names={"a": "phi1", "b": "phi2"})
   preds = _predictions(lambda split: vote_labels(res, split["phi1"], split["phi2"]), train, val)
@@ -347,7 +224,6 @@ def _auto_report(res, names: dict) -> dict:
     "labels": labels,
     "vote": res.vote,
     "plan": res.plan,
-    "premise": {f"k-means of {names[s[-1]]}": {names[t]: v for t, v in d.items()} for s, d in res.premise.items()},
   }
 
 
@@ -381,6 +257,3 @@ def summarize(run: Run, train: dict, val: dict | None, premise: bool = True) -> 
 def table_rows(run: Run, results: dict) -> dict[str, dict]:
   """``{row label: metrics}`` of the run's rows, for a results table (splits with labels)."""
   return {label: results["splits"][split] for label, split in run.rows if "acc" in results["splits"][split]}
-
-
-METHODS = {"hume": HUME_METHOD, "turtle": TURTLE_METHOD}

@@ -97,14 +97,7 @@ def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: 
   from hume_jax.ensemble import select_k
 
   evaluation = val if val is not None else train
-  done = {}
-  for k in range(args.k_range[0], args.k_range[1] + 1) if args.resume else ():
-    saved = wd.load_part(f"k_{k}", np.asarray(k), config, data_id)
-    if saved is not None:
-      done[k] = saved[1]
-
-  def on_k(k: int, entry: dict) -> None:
-    wd.save_part(f"k_{k}", np.asarray(k), config, data_id, entry)
+  done, on_k = _k_parts(args, wd, config, data_id)
 
   seeds = [config.seed + i for i in range(args.k_seeds)]
   return select_k(
@@ -127,14 +120,7 @@ def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data
   from hume_jax.auto import Watch
   from hume_jax.kauto import select_k_auto
 
-  done = {}
-  for k in range(args.k_range[0], args.k_range[1] + 1) if args.resume else ():
-    saved = wd.load_part(f"k_{k}", np.asarray(k), config, data_id)
-    if saved is not None:
-      done[k] = saved[1]
-
-  def on_k(k: int, entry: dict) -> None:
-    wd.save_part(f"k_{k}", np.asarray(k), config, data_id, entry)
+  done, on_k = _k_parts(args, wd, config, data_id)
 
   watch = Watch(progress=hooks["progress"], stop=hooks["stop"], names={"a": "--phi1", "b": "--phi2"})
   return select_k_auto(
@@ -150,3 +136,17 @@ def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data
     done=done,
     on_k=on_k,
   )
+
+
+def _k_parts(args, wd: Workdir, config, data_id: str):
+  """``(scores of each K kept before (with --resume), on_k)``: every K's scores as a part."""
+  done = {}
+  for k in range(args.k_range[0], args.k_range[1] + 1) if args.resume else ():
+    saved = wd.load_part(f"k_{k}", np.asarray(k), config, data_id)
+    if saved is not None:
+      done[k] = saved[1]
+
+  def on_k(k: int, entry: dict) -> None:
+    wd.save_part(f"k_{k}", np.asarray(k), config, data_id, entry)
+
+  return done, on_k
