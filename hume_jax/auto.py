@@ -235,9 +235,10 @@ def _run_candidate(
     seconds=time.perf_counter() - t0,
   )
   cut = "" if done == config.num_iters else f", cut at iteration {done} of {config.num_iters} by the budget"
+  judgement = f"separability {entry['separability']:.4f} (label-free)" if judged else "the only run (not judged)"
   watch.say(
-    f"auto: phi1 = {p1}, phi2 = {p2}, {start} start: separability {entry['separability']:.4f} "
-    f"(label-free), {entry['nonempty_classes']} of {config.k} classes non-empty, {entry['seconds']:.0f} s{cut}"
+    f"auto: phi1 = {p1}, phi2 = {p2}, {start} start: {judgement}, {entry['nonempty_classes']} of "
+    f"{config.k} classes non-empty, {entry['seconds']:.0f} s{cut}"
   )
   return Candidate(entry, state, pred)
 
@@ -363,13 +364,16 @@ def _choose_and_vote(
     "agreement_with_kept_run": float((voted == ref).mean()),
   }
   vote["used"] = vote["nonempty_classes"] >= cands[best].entry["nonempty_classes"]
-  watch.say(
-    f"auto: labels = majority vote of the {len(cands)} runs matched to the kept one "
-    f"({100 * vote['agreement_with_kept_run']:.1f}% of samples as the kept run labels them; separability "
-    f"{vote['separability']:.4f}, {vote['nonempty_classes']} of {k} classes non-empty)"
-    if vote["used"]
-    else "auto: the vote of the runs leaves a class empty: labels = the kept run's"
-  )
+  if single:
+    watch.say("auto: labels = the one run's (the budget left time for no other)")
+  else:
+    watch.say(
+      f"auto: labels = majority vote of the {len(cands)} runs matched to the kept one "
+      f"({100 * vote['agreement_with_kept_run']:.1f}% of samples as the kept run labels them; separability "
+      f"{vote['separability']:.4f}, {vote['nonempty_classes']} of {k} classes non-empty)"
+      if vote["used"]
+      else "auto: the vote of the runs leaves a class empty: labels = the kept run's"
+    )
   run_config = scaled_config(config, cands[best].entry["planned_iterations"])
   conditioning = {"phi1": spaces.as_phi1[order[0]], "phi2": spaces.as_phi2[order[1]]}
   return AutoResult(
