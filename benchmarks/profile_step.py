@@ -76,6 +76,7 @@ def main() -> None:
   p.add_argument("--config", choices=sorted(CONFIGS), default="small")
   p.add_argument("--iters", type=int, default=5)
   p.add_argument("--threads", type=int, default=None, help="pin to the first N cores (default: all)")
+  p.add_argument("--top", type=int, default=0, help="also list the N costliest ops with their HLO (default 0)")
   args = p.parse_args()
   if args.threads:
     os.sched_setaffinity(0, set(range(args.threads)))
@@ -100,11 +101,12 @@ def main() -> None:
   jax.profiler.stop_trace()
   trace = json.load(gzip.open(glob.glob(os.path.join(folder, "**", "perfetto_trace.json.gz"), recursive=True)[0]))
   events = trace["traceEvents"] if isinstance(trace, dict) else trace
-  kinds = collections.Counter()
+  kinds, ops = collections.Counter(), collections.Counter()
   for e in events:
     name = e.get("name", "")
     if e.get("ph") == "X" and name in hlo and not name.startswith(("while", "conditional", "call")):
       kinds[_kind(name, hlo)] += e.get("dur", 0) / 1e3 / args.iters
+      ops[name] += e.get("dur", 0) / 1e3 / args.iters
   busy = sum(kinds.values())
   kinds["loop control, dispatch and idle (the rest of the wall time)"] = max(wall * 1e3 - busy, 0.0)
   print(
@@ -114,6 +116,8 @@ def main() -> None:
   print("| kind of op | ms per iteration | share of the wall time |\n|---|---|---|")
   for kind, ms in kinds.most_common():
     print(f"| {kind} | {ms:.1f} | {100 * ms / (1e3 * wall):.0f}% |")
+  for name, ms in ops.most_common(args.top):
+    print(f"{ms:8.2f} ms  {_kind(name, hlo):<24} {hlo[name].strip()[:160]}")
 
 
 if __name__ == "__main__":

@@ -219,7 +219,9 @@ def _run_candidate(
   loop_s, done = time.perf_counter() - t0, int(state.step)
   pred = predict(state.encoder, x1)
   judge = [spaces.cond2["a"], spaces.cond2["b"]]
+  t_judge = time.perf_counter()
   per_space = separability_per_space(judge, pred) if judged else [float("nan")] * 2
+  judge_s = time.perf_counter() - t_judge
   sizes = np.bincount(pred, minlength=config.k)
   entry = dict(
     phi1=p1,
@@ -232,6 +234,7 @@ def _run_candidate(
     iterations=done,
     planned_iterations=config.num_iters,
     step_seconds=loop_s / max(done, 1),
+    criterion_seconds=judge_s if judged else None,
     seconds=time.perf_counter() - t0,
   )
   cut = "" if done == config.num_iters else f", cut at iteration {done} of {config.num_iters} by the budget"
@@ -317,6 +320,8 @@ def _search(spaces, runs, config: HumeConfig, plan: dict, clock: Clock, kmeans, 
     judged = len(candidates) + fits > 1
     candidates[i] = _run_candidate(spaces, runs[i], scaled_config(config, iters), kmeans, deadline, watch, judged)
     step_s = max(step_s, candidates[i].entry["step_seconds"])
+    # the criterion's cost as measured on this run (under load it can exceed the plan's estimate)
+    plan["criterion_seconds"] = max(plan["criterion_seconds"], candidates[i].entry["criterion_seconds"] or 0.0)
     if resume.on_candidate is not None:
       resume.on_candidate(i, candidates[i])
   return candidates
