@@ -189,6 +189,7 @@ class KSelection(NamedTuple):
   chosen_k: int
   criterion: str
   scores: list[dict]
+  warning: str | None = None
 
 
 def select_k(

@@ -24,6 +24,7 @@ from hume_jax.ensemble import KSelection
 
 MIN_SHARE = 20.0  # seconds: a K's runs below this are planned at the budget's floor of iterations
 TINY = 0.1  # a class with fewer than this share of n / K samples counts as not found
+WEAK = 0.3  # adjusted Rand index below which two runs agree little (0: chance, 1: the same labeling)
 
 
 def select_k_auto(
@@ -79,10 +80,24 @@ def select_k_auto(
   eligible = [e for e in scores if e["found_k"]] or scores
   if not eligible:
     raise ValueError(f"k_range {k_range[0]}:{k_range[1]}: holds no K that this data allows")
-  chosen = max(eligible, key=lambda e: e["stability"])["k"]
+  best = max(eligible, key=lambda e: e["stability"])
+  chosen = best["k"]
   watch.say(f"K auto: chose K={chosen}")
+  warning = weak_agreement(best["stability"])
+  if warning:
+    watch.say("K auto: warning: " + warning)
   criterion = "stability: ARI between the runs of each space as phi1 (random starts), among K without tiny classes"
-  return KSelection(chosen, criterion, scores)
+  return KSelection(chosen, criterion, scores, warning)
+
+
+def weak_agreement(stability: float) -> str | None:
+  """The warning for a chosen K whose two runs agree little (``stability`` below ``WEAK``), else None."""
+  if stability >= WEAK:
+    return None
+  return (
+    f"at every K the runs of the two spaces agree little (best ARI {stability:.2f} < {WEAK}): these representations "
+    "do not settle K, so the K chosen is weakly supported; give K yourself if you know it, or bring stronger representations"
+  )
 
 
 def _score_k(phi_a, phi_b, k: int, spaces, share: float, seed: int, config, num_iters, labels, watch: Watch) -> dict:

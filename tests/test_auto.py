@@ -266,5 +266,15 @@ def test_k_auto_on_raw_features_finds_the_planted_k(tmp_path, capsys):
   )
   sel = res["k_selection"]
   assert [e["k"] for e in sel["scores"]] == [3, 4, 5] and sel["chosen_k"] == 4
+  assert sel["warning"] is None  # the runs agree at the planted K: no weak-agreement warning
   assert res["splits"]["train"]["acc"] > 0.85 and len(res["auto"]["candidates"]) >= 2
   assert "K auto: 3 values of K" in capsys.readouterr().out
+
+
+def test_k_auto_warns_when_the_runs_agree_little_at_every_k():
+  """The chosen K's stability below WEAK gives a warning that says so; agreement above it none."""
+  from hume_jax.kauto import WEAK, weak_agreement
+
+  assert weak_agreement(WEAK + 0.01) is None and weak_agreement(0.71) is None
+  note = weak_agreement(0.17)
+  assert "best ARI 0.17" in note and "weakly supported" in note
