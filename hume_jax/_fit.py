@@ -23,6 +23,18 @@ from hume_jax.config import HumeConfig, check_config
 from hume_jax.data import check_fit_inputs
 
 
+def release_compiled() -> None:
+  """Drops every compiled program of this process (``jax.clear_caches``), for loops over K.
+
+  Each K has its own shapes, so the programs one K compiled are never run again, while each
+  holds its code in about a hundred memory maps: a search over 14 values of K grew a process by
+  about 1,000 maps per K, and at the kernel's limit of 65,530 the next compile fails ("LLVM
+  compilation error: Cannot allocate memory") and the process dies. After a release the next
+  call compiles again (a few seconds).
+  """
+  jax.clear_caches()
+
+
 def step_config(config: HumeConfig) -> HumeConfig:
   """``config`` with the fields the step never reads (``seed``, ``num_iters``) at fixed values."""
   return dataclasses.replace(config, seed=0, num_iters=1)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hume_jax import metrics as hm
-from hume_jax._fit import compute_dtype, step_config
+from hume_jax._fit import compute_dtype, release_compiled, step_config
 from hume_jax._loop import run_loop
 from hume_jax._outer import TrainState, init_state, outer_step
 from hume_jax._task_encoder import task_logits
@@ -227,6 +227,7 @@ def select_k(
       say(f"K={k}: skipped ({e})")
       continue
     preds = predict_seeds(fit_seeds(phi1, phi2, cfg, seeds, progress=False, stop=stop), phi1_eval)
+    release_compiled()  # this K's programs are not run again
     entry = {
       "k": k,
       "stability": hm.stability(preds),

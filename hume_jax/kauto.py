@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from hume_jax._fit import release_compiled
 from hume_jax.auto import Watch, fit_auto, member_labels
 from hume_jax.config import AUTO, HumeConfig
 from hume_jax.ensemble import KSelection
@@ -68,6 +69,7 @@ def select_k_auto(
       continue
     share = max((end - time.perf_counter()) / (len(ks) - i), MIN_SHARE)
     entry = _score_k(phi_a, phi_b, k, spaces, share, seed, config, num_iters, labels, watch)
+    release_compiled()  # this K's programs are not run again
     scores.append(entry)
     if on_k is not None:
       on_k(k, entry)
@@ -95,8 +97,9 @@ def weak_agreement(stability: float) -> str | None:
   if stability >= WEAK:
     return None
   return (
-    f"at every K the runs of the two spaces agree little (best ARI {stability:.2f} < {WEAK}): these representations "
-    "do not settle K, so the K chosen is weakly supported; give K yourself if you know it, or bring stronger representations"
+    f"at every K the runs of the two spaces agree little (best ARI {stability:.2f} < {WEAK}): these "
+    "representations do not settle K, so the K chosen is weakly supported; give K yourself if you know it, "
+    "or bring stronger representations"
   )
 
 

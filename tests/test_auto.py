@@ -237,9 +237,15 @@ def test_cli_warns_when_classes_are_empty(tmp_path, capsys):
   assert f"warning: only {entry['nonempty_classes']} of the 4 requested classes" in capsys.readouterr().out
 
 
-def test_k_auto_on_raw_features_finds_the_planted_k(tmp_path, capsys):
+def test_k_auto_on_raw_features_finds_the_planted_k(tmp_path, capsys, monkeypatch):
   """--k auto with the default preset: each K's runs from both spaces on the conditioned raw
-  features agree at the planted K; the chosen K's full search labels the samples."""
+  features agree at the planted K; the chosen K's full search labels the samples. Each K's
+  compiled programs are released after it (a long search over K ran out of memory maps)."""
+  import jax
+
+  releases = []
+  clear = jax.clear_caches
+  monkeypatch.setattr(jax, "clear_caches", lambda: (releases.append(1), clear()))
   phi1, phi2, y = cone()
   for name, arr in {"a": phi1, "b": phi2, "y": y}.items():
     np.save(tmp_path / f"{name}.npy", arr)
@@ -267,6 +273,7 @@ def test_k_auto_on_raw_features_finds_the_planted_k(tmp_path, capsys):
   sel = res["k_selection"]
   assert [e["k"] for e in sel["scores"]] == [3, 4, 5] and sel["chosen_k"] == 4
   assert sel["warning"] is None  # the runs agree at the planted K: no weak-agreement warning
+  assert len(releases) == 3  # once after each K
   assert res["splits"]["train"]["acc"] > 0.85 and len(res["auto"]["candidates"]) >= 2
   assert "K auto: 3 values of K" in capsys.readouterr().out
 
