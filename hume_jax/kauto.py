@@ -79,17 +79,21 @@ def select_k_auto(
       + ("" if entry["found_k"] else " (too small: not chosen)")
       + (f", ACC {entry['acc']:.4f} (not used)" if "acc" in entry else "")
     )
+  return _choose(scores, k_range, watch)
+
+
+def _choose(scores: list[dict], k_range: tuple[int, int], watch: Watch) -> KSelection:
+  """The K whose runs agree most among those without tiny classes (of all, if every K has one)."""
   eligible = [e for e in scores if e["found_k"]] or scores
   if not eligible:
     raise ValueError(f"k_range {k_range[0]}:{k_range[1]}: holds no K that this data allows")
   best = max(eligible, key=lambda e: e["stability"])
-  chosen = best["k"]
-  watch.say(f"K auto: chose K={chosen}")
+  watch.say(f"K auto: chose K={best['k']}")
   warning = weak_agreement(best["stability"])
   if warning:
     watch.say("K auto: warning: " + warning)
   criterion = "stability: ARI between the runs of each space as phi1 (random starts), among K without tiny classes"
-  return KSelection(chosen, criterion, scores, warning)
+  return KSelection(best["k"], criterion, scores, warning)
 
 
 def weak_agreement(stability: float) -> str | None:

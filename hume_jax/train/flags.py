@@ -179,9 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--k",
         type=_k_value,
         default=None,
-        help="number of classes of the labeling (default 10), "
-        "or 'auto': train --k-seeds runs for every K in --k-range and keep the K whose runs agree "
-        "most (stability, label-free; scores per K in metrics.json and k_selection.png)",
+        help="number of classes of the labeling (default 10), or 'auto': for every K in --k-range train "
+        "runs and keep the K whose runs agree most (stability, label-free; scores per K in metrics.json and "
+        "k_selection.png). With --preset auto (the default on your own files) two auto runs per K, each space "
+        "as phi1, within --budget; with other presets --k-seeds runs per K",
       )
       continue
     hp.add_argument(*flags, dest=field, type=typ, default=None, help=help_)
@@ -197,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     type=_number(int, 2, "an integer >= 2"),
     default=None,
     metavar="N",
-    help="with --k auto: runs per K whose agreement (stability) chooses K (default 3)",
+    help="with --k auto and a preset other than auto: runs per K whose agreement (stability) chooses K (default 3)",
   )
   hp.add_argument(
     "--anneal",
