@@ -32,8 +32,6 @@ CONFIGS = {
 
 def _kind(name: str, hlo: dict[str, str]) -> str:
   line = hlo.get(name, "")
-  if name.startswith(("while", "conditional", "call")):
-    return "loop control"
   if "sort(" in line or name.startswith("sort"):
     return "sorts: subset draws" if "_shuffle" in line else "sorts: sparsemax / other"
   if " dot(" in line or "dot_general" in line or name.startswith(("dot", "ynn_fusion")):
@@ -110,7 +108,7 @@ def main() -> None:
   busy = sum(kinds.values())
   kinds["loop control, dispatch and idle (the rest of the wall time)"] = max(wall * 1e3 - busy, 0.0)
   print(
-    f"config {args.config} ({CONFIGS[args.config]}), {os.sched_getaffinity(0).__len__()} cores, "
+    f"config {args.config} ({CONFIGS[args.config]}), {len(os.sched_getaffinity(0))} cores, "
     f"jax {jax.__version__}: {1e3 * wall:.1f} ms per iteration (wall, {args.iters} iterations)"
   )
   print("| kind of op | ms per iteration | share of the wall time |\n|---|---|---|")

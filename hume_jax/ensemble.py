@@ -211,7 +211,8 @@ def select_k(
   one whose runs agree most on the evaluation split (stability: mean pairwise ARI of their
   labelings, label-free). ``labels_eval`` only adds each K's accuracy to the report. ``done``
   holds the score entries of K already tried (resuming); ``on_k(k, entry)`` is called as each
-  K finishes."""
+  K finishes. After each K the process's compiled JAX programs are released
+  (``_fit.release_compiled``)."""
   phi1_eval = phi1 if phi1_eval is None else phi1_eval
   phi2_eval = phi2 if phi2_eval is None else phi2_eval
   scores = []

@@ -45,7 +45,8 @@ def select_k_auto(
   """Two ``fit_auto`` runs (random starts, each space as phi1) for each K of ``k_range``
   (inclusive), within ``budget_seconds`` in all; the K whose runs agree most among those that
   found K classes. ``labels`` (optional) only add each K's accuracy to its scores; ``done`` /
-  ``on_k`` keep the scores of each K across a stop (as ``ensemble.select_k``)."""
+  ``on_k`` keep the scores of each K across a stop (as ``ensemble.select_k``). After each K the
+  process's compiled JAX programs are released (``_fit.release_compiled``)."""
   from tqdm.auto import tqdm
 
   from hume_jax.conditioning import condition_spaces
