@@ -2,12 +2,13 @@
 
     python benchmarks/profile_step.py --config small [--iters 5] [--threads 1]
     python benchmarks/profile_step.py --config raw       # the cpu preset on raw 1024/1280-d inputs
+    python benchmarks/profile_step.py --config auto      # the default run's step (10k x (128, 128))
     python benchmarks/profile_step.py --config turtle    # TURTLE's defaults on 10k x (1024, 1280)
 
 Runs the step under ``jax.profiler`` (a Perfetto trace), reads the time of every executed XLA
 op (thunk) and sorts each into a kind from the compiled HLO: the inner products (dots, also
-when XNNPACK fuses them with their neighbours), sorts (the subset draws' shuffles, sparsemax's
-sort of the labels), other fusions (softmax, cross-entropy gradient, label work), copies and
+when XNNPACK fuses them with their neighbours), sorts (the subset draws' shuffles; sparsemax's
+sort of the labels above 32 classes), other fusions (softmax, cross-entropy gradient, label work), copies and
 data movement, and loop control. Prints milliseconds per iteration and shares of the wall time.
 """
 
@@ -26,6 +27,8 @@ import time
 CONFIGS = {
   "small": dict(n=5000, d1=128, d2=256, k=10, num_subsets=4, subset_size=2000, adaptation_steps=50),
   "raw": dict(n=10000, d1=1024, d2=1280, k=10, num_subsets=8, subset_size=2000, adaptation_steps=50),
+  # --preset auto's step on 10k samples: both spaces conditioned to 128 dimensions
+  "auto": dict(n=10000, d1=128, d2=128, k=10, num_subsets=8, subset_size=2000, adaptation_steps=50),
   "turtle": dict(n=10000, d1=1024, d2=1280, k=10),
 }
 
@@ -33,7 +36,7 @@ CONFIGS = {
 def _kind(name: str, hlo: dict[str, str]) -> str:
   line = hlo.get(name, "")
   if "sort(" in line or name.startswith("sort"):
-    return "sorts: subset draws" if "_shuffle" in line else "sorts: sparsemax / other"
+    return "sorts: subset draws" if "_shuffle" in line or "permutation_prefix" in line else "sorts: sparsemax / other"
   if " dot(" in line or "dot_general" in line or name.startswith(("dot", "ynn_fusion")):
     return "inner products (dots)"
   if any(w in name for w in ("copy", "transpose", "gather", "slice", "concatenate", "broadcast", "bitcast")):
