@@ -56,3 +56,25 @@ def test_vmap_and_batch_agree():
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_dtype_kept(dtype):
   assert sparsemax(jnp.ones((2, 3), dtype)).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("k", [1, 2, 3, 10, 32])
+def test_pairwise_sort_is_the_sort(k, dtype):
+  # up to PAIRWISE_MAX_K classes the rows are sorted by pairwise comparisons: bit for bit what
+  # XLA's sort gives, so the labels do not depend on which one ran; ties in and out of the support
+  from hume_jax._sparsemax import PAIRWISE_MAX_K, _sorted_pairwise
+
+  assert k <= PAIRWISE_MAX_K
+  z = np.asarray(jax.random.normal(jax.random.PRNGKey(k), (600, k), dtype)) * 3
+  z[::4, -1] = z[::4, 0]
+  z[1::4, : min(3, k)] = 5.0
+  z[2::4, :] = -1.0
+  z = jnp.asarray(z)
+  np.testing.assert_array_equal(_sorted_pairwise(z), -jnp.sort(-z, axis=-1))
+  np.testing.assert_allclose(sparsemax(z), jax.vmap(optax.projections.projection_simplex)(z), atol=1e-6)
+
+
+def test_many_classes_take_the_sort():
+  z = jax.random.normal(jax.random.PRNGKey(3), (50, 40)) * 3
+  np.testing.assert_allclose(sparsemax(z), jax.vmap(optax.projections.projection_simplex)(z), atol=1e-12)
