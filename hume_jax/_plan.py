@@ -29,7 +29,7 @@ class Plan(NamedTuple):
 
 
 CPU_ROW_BLOCK = 128  # rows of phi2 per block on a CPU: 128 x d2 floats stay in L2 (measured best)
-CPU_BLOCKED_ABOVE = 4 * 2**20  # bytes of one subset's inner block beyond which one CPU thread walks row blocks
+CPU_BLOCKED_ABOVE = 16 * 2**20  # bytes of one subset's inner block beyond which one CPU thread walks row blocks
 CPU_SHARED_COVERAGE = 0.8  # on a CPU, subsets of at least this share of the rows run as row masks
 CPU_SHARED_WIDTH = 100  # ... with this many stacked classifier rows (subsets x k) per product
 
@@ -57,12 +57,13 @@ def execution_plan(config: HumeConfig, n: int, d2: int, itemsize: int = 4, mesh=
     ``dot_general``, which XLA's CPU backend runs slower than the same products one by one
     (one core: 0.19 against 0.30 CPU s per outer iteration of the default run; equal on
     two). With a single CPU thread, once one subset's inner block ``[n_train, d2]``
-    outgrows ``CPU_BLOCKED_ABOVE`` bytes (about an L2 cache), each inner step also walks
-    ``phi2`` in L2-sized row blocks (paper-sized subsets without row masks, T 30: 8.6
-    against 16.1 s per outer iteration). With more threads the whole-matrix products are
-    split over them and row blocks, each too small to split, are twice as slow (two
-    threads: 6.9 against 12.6 s there; 0.95 against 1.90 s at raw 1024/1280-d inputs with
-    the cpu preset).
+    outgrows ``CPU_BLOCKED_ABOVE`` bytes, each inner step also walks ``phi2`` in L2-sized
+    row blocks: paper-sized subsets without row masks (27.6 MB blocks, T 30) took 8.6
+    against 16.1 s per outer iteration on one machine, 5.2 against 5.8 on another, while at
+    raw 1024/1280-d inputs with the cpu preset (9.2 MB blocks) whole matrices were as fast or
+    faster on both (1.71 against 1.85 s; 0.93 against 1.12 s). With more threads the
+    whole-matrix products are split over them and row blocks, each too small to split, are
+    twice as slow (two threads: 6.9 against 12.6 s at paper size; 0.95 against 1.90 s raw).
 
   ``config.subset_chunk`` / ``config.row_block`` / ``config.shared_rows`` override the
   choice; with a device mesh the subsets stay together so that they can be split over its

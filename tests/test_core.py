@@ -207,16 +207,18 @@ def test_subsets_as_row_masks_give_hume_loss_and_its_gradient(m, shared_w0):
 
 def test_cpu_execution_plan(monkeypatch):
   """The CPU plan as measured (benchmarks/README.md): row masks for subsets covering most rows,
-  otherwise one subset at a time; row blocks only on a single thread and past an L2's worth."""
+  otherwise one subset at a time; row blocks only on a single thread and past 16 MiB blocks."""
   from hume_jax import _plan
   from hume_jax._plan import CPU_ROW_BLOCK, execution_plan
 
   paper = HumeConfig(num_subsets=20, subset_size=10000)  # 10k-row subsets of 10k samples
   raw = HumeConfig(num_subsets=8, subset_size=2000)  # 1,800 training rows of 10k
+  unmasked = dataclasses.replace(paper, shared_rows=0)  # 9,000 training rows
   for threads, block in ((1, CPU_ROW_BLOCK), (2, 0)):
     monkeypatch.setattr(_plan, "cpu_threads", lambda: threads)
     assert execution_plan(paper, 10000, 768) == (10, 0, True)
-    assert execution_plan(raw, 10000, 1280) == (1, block, False)  # 9.2 MB per inner block
+    assert execution_plan(unmasked, 10000, 768) == (1, block, False)  # 27.6 MB per inner block
+    assert execution_plan(raw, 10000, 1280) == (1, 0, False)  # 9.2 MB: whole matrices
     assert execution_plan(raw, 10000, 256) == (1, 0, False)  # 1.8 MB: fits
     assert execution_plan(dataclasses.replace(raw, row_block=64, subset_chunk=4), 10000, 1280) == (4, 64, False)
 
