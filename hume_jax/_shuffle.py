@@ -2,9 +2,9 @@
 at about a third of its cost on CPUs.
 
 ``jax.random.permutation`` shuffles by sorting: each of its rounds draws 32 random bits per
-element and sorts the elements by them with a stable key-value sort. XLA's CPU sort calls a
-compiled comparator for every comparison when it sorts keys with values, and sorts plain
-integers with a native sort about 6x faster (``benchmarks/README.md``). A stable argsort of
+element and sorts the elements by them with a stable key-value sort. XLA's CPU backend sorts
+a single array of integer keys about 6x faster than keys with values (or float keys), which
+go through its general comparator-driven sort (``benchmarks/README.md``). A stable argsort of
 ``bits`` is rebuilt here from two plain sorts: with ``r_e = #{j : bits_j < bits_e}``, sorting
 ``r_e n + e`` orders the elements by their bits and equal bits by index, which is exactly the
 stable order, and ``(r_e n + e) mod n = e`` reads the element back. ``r_e n + e < n^2`` fits in
