@@ -8,8 +8,9 @@
 Runs the step under ``jax.profiler`` (a Perfetto trace), reads the time of every executed XLA
 op (thunk) and sorts each into a kind from the compiled HLO: the inner products (dots, also
 when XNNPACK fuses them with their neighbours), sorts (the subset draws' shuffles; sparsemax's
-sort of the labels above 32 classes), other fusions (softmax, cross-entropy gradient, label work), copies and
-data movement, and loop control. Prints milliseconds per iteration and shares of the wall time.
+sort of the labels above 32 classes), other fusions (softmax, cross-entropy gradient, label
+work), copies and data movement, and loop control. Prints milliseconds per iteration and shares
+of the wall time.
 """
 
 from __future__ import annotations

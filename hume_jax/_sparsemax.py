@@ -44,7 +44,8 @@ PAIRWISE_MAX_K = 32
 
 
 def _sorted_pairwise(z: jax.Array) -> jax.Array:
-  """``-jnp.sort(-z, axis=-1)`` (each row decreasing), bit for bit, without a sort.
+  """``-jnp.sort(-z, axis=-1)`` (each row decreasing), bit for bit, without a sort (a ``-0.0``
+  comes back as ``+0.0``, an equal value, so the threshold computed from it is the same).
 
   Row element ``i`` goes to position ``p_i = #{j : z_j > z_i} + #{j < i : z_j = z_i}``, a
   permutation of ``0..k-1`` (ties in index order); position ``p`` then holds the one ``z_i``
