@@ -10,6 +10,8 @@ labels are the per-sample majority vote of all runs, each matched to the kept on
 matching on the training rows; ties go to the kept run): runs from other spaces and starts err
 on other samples (``benchmarks/README.md``: +0.2 to +2.7 ACC on four sets), although
 ``separability`` scores the vote lower than the kept run, so the vote is not one more candidate.
+The vote is then refined in both spaces at once (``hume_jax.refine``): each sample takes the class
+that logistic regressions of both spaces, fitted on the current labels, find most probable.
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class AutoResult(NamedTuple):
     reference: index of the kept run in ``members``.
     vote: how the vote was used: its separability, class counts and whether it is the labeling
       (it is not when it leaves a class empty that the kept run fills).
+    refiner: ``hume_jax.refine.Refiner`` that labels samples after the vote, or None (no
+      refinement, or one that emptied a class).
+    refinement: its report (rounds, samples relabelled, separability, whether used).
   """
 
   state: object
@@ -91,6 +96,8 @@ class AutoResult(NamedTuple):
   members: list
   reference: int
   vote: dict
+  refiner: object = None
+  refinement: dict = {}
 
 
 def member_labels(members: list, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
@@ -105,10 +112,14 @@ def member_labels(members: list, phi_a: np.ndarray, phi_b: np.ndarray) -> np.nda
 
 
 def vote_labels(result: AutoResult, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
-  """The labels of ``fit_auto``: the runs' majority vote (ties: the kept run), or the kept
-  run's labels when the vote was found to leave a class empty on the training rows."""
+  """The labels of ``fit_auto``: the classes its refiner (``hume_jax.refine``) finds most probable
+  in both spaces; without one, the runs' majority vote (ties: the kept run), or the kept run's
+  labels when the vote was found to leave a class empty on the training rows."""
   from hume_jax.ensemble import vote_matched
+  from hume_jax.refine import refined_labels
 
+  if result.refiner is not None:
+    return refined_labels(result.refiner, phi_a, phi_b)
   preds = member_labels(result.members, phi_a, phi_b)
   if not result.vote["used"]:
     return preds[result.reference]
@@ -152,12 +163,16 @@ def _runs(spaces: Spaces, k: int, max_dim: int, say, starts=STARTS) -> list[tupl
 
 def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep_seconds: float, say) -> dict:
   """Measures one step on these shapes and plans the iterations of every run: the preset's, or
-  as many as fit the budget once each run's criterion (``sep_seconds``) and the vote's are paid."""
+  as many as fit the budget once each run's criterion (``sep_seconds``), the vote's and the
+  refinement's are paid."""
   (p1, p2), _ = runs[0]
   compile_s, step_s = time_step(spaces.cond1[p1], spaces.cond2[p2], config)
   compiles = len({(spaces.cond1[o[0]].shape[1], spaces.cond2[o[1]].shape[1]) for o, _ in runs})
+  from hume_jax.refine import CRITERIA
+
   fixed = sep_seconds + compile_s * (compiles - 1) / len(runs)
-  iters = num_iters or plan_iterations(step_s, max(clock.left() - sep_seconds, 0.0), len(runs), config, fixed)
+  closing = sep_seconds * (1 + CRITERIA)  # the vote's criterion and the refinement
+  iters = num_iters or plan_iterations(step_s, max(clock.left() - closing, 0.0), len(runs), config, fixed)
   dims = {s: int(c.components.shape[0]) for s, c in spaces.as_phi1.items()}
   explained = {s: c.explained for s, c in spaces.as_phi1.items()}
   plan = dict(
@@ -166,7 +181,8 @@ def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep
     criterion_seconds=sep_seconds,
     num_iters=iters,
     runs=len(runs),
-    estimate_seconds=len(runs) * (iters * step_s + fixed) + sep_seconds,
+    estimate_seconds=len(runs) * (iters * step_s + fixed) + closing,
+    refine_criteria=CRITERIA,
     cuts=[],
     dims=dims,
     explained_variance=explained,
@@ -332,7 +348,7 @@ def _choose_and_vote(
 ) -> AutoResult:
   """The most separable run without empty classes (or of all, when every run leaves one
   empty), and the majority vote of the runs matched to it on the training rows."""
-  from hume_jax.ensemble import vote_matched
+  from hume_jax.ensemble import vote_runs
   from hume_jax.metrics import hungarian_map
 
   k = config.k
@@ -353,34 +369,24 @@ def _choose_and_vote(
     )
     for i, c in zip(done, cands)
   ]
-  voted = vote_matched(np.stack([m.to_reference[c.pred] for m, c in zip(members, cands)]), best, k)
-  sizes = np.bincount(voted, minlength=k)
-  single = len(cands) == 1  # the vote of one run is that run: nothing to judge
-  per_space = (
-    list(cands[best].entry["separability_per_space"].values())
-    if single
-    else separability_per_space([spaces.cond2["a"], spaces.cond2["b"]], voted)
-  )
-  vote = {
-    "separability": float(np.mean(per_space)),
-    "separability_per_space": dict(zip("ab", per_space)),
-    "nonempty_classes": int((sizes > 0).sum()),
-    "smallest_class": int(sizes.min()),
-    "agreement_with_kept_run": float((voted == ref).mean()),
-  }
-  vote["used"] = vote["nonempty_classes"] >= cands[best].entry["nonempty_classes"]
-  if single:
-    watch.say("auto: labels = the one run's (the budget left time for no other)")
-  else:
-    watch.say(
-      f"auto: labels = majority vote of the {len(cands)} runs matched to the kept one "
-      f"({100 * vote['agreement_with_kept_run']:.1f}% of samples as the kept run labels them; separability "
-      f"{vote['separability']:.4f}, {vote['nonempty_classes']} of {k} classes non-empty)"
-      if vote["used"]
-      else "auto: the vote of the runs leaves a class empty: labels = the kept run's"
-    )
+  matched = np.stack([m.to_reference[c.pred] for m, c in zip(members, cands)])
+  voted, vote = vote_runs(matched, best, cands[best].entry, [spaces.cond2["a"], spaces.cond2["b"]], k, watch.say)
+  from hume_jax.refine import refine_search
+
+  before = vote["separability_per_space"] if vote["used"] else cands[best].entry["separability_per_space"]
+  refiner, refinement = refine_search(spaces, voted if vote["used"] else ref, k, list(before.values()), watch.say)
   run_config = scaled_config(config, cands[best].entry["planned_iterations"])
   conditioning = {"phi1": spaces.as_phi1[order[0]], "phi2": spaces.as_phi2[order[1]]}
   return AutoResult(
-    cands[best].state, order, conditioning, run_config, [c.entry for c in cands], plan, members, best, vote
+    cands[best].state,
+    order,
+    conditioning,
+    run_config,
+    [c.entry for c in cands],
+    plan,
+    members,
+    best,
+    vote,
+    refiner,
+    refinement,
   )

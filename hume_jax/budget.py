@@ -67,8 +67,9 @@ def replan(
 ) -> tuple[int, float | None, int]:
   """Before a run, against the clock: ``(iterations, deadline of this run, runs that fit)``.
 
-  The runs left share the time left, each run's criterion and the vote's kept aside (none when a
-  single run is all there will be: nothing is chosen); a run that no longer fits its planned
+  The runs left share the time left, each run's criterion, the vote's (none when a single run is
+  all there will be: nothing is chosen) and the refinement's (``plan["refine_criteria"]``
+  criteria) kept aside; a run that no longer fits its planned
   iterations gets fewer, and when not even ``MIN_ITERS`` fit, later runs are dropped (never below
   ``keep``; ``done`` runs are finished already). Each cut is logged and recorded in
   ``plan["cuts"]``. Without a budget nothing changes.
@@ -76,7 +77,8 @@ def replan(
   if clock.end is None:
     return plan["num_iters"], None, runs_left
   judged = lambda fits: plan["criterion_seconds"] if done + fits > 1 else 0.0
-  share = lambda fits: (clock.left() - judged(fits)) / fits - judged(fits)
+  closing = lambda fits: judged(fits) + plan["criterion_seconds"] * plan.get("refine_criteria", 0)
+  share = lambda fits: (clock.left() - closing(fits)) / fits - judged(fits)
   fits = runs_left
   while fits > max(1, keep) and share(fits) / step_s < MIN_ITERS:
     fits -= 1

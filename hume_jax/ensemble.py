@@ -249,3 +249,34 @@ def select_k(
   chosen = max(scores, key=lambda e: e["stability"])["k"]
   say(f"K auto: chose K={chosen}")
   return KSelection(chosen, f"stability: mean pairwise ARI of {len(seeds)} runs (label-free)", scores)
+
+
+def vote_runs(matched: np.ndarray, best: int, kept: dict, judged: list, k: int, say=print) -> tuple[np.ndarray, dict]:
+  """The vote of ``hume_jax.auto``'s runs: ``matched [N, n]`` their labels of the training rows in
+  the kept run's numbering, ``best`` the kept run, ``kept`` its report entry, ``judged`` the
+  conditioned spaces of the criterion. Returns the voted labels and the vote's report: its
+  separability, class counts, agreement with the kept run and whether it is used (not when it
+  leaves a class empty that the kept run fills)."""
+  voted = vote_matched(matched, best, k)
+  sizes = np.bincount(voted, minlength=k)
+  single = len(matched) == 1  # the vote of one run is that run: nothing to judge
+  per_space = list(kept["separability_per_space"].values()) if single else hm.separability_per_space(judged, voted)
+  vote = {
+    "separability": float(np.mean(per_space)),
+    "separability_per_space": dict(zip("ab", per_space)),
+    "nonempty_classes": int((sizes > 0).sum()),
+    "smallest_class": int(sizes.min()),
+    "agreement_with_kept_run": float((voted == matched[best]).mean()),
+  }
+  vote["used"] = vote["nonempty_classes"] >= kept["nonempty_classes"]
+  if single:
+    say("auto: labels = the one run's (the budget left time for no other)")
+  else:
+    say(
+      f"auto: labels = majority vote of the {len(matched)} runs matched to the kept one "
+      f"({100 * vote['agreement_with_kept_run']:.1f}% of samples as the kept run labels them; separability "
+      f"{vote['separability']:.4f}, {vote['nonempty_classes']} of {k} classes non-empty)"
+      if vote["used"]
+      else "auto: the vote of the runs leaves a class empty: labels = the kept run's"
+    )
+  return voted, vote

@@ -49,7 +49,10 @@ def result_arrays(result, names: dict[str, str] | None = None) -> dict[str, np.n
   the kept run's ``E`` and its conditioning (``phi1_*``, ``phi2_*``: ``argmax(condition(x) @
   E.T)`` gives its labels), then every run ``run{i}_*`` with the space it reads (named by
   ``names``, e.g. ``{"a": "--phi1"}``), its conditioning and its map to the kept run's numbering,
-  from which ``vote_labels`` (or a few lines of numpy) rebuilds the vote."""
+  from which a few lines of numpy rebuild the vote; and, when the labels are refined
+  (``hume_jax.refine``), each space's ``refine_{a,b}_*``: ``(x - mean) @ components.T`` is what
+  its classifier (``coef``, ``intercept``) reads, and the labels are the argmax of the summed
+  log-softmax of both classifiers' logits (``vote_labels`` does all of it)."""
   from hume_jax._task_encoder import encoder_matrix
 
   names = names or {"a": "a", "b": "b"}
@@ -70,6 +73,19 @@ def result_arrays(result, names: dict[str, str] | None = None) -> dict[str, np.n
     )
   arrays["kept_run"] = np.asarray(result.reference)
   arrays["labels_are_vote"] = np.asarray(result.vote["used"])
+  arrays["labels_are_refined"] = np.asarray(result.refiner is not None)
+  if result.refiner is not None:  # argmax over classes of the summed log-softmax of both logits
+    ref = result.refiner
+    for s, c in ref.conditioning.items():
+      arrays.update(
+        {
+          f"refine_{s}_reads": np.asarray(names[s]),
+          f"refine_{s}_mean": c.mean,
+          f"refine_{s}_components": c.components[: ref.dims] * c.scale,
+          f"refine_{s}_coef": ref.coef[s],
+          f"refine_{s}_intercept": ref.intercept[s],
+        }
+      )
   return arrays
 
 
@@ -214,7 +230,7 @@ def _auto_report(res, names: dict) -> dict:
     "majority vote of the runs, matched to the kept run"
     if res.vote["used"]
     else "the kept run (the vote left a class empty)"
-  )
+  ) + (", refined in both spaces (hume_jax.refine)" if res.refiner is not None else "")
   return {
     "phi1": names[res.order[0]],
     "phi2": names[res.order[1]],
@@ -223,6 +239,7 @@ def _auto_report(res, names: dict) -> dict:
     "candidates": [{**c, "phi1": names[c["phi1"]], "phi2": names[c["phi2"]]} for c in res.candidates],
     "labels": labels,
     "vote": res.vote,
+    "refinement": res.refinement,
     "plan": res.plan,
   }
 
