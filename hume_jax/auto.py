@@ -161,7 +161,9 @@ def _runs(spaces: Spaces, k: int, max_dim: int, say, starts=STARTS) -> list[tupl
   return [(o, s) for s in starts for o in orders]  # k-means starts first: a budget drops random starts first
 
 
-def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep_seconds: float, say) -> dict:
+def _plan(
+  spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep_seconds: float, say, refine=True
+) -> dict:
   """Measures one step on these shapes and plans the iterations of every run: the preset's, or
   as many as fit the budget once each run's criterion (``sep_seconds``), the vote's and the
   refinement's are paid."""
@@ -171,7 +173,7 @@ def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep
   from hume_jax.refine import CRITERIA
 
   fixed = sep_seconds + compile_s * (compiles - 1) / len(runs)
-  closing = sep_seconds * (1 + CRITERIA)  # the vote's criterion and the refinement
+  closing = sep_seconds * (1 + CRITERIA * refine)  # the vote's criterion and the refinement
   iters = num_iters or plan_iterations(step_s, max(clock.left() - closing, 0.0), len(runs), config, fixed)
   dims = {s: int(c.components.shape[0]) for s, c in spaces.as_phi1.items()}
   explained = {s: c.explained for s, c in spaces.as_phi1.items()}
@@ -182,7 +184,7 @@ def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep
     num_iters=iters,
     runs=len(runs),
     estimate_seconds=len(runs) * (iters * step_s + fixed) + closing,
-    refine_criteria=CRITERIA,
+    refine_criteria=CRITERIA * refine,
     cuts=[],
     dims=dims,
     explained_variance=explained,
@@ -277,6 +279,7 @@ def fit_auto(
   spaces: Spaces | None = None,
   min_runs: int = 1,
   starts: tuple[str, ...] = STARTS,
+  refine: bool = True,
   **watch_fields,
 ) -> AutoResult:
   """HUME on a user's two representations with every choice made without labels.
@@ -302,6 +305,7 @@ def fit_auto(
     spaces: the spaces already conditioned (``condition_spaces(phi_a, phi_b, max_dim)``), to reuse.
     min_runs: runs the budget may never drop (``hume_jax.kauto`` needs two to measure agreement).
     starts: the starts tried (``"k-means"``, ``"random"``), each with both orders of the spaces.
+    refine: refine the vote in both spaces (``hume_jax.refine``; ``kauto`` judges runs, not labels).
   """
   from hume_jax.data import check_fit_inputs
 
@@ -315,7 +319,7 @@ def fit_auto(
   spaces = spaces or condition_spaces(phi_a, phi_b, max_dim)
   runs = _runs(spaces, k, max_dim, watch.say, starts)
   kmeans, sep_seconds = kmeans_starts(spaces, k, seed, kmeans="k-means" in starts)
-  plan = _plan(spaces, runs, config, num_iters, clock, sep_seconds, watch.say)
+  plan = _plan(spaces, runs, config, num_iters, clock, sep_seconds, watch.say, refine)
   plan.update(budget_seconds=budget_seconds, max_dim=max_dim, min_runs=min_runs)
   candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
   return _choose_and_vote(spaces, runs, candidates, config, plan, watch)
@@ -374,7 +378,11 @@ def _choose_and_vote(
   from hume_jax.refine import refine_search
 
   before = vote["separability_per_space"] if vote["used"] else cands[best].entry["separability_per_space"]
-  refiner, refinement = refine_search(spaces, voted if vote["used"] else ref, k, list(before.values()), watch.say)
+  refiner, refinement = (
+    refine_search(spaces, voted if vote["used"] else ref, k, list(before.values()), watch.say)
+    if plan["refine_criteria"]
+    else (None, {"used": False, "skipped": True})
+  )
   run_config = scaled_config(config, cands[best].entry["planned_iterations"])
   conditioning = {"phi1": spaces.as_phi1[order[0]], "phi2": spaces.as_phi2[order[1]]}
   return AutoResult(

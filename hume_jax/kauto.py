@@ -128,6 +128,7 @@ def _score_k(phi_a, phi_b, k: int, spaces, share: float, seed: int, config, num_
     spaces=spaces,
     min_runs=2,
     starts=("random",),
+    refine=False,  # K is judged by the runs' agreement, not by the labels
   )
   preds = member_labels(res.members, phi_a, phi_b)
   smallest = min(int(np.bincount(p, minlength=k).min()) for p in preds)
