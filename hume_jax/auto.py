@@ -36,6 +36,7 @@ from hume_jax.conditioning import (  # noqa: F401
 )
 from hume_jax.config import AUTO, HumeConfig
 from hume_jax.metrics import separability, separability_per_space  # noqa: F401
+from hume_jax.refine import CRITERIA, refine_search, refined_labels
 
 STARTS = ("k-means", "random")
 
@@ -116,7 +117,6 @@ def vote_labels(result: AutoResult, phi_a: np.ndarray, phi_b: np.ndarray) -> np.
   in both spaces; without one, the runs' majority vote (ties: the kept run), or the kept run's
   labels when the vote was found to leave a class empty on the training rows."""
   from hume_jax.ensemble import vote_matched
-  from hume_jax.refine import refined_labels
 
   if result.refiner is not None:
     return refined_labels(result.refiner, phi_a, phi_b)
@@ -170,8 +170,6 @@ def _plan(
   (p1, p2), _ = runs[0]
   compile_s, step_s = time_step(spaces.cond1[p1], spaces.cond2[p2], config)
   compiles = len({(spaces.cond1[o[0]].shape[1], spaces.cond2[o[1]].shape[1]) for o, _ in runs})
-  from hume_jax.refine import CRITERIA
-
   fixed = sep_seconds + compile_s * (compiles - 1) / len(runs)
   closing = sep_seconds * (1 + CRITERIA * refine)  # the vote's criterion and the refinement
   iters = num_iters or plan_iterations(step_s, max(clock.left() - closing, 0.0), len(runs), config, fixed)
@@ -375,8 +373,6 @@ def _choose_and_vote(
   ]
   matched = np.stack([m.to_reference[c.pred] for m, c in zip(members, cands)])
   voted, vote = vote_runs(matched, best, cands[best].entry, [spaces.cond2["a"], spaces.cond2["b"]], k, watch.say)
-  from hume_jax.refine import refine_search
-
   before = vote["separability_per_space"] if vote["used"] else cands[best].entry["separability_per_space"]
   refiner, refinement = (
     refine_search(spaces, voted if vote["used"] else ref, k, list(before.values()), watch.say)

@@ -25,6 +25,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
+from scipy.special import log_softmax
 
 ROUNDS = 3
 C = 1.0  # inverse L2 strength of sklearn's LogisticRegression, on spaces scaled to unit top eigenvalue
@@ -62,11 +63,6 @@ def _logistic(x: np.ndarray, labels: np.ndarray, k: int, c: float) -> tuple[np.n
   return coef, intercept
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-  z = z - z.max(1, keepdims=True)
-  return z - np.log(np.exp(z).sum(1, keepdims=True))
-
-
 def _crossfit_log_proba(x: np.ndarray, labels: np.ndarray, k: int, c: float, folds: int) -> np.ndarray:
   """``[n, k]`` out-of-fold log-probabilities of ``labels`` from ``x [n, d]``."""
   from sklearn.model_selection import KFold
@@ -74,7 +70,7 @@ def _crossfit_log_proba(x: np.ndarray, labels: np.ndarray, k: int, c: float, fol
   out = np.empty((len(x), k))
   for fit_rows, held_out in KFold(folds, shuffle=True, random_state=1).split(x):
     coef, intercept = _logistic(x[fit_rows], labels[fit_rows], k, c)
-    out[held_out] = _log_softmax(x[held_out] @ coef.T + intercept)
+    out[held_out] = log_softmax(x[held_out] @ coef.T + intercept, axis=1)
   return out
 
 
@@ -100,7 +96,7 @@ def refine(
 
 
 def _predict(models: dict, x: dict) -> np.ndarray:
-  return np.argmax(sum(_log_softmax(x[s] @ models[s][0].T + models[s][1]) for s in ("a", "b")), axis=1)
+  return np.argmax(sum(log_softmax(x[s] @ models[s][0].T + models[s][1], axis=1) for s in ("a", "b")), axis=1)
 
 
 def refined_labels(refiner: Refiner, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
