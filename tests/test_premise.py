@@ -5,7 +5,7 @@ import pytest
 from test_fit import planted
 
 from hume_jax import HUME
-from hume_jax.premise import premise_report, summary_line
+from hume_jax.premise import MARGIN, premise_report, summary_line
 
 
 def test_a_labeling_both_spaces_share_stands_out():
@@ -22,7 +22,28 @@ def test_a_different_partition_as_separable_as_the_found_one_warns():
   phi1, phi2, y = planted()
   found = np.random.default_rng(5).integers(0, 4, len(y))  # a poor labeling; k-means finds a far more separable one
   report = premise_report(phi1, phi2, found, 4)
-  assert not report["favoured"] and "do not single out a labeling" in report["warning"]
+  assert not report["favoured"] and "may not single out a human-like labeling" in report["warning"]
+
+
+def two_labelings(weight, n=600, seed=0):
+  """phi1 clusters by a labeling ``other``; phi2 separates ``y`` and, with ``weight``, ``other`` too."""
+  rng = np.random.default_rng(seed)
+  y, other = rng.integers(0, 4, n), rng.integers(0, 4, n)
+  eye, noise = np.eye(4), lambda d: rng.normal(size=(n, d))
+  phi1 = np.hstack([4 * eye[other], 2.5 * eye[y], noise(4)]) + 0.5 * noise(12)
+  phi2 = np.hstack([3 * eye[y], weight * eye[other], noise(4)]) + 0.5 * noise(12)
+  return phi1, phi2, y
+
+
+@pytest.mark.parametrize("weight, favoured", [(0.5, True), (1.2, False)])
+def test_a_lead_under_the_margin_over_a_different_partition_warns(weight, favoured):
+  phi1, phi2, y = two_labelings(weight)
+  report = premise_report(phi1, phi2, y, 4)
+  partition = report["k-means of phi1"]
+  lead = report["found"]["phi2"] - partition["phi2"]
+  assert partition["ari_to_found"] < 0.1 and lead > 0  # a different labeling, less separable in phi2 than y
+  assert (lead >= MARGIN) == favoured and report["favoured"] == favoured
+  assert (report["warning"] is None) == favoured
 
 
 def test_estimator_follows_scikit_learn_conventions():
