@@ -215,13 +215,19 @@ def main() -> None:
   p.add_argument("--k-range", default="2:15", help="kauto: the K tried (default 2:15)")
   p.add_argument("--k-budget", type=float, default=600.0, help="kauto: seconds for the search over K (default 600)")
   p.add_argument("--json", help="also write every row to this file; rows of an existing file are kept unless rerun")
-  p.add_argument("--summary", nargs="+", metavar="JSON", help="only print the tables of saved --json files")
+  p.add_argument(
+    "--summary", nargs="+", metavar="JSON", help="only print the tables of saved --json files (a set's rows merged)"
+  )
   args = p.parse_args()
   if args.summary:
     merged = {}
-    for path in args.summary:
+    for path in args.summary:  # one set's rows may come from several files (methods run apart): later rows win
       with open(path) as f:
-        merged.update(json.load(f))
+        for name, v in json.load(f).items():
+          v = v if isinstance(v, dict) else {"rows": v}
+          old = merged.get(name, {"rows": []})
+          rows = {(r["method"], r["space"]): r for r in old["rows"] + v["rows"]}
+          merged[name] = {**old, **v, "rows": list(rows.values())}
     summary(merged)
     return
   import jax
