@@ -226,8 +226,7 @@ def main() -> None:
         for name, v in json.load(f).items():
           v = v if isinstance(v, dict) else {"rows": v}
           old = merged.get(name, {"rows": []})
-          rows = {(r["method"], r["space"]): r for r in old["rows"] + v["rows"]}
-          merged[name] = {**old, **v, "rows": list(rows.values())}
+          merged[name] = {**old, **v, "rows": merge_rows(old["rows"], v["rows"])}
     summary(merged)
     return
   import jax
@@ -241,9 +240,7 @@ def main() -> None:
   for name in args.only.split(","):
 
     def save(rows, extra=None, name=name):
-      old = kept.get(name, {}).get("rows", [])
-      new = {(r["method"], r["space"]): r for r in rows}
-      merged = [new.pop((r["method"], r["space"]), r) for r in old] + list(new.values())
+      merged = merge_rows(kept.get(name, {}).get("rows", []), rows)
       results[name] = {**kept.get(name, {}), **results.get(name, {}), "rows": merged, **(extra or {})}
       if args.json:
         with open(args.json + ".tmp", "w") as f:
@@ -261,6 +258,12 @@ def main() -> None:
     )
     save(rows, extra)
   summary(results)
+
+
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+  """``old`` rows with those of ``new`` of the same (method, space) in their place, then ``new``'s others."""
+  fresh = {(r["method"], r["space"]): r for r in new}
+  return [fresh.pop((r["method"], r["space"]), r) for r in old] + list(fresh.values())
 
 
 def summary(results: dict[str, dict]) -> None:
