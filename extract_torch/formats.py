@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import pickle
 
 import numpy as np
 
@@ -128,10 +127,13 @@ def find_dir(root: str, name: str, what: str) -> str:
 
 
 def unpickle(path: str) -> dict:
+  """A CIFAR python batch (a dict of arrays, lists and strings), read with ``safe_pickle``: a
+  file that names any other callable is refused before it is called."""
+  from extract_torch import safe_pickle
+
   if not os.path.exists(path):
     raise FileNotFoundError(f"no such file {path}")
-  with open(path, "rb") as f:
-    try:
-      return pickle.load(f, encoding="latin1")
-    except Exception as e:  # noqa: BLE001
-      raise ValueError(f"{path}: not a CIFAR python batch ({type(e).__name__}: {e})") from None
+  batch = safe_pickle.load(path)
+  if not isinstance(batch, dict):
+    raise ValueError(f"{path}: not a CIFAR python batch, refused (expected a dict, found {type(batch).__name__})")
+  return batch

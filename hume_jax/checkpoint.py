@@ -1,8 +1,10 @@
-"""Checkpoints of a run's state: one ``.npz``, written atomically (write, then rename).
+"""Checkpoints of a run's state: one ``.npz``, written atomically (write to a file of this
+process, then rename) with a SHA-256 of its content that every read verifies.
 
 Every leaf of the state (HUME's ``TrainState``: task encoder, Adam moments, inner init, key,
 step; TURTLE's; or several stacked) is stored exactly, so a resumed run ends bit-identical to an
-uninterrupted one.
+uninterrupted one. A checkpoint that is cut short, altered, emptied or not a checkpoint at all
+raises ``CorruptCheckpoint`` (a ``ValueError``) naming it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 
 import jax
 import numpy as np
@@ -27,6 +31,41 @@ def _leaf_names(state: TrainState) -> list[str]:
   return [jax.tree_util.keystr(p) for p in paths]
 
 
+class CorruptCheckpoint(ValueError):
+  """A checkpoint that cannot be read back as it was written; its message names the file."""
+
+
+def _checksum(arrays: dict) -> str:
+  """SHA-256 of every array's name, dtype, shape and bytes (``checksum`` itself left out)."""
+  h = hashlib.sha256()
+  for name in sorted(k for k in arrays if k != "checksum"):
+    a = np.ascontiguousarray(arrays[name])
+    h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+def _read(path: str) -> dict:
+  """Every array of the checkpoint ``path``, its checksum verified (a checkpoint of an earlier
+  version, written without one, is read as it is). Raises ``CorruptCheckpoint``."""
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError("one array, not a checkpoint's archive")
+      arrays = {name: f[name] for name in f.files}
+  except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+    reason = " ".join(str(e).split()) or type(e).__name__
+    if "pickled" in reason or "allow_pickle" in reason:
+      reason = "not a .npz archive"
+    raise CorruptCheckpoint(f"checkpoint {path} is damaged or not a checkpoint ({reason})") from None
+  missing = [k for k in ("names", "config", "data_id") if k not in arrays]
+  if missing:
+    raise CorruptCheckpoint(f"checkpoint {path} is damaged or not a checkpoint (no {', '.join(missing)})")
+  if "checksum" in arrays and str(arrays["checksum"]) != _checksum(arrays):
+    raise CorruptCheckpoint(f"checkpoint {path} is damaged (its content does not match its checksum)")
+  return arrays
+
+
 def save_checkpoint(path: str, state: TrainState, config: HumeConfig, data_id: str = "", extra: str = "") -> None:
   """Writes ``state``, ``config``, ``data_id`` (a fingerprint of the inputs) and an optional
   ``extra`` string (e.g. JSON about the state) to ``path`` atomically."""
@@ -36,7 +75,8 @@ def save_checkpoint(path: str, state: TrainState, config: HumeConfig, data_id: s
   arrays["config"] = np.array(json.dumps(dataclasses.asdict(config)))
   arrays["data_id"] = np.array(data_id)
   arrays["extra"] = np.array(extra)
-  tmp = path + ".tmp.npz"
+  arrays["checksum"] = np.array(_checksum(arrays))
+  tmp = f"{path}.tmp-{os.getpid()}.npz"  # one per process: no writer renames another's
   with open(tmp, "wb") as f:
     np.savez(f, **arrays)
     f.flush()
@@ -48,27 +88,31 @@ def load_checkpoint(path: str, template: TrainState, config: HumeConfig, data_id
   """Reads a checkpoint into the structure of ``template``; configs and ``data_id`` must agree.
 
   Raises:
+    CorruptCheckpoint: when the file is damaged (truncated, altered, not a checkpoint).
     ValueError: when the checkpoint belongs to a run with other hyperparameters or shapes.
   """
-  with np.load(path, allow_pickle=False) as f:
+  f = _read(path)
+  try:
     saved = json.loads(str(f["config"]))
-    ours = json.loads(json.dumps(dataclasses.asdict(config)))
-    diff = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES}
-    if diff:
-      raise ValueError(
-        f"checkpoint {path} was written with other settings "
-        f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in diff.items())}); "
-        "resume with the same settings"
-      )
-    if str(f["data_id"]) != data_id:
-      raise ValueError(
-        f"checkpoint {path} was written for other input data "
-        f"(fingerprint {str(f['data_id'])[:12]}, these inputs {data_id[:12]}); resume with the same files"
-      )
-    names = list(f["names"])
-    if names != _leaf_names(template):
-      raise ValueError(f"checkpoint {path} does not hold a TrainState of this version")
-    leaves = [f[f"leaf_{i}"] for i in range(len(names))]
+  except ValueError:
+    raise CorruptCheckpoint(f"checkpoint {path} is damaged (its config is not JSON)") from None
+  ours = json.loads(json.dumps(dataclasses.asdict(config)))
+  diff = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES}
+  if diff:
+    raise ValueError(
+      f"checkpoint {path} was written with other settings "
+      f"({', '.join(f'{k}: {a} there, {b} here' for k, (a, b) in diff.items())}); "
+      "resume with the same settings"
+    )
+  if str(f["data_id"]) != data_id:
+    raise ValueError(
+      f"checkpoint {path} was written for other input data "
+      f"(fingerprint {str(f['data_id'])[:12]}, these inputs {data_id[:12]}); resume with the same files"
+    )
+  names = list(f["names"])
+  if names != _leaf_names(template) or any(f"leaf_{i}" not in f for i in range(len(names))):
+    raise ValueError(f"checkpoint {path} does not hold a TrainState of this version")
+  leaves = [f[f"leaf_{i}"] for i in range(len(names))]
   template_leaves, treedef = jax.tree_util.tree_flatten(template)
   for name, a, b in zip(names, leaves, template_leaves):
     if a.shape != b.shape or a.dtype != b.dtype:
@@ -90,5 +134,5 @@ def data_fingerprint(*arrays: np.ndarray) -> str:
 
 def read_extra(path: str) -> str:
   """The ``extra`` string saved with a checkpoint ("" when there is none)."""
-  with np.load(path, allow_pickle=False) as f:
-    return str(f["extra"]) if "extra" in f.files else ""
+  f = _read(path)
+  return str(f["extra"]) if "extra" in f else ""

@@ -98,14 +98,32 @@ def _check_finite(x: np.ndarray, what: str) -> None:
     )
 
 
+def _check_varies(x: np.ndarray, what: str) -> None:
+  """A space whose rows are all identical carries nothing to classify by."""
+  if len(x) > 1 and not (x != x[0]).any():
+    raise ValueError(
+      f"{what}: expected rows that differ, found all {len(x)} rows identical (a constant space separates nothing)"
+    )
+
+
 def check_features(x: np.ndarray, what: str) -> np.ndarray:
-  """Checks a representation is a finite 2-D numeric array ``[n, d]``; returns it as float32."""
+  """Checks a representation is a finite 2-D array ``[n, d]`` of real numbers whose rows are
+  not all identical; returns it as float32."""
+  if x.dtype.kind == "c":
+    raise ValueError(f"{what}: expected real numbers [n, d], found dtype {x.dtype} (complex); pass .real or abs()")
   if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
     raise ValueError(f"{what}: expected a numeric array [n, d], found dtype {x.dtype}")
   _check_shape(x, what)
   x = x.astype(np.float32)
   _check_finite(x, what)
+  _check_varies(x, what)
   return x
+
+
+# The largest number of classes labels may number: the scores match classes in a dense [C, C] table.
+MAX_CLASSES = 10_000
+# The fewest rows a split may have: the label-free CV score's folds (``hume_jax.metrics.cv_score``).
+MIN_ROWS = 10
 
 
 def check_labels(y: np.ndarray, what: str) -> np.ndarray:
@@ -124,6 +142,11 @@ def check_labels(y: np.ndarray, what: str) -> np.ndarray:
     raise ValueError(f"{what}: expected integer class labels, found dtype {y.dtype}")
   if y.size and y.min() < 0:
     raise ValueError(f"{what}: expected labels >= 0, found minimum {int(y.min())}")
+  if y.size and y.max() >= MAX_CLASSES:
+    raise ValueError(
+      f"{what}: expected class numbers 0..C-1 with C at most {MAX_CLASSES}, found maximum {int(y.max())}; "
+      "number the classes from 0 (np.unique(y, return_inverse=True)[1]) or give their names"
+    )
   return y.astype(np.int64)
 
 
@@ -145,6 +168,15 @@ def check_same_rows(arrays: dict[str, np.ndarray]) -> None:
   rows = {name: len(a) for name, a in arrays.items() if a is not None}
   if len(set(rows.values())) > 1:
     raise ValueError("expected the same number of rows (one per sample) in " + ", ".join(rows) + f"; found {rows}")
+
+
+def check_enough_rows(x: np.ndarray, what: str, needed: int = MIN_ROWS) -> None:
+  """At least ``needed`` rows (samples): the CV score that rates a labeling splits them in
+  ``MIN_ROWS`` folds."""
+  if len(x) < needed:
+    raise ValueError(
+      f"{what}: expected at least {needed} rows (samples; the CV score uses {MIN_ROWS} folds), found {len(x)}"
+    )
 
 
 def l2_normalize(phi: np.ndarray, what: str) -> np.ndarray:

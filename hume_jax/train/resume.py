@@ -4,6 +4,8 @@ parts, so that a stopped command continues where it stopped (``--resume``)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from hume_jax import runs
@@ -16,9 +18,12 @@ def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, da
   from it with ``--resume`` (its log kept up to the checkpoint's iteration)."""
   template = mode.method.init(config, train)
   state, done = None, None
-  if args.resume:
+  if args.resume:  # after --k auto's search, its K alone may be kept (stopped before a checkpoint)
+    check_resumable(wd, ("checkpoint", "k") if args.k == "auto" else ("checkpoint",), "a single run")
+  if args.resume and os.path.exists(wd.checkpoint):
     state = wd.load_state(template, config, data_id)
     done = int(state.step)
+    _check_within(done, config.num_iters, wd.checkpoint)
     print(f"resuming from iteration {done} ({wd.checkpoint})")
   on_log, close = wd.open_log(done)
   try:
@@ -34,15 +39,52 @@ def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, da
     close()
 
 
+# What each protocol keeps in OUT.partial (``Workdir.held``), for the messages of a resume.
+_KEPT = {
+  "checkpoint": "a single run's checkpoint",
+  "seeds": "the runs of --seeds N",
+  "auto": "the runs of --preset auto",
+  "k": "the K of --k auto",
+}
+
+
+def check_resumable(wd: Workdir, kinds: tuple[str, ...], protocol: str) -> None:
+  """``--resume`` continues what ``OUT.partial`` holds only with the protocol that wrote it:
+  raises ``ValueError`` saying what it holds when that is another protocol's (or nothing of this
+  one's), rather than training from scratch beside it."""
+  held = wd.held()
+  if held and held <= set(kinds):
+    return
+  found = ", ".join(_KEPT.get(k, k) for k in sorted(held)) or "nothing to continue"
+  raise ValueError(
+    f"--resume: {wd.partial} holds {found}, which this command ({protocol}) cannot continue; "
+    "resume with the command that wrote it, or pass --overwrite to start again"
+  )
+
+
+def _check_within(done: int, num_iters: int, path: str) -> None:
+  """A checkpoint past ``--num-iters`` is refused (its state is not the state at ``num_iters``)."""
+  if done > num_iters:
+    raise ValueError(
+      f"--resume: checkpoint {path} is at iteration {done}, beyond --num-iters {num_iters}; "
+      f"resume with --num-iters {done} or more, or pass --overwrite to run {num_iters} iterations from the start"
+    )
+
+
 def seed_parts(wd: Workdir, config, data_id: str, resume: bool) -> dict:
   """``resume_part`` / ``on_part`` hooks of ``runs.train_seeds``: each chunk of seeds (HUME) or
   seed (TURTLE) saved at its checkpoints and when finished, and read back with ``--resume``."""
+  if resume:
+    check_resumable(wd, ("seeds", "k"), "--seeds N")
 
   def resume_part(index: int, template):
     saved = wd.load_part(f"seeds_{index}", template, config, data_id) if resume else None
-    if saved is not None:
-      print(f"resuming seeds part {index} from iteration {int(np.asarray(saved[0].step).reshape(-1)[0])}")
-    return None if saved is None else saved[0]
+    if saved is None:
+      return None
+    done = int(np.asarray(saved[0].step).reshape(-1)[0])
+    _check_within(done, config.num_iters, f"{wd.parts}/seeds_{index}.npz")
+    print(f"resuming seeds part {index} from iteration {done}")
+    return saved[0]
 
   def on_part(index: int, state, finished: bool) -> None:
     wd.save_part(f"seeds_{index}", state, config, data_id, {"finished": finished})
@@ -58,6 +100,8 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
   from hume_jax._outer import init_state
   from hume_jax.auto import Candidate, Resume, Watch
 
+  if args.resume:
+    check_resumable(wd, ("k", "auto") if args.k == "auto" else ("auto",), "--preset auto")
   n = len(train["phi1"])
   finished, spent = {}, 0.0
   for i in range(4) if args.resume else ():
@@ -96,6 +140,8 @@ def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: 
   flight at a stop starts again)."""
   from hume_jax.ensemble import select_k
 
+  if args.resume:
+    check_resumable(wd, ("k", "checkpoint", "seeds"), "--k auto")
   evaluation = val if val is not None else train
   done, on_k = _k_parts(args, wd, config, data_id)
 
@@ -120,6 +166,8 @@ def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data
   from hume_jax.auto import Watch
   from hume_jax.kauto import select_k_auto
 
+  if args.resume:
+    check_resumable(wd, ("k", "auto"), "--k auto with --preset auto")
   done, on_k = _k_parts(args, wd, config, data_id)
 
   watch = Watch(progress=hooks["progress"], stop=hooks["stop"], names={"a": "--phi1", "b": "--phi2"})
