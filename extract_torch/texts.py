@@ -26,6 +26,8 @@ import numpy as np
 from extract_torch.datasets import ImageSource
 
 TFIDF_DIM = 256
+TFIDF_MIN_TEXTS = 10  # the rows HUME's CV score needs (10 folds)
+SOURCE_CHARS = 300  # a text's source in the output: the text, cut to its first 300 characters
 
 
 def _read_rows(path: str, text_column: str | None, label_column: str | None) -> tuple[list[str], list | None]:
@@ -73,7 +75,8 @@ def open_texts(path: str, text_column: str | None = None, label_column: str | No
     else:
       names = sorted(set(as_text))
       labels = np.searchsorted(np.asarray(names), np.asarray(as_text)).astype(np.int64)
-  return ImageSource(f"texts:{path}", len(texts), texts.__getitem__, labels, names)
+  sources = np.asarray([t if len(t) <= SOURCE_CHARS else t[: SOURCE_CHARS - 1] + "\u2026" for t in texts])
+  return ImageSource(f"texts:{path}", len(texts), texts.__getitem__, labels, names, sources=sources)
 
 
 class TextExtractor:
@@ -97,6 +100,34 @@ class TextExtractor:
     return np.asarray(self._encode([str(t) for t in batch]), np.float32)
 
 
+def _sentence_transformer(cls, folder: str, name: str, device: str):
+  """A local folder or a cached model without the network; else one download, whose failure is one
+  line (``RuntimeError``) saying how to pass the model offline, with no retries first when the hub
+  cannot be reached at all."""
+  import socket
+  from urllib.parse import urlparse
+
+  try:
+    return cls(folder, device=device, local_files_only=True)
+  except Exception:  # noqa: BLE001  (not a folder, not cached: download it below)
+    if os.path.isdir(folder):
+      raise
+  hint = (
+    f"; without internet access, save the model elsewhere (SentenceTransformer({folder!r}).save(FOLDER)), "
+    "copy FOLDER here and pass --model st:FOLDER, or use --model minilm or tfidf (offline)"
+  )
+  host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+  try:
+    socket.create_connection((host, 443), timeout=5).close()
+  except OSError as e:
+    raise RuntimeError(f"--model {name}: {folder} is not cached and {host} cannot be reached ({e}){hint}") from None
+  try:
+    return cls(folder, device=device)
+  except Exception as e:  # noqa: BLE001  (the hub raises many kinds)
+    reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+    raise RuntimeError(f"--model {name}: could not load {folder} ({reason}){hint}") from None
+
+
 def build_text_model(name: str, device: str = "cpu") -> TextExtractor:
   """``st:NAME`` (hub name or local folder) or ``minilm``; see the module docstring."""
   if name == "minilm":
@@ -113,7 +144,7 @@ def build_text_model(name: str, device: str = "cpu") -> TextExtractor:
     from sentence_transformers import SentenceTransformer
   except ImportError:
     raise ImportError(f"--model {name} needs `pip install sentence-transformers`") from None
-  model = SentenceTransformer(folder, device=device)
+  model = _sentence_transformer(SentenceTransformer, folder, name, device)
   encode = lambda texts: model.encode(texts, batch_size=len(texts), normalize_embeddings=True, show_progress_bar=False)
   dim = (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
   info = {
@@ -125,11 +156,31 @@ def build_text_model(name: str, device: str = "cpu") -> TextExtractor:
   return TextExtractor(name, dim, encode, device, info)
 
 
-def tfidf_features(texts: list[str], seed: int = 0) -> np.ndarray:
-  """TF-IDF (sublinear tf, English stop words, ``min_df=2``) + truncated SVD to ``TFIDF_DIM``."""
+def tfidf_features(texts: list[str], seed: int = 0, what: str = "--model tfidf") -> np.ndarray:
+  """TF-IDF (sublinear tf, English stop words, ``min_df=2``) + truncated SVD to ``TFIDF_DIM``.
+
+  Raises:
+    ValueError: naming ``what``, for fewer than ``TFIDF_MIN_TEXTS`` texts or fewer than two
+      words (other than stop words) that each appear in two texts.
+  """
   from sklearn.decomposition import TruncatedSVD
   from sklearn.feature_extraction.text import TfidfVectorizer
 
-  tfidf = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=2).fit_transform(texts)
-  dim = min(TFIDF_DIM, tfidf.shape[1] - 1, len(texts) - 1)
+  if len(texts) < TFIDF_MIN_TEXTS:
+    raise ValueError(
+      f"{what}: expected at least {TFIDF_MIN_TEXTS} texts (TF-IDF keeps words found in two texts, and HUME's "
+      f"CV score splits the rows in 10 folds), found {len(texts)}"
+    )
+  vectorizer = TfidfVectorizer(sublinear_tf=True, stop_words="english", min_df=2)
+  try:
+    tfidf = vectorizer.fit_transform(texts)
+  except ValueError:  # no word left: every word is a stop word or in one text only
+    tfidf = None
+  words = 0 if tfidf is None else tfidf.shape[1]
+  if words < 2:
+    raise ValueError(
+      f"{what}: expected at least 2 words (not English stop words) that each appear in two of the "
+      f"{len(texts)} texts, found {words}; TF-IDF needs more texts, or texts that share words"
+    )
+  dim = min(TFIDF_DIM, words - 1, len(texts) - 1)
   return TruncatedSVD(dim, random_state=seed).fit_transform(tfidf).astype(np.float32)

@@ -90,9 +90,10 @@ def download(url: str, file_name: str | None = None) -> str:
     try:
       torch.hub.download_url_to_file(url, path, progress=True)
     except Exception as e:  # noqa: BLE001
+      reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
       raise RuntimeError(
-        f"could not download {url} ({type(e).__name__}: {e}). Without internet access, fetch "
-        f"that file elsewhere and pass it with --weights FILE"
+        f"could not download {url} ({reason}); without internet access, fetch that file elsewhere "
+        "and pass it with --weights FILE"
       ) from None
   parent = url.rstrip("/").split("/")[-2]
   stem = os.path.basename(url).split(".")[0]

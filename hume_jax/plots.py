@@ -47,9 +47,12 @@ def confusion_matrix(
   return counts
 
 
-def embedding_map(phi2: np.ndarray, pred: np.ndarray, path: str, max_points: int = 5000, seed: int = 0) -> None:
+def embedding_map(
+  phi2: np.ndarray, pred: np.ndarray, path: str, max_points: int = 5000, seed: int = 0, space: str = "phi2"
+) -> None:
   """The first two principal components of ``phi2``, coloured by the found labels (one colour
-  per class, the colour bar ticked at each class's number)."""
+  per class, the colour bar ticked at each class's number); ``space`` names it in the title and
+  axes (e.g. ``"--phi1 (a.npy)"`` when that file serves as phi2)."""
   import matplotlib.colors as mcolors
   from sklearn.decomposition import PCA
 
@@ -62,9 +65,9 @@ def embedding_map(phi2: np.ndarray, pred: np.ndarray, path: str, max_points: int
   sc = ax.scatter(xy[:, 0], xy[:, 1], c=pred[idx], s=3, cmap=cmap, norm=norm)
   bar = fig.colorbar(sc, ax=ax, label="found class (as in labels_*.npy)", ticks=np.arange(k))
   bar.ax.tick_params(labelsize=7)
-  ax.set_xlabel("phi2 principal component 1")
-  ax.set_ylabel("phi2 principal component 2")
-  ax.set_title(f"phi2, first two principal components ({len(idx)} points)")
+  ax.set_xlabel(f"{space} principal component 1")
+  ax.set_ylabel(f"{space} principal component 2")
+  ax.set_title(f"{space}, first two principal components ({len(idx)} points)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -98,7 +101,8 @@ def k_selection(scores: list[dict], chosen: int, path: str) -> None:
   plt, (fig, ax) = _figure(figsize=(6, 3.5))
   ks = [e["k"] for e in scores]
   ax.plot(ks, [e["stability"] for e in scores], "o-", label="stability (chooses K)")
-  ax.plot(ks, [e["cv_score"] for e in scores], "s--", label="CV score")
+  if all("cv_score" in e for e in scores):  # --k auto under --preset auto scores K by its runs, without one
+    ax.plot(ks, [e["cv_score"] for e in scores], "s--", label="CV score")
   ax.plot(ks, [e["kappa"] for e in scores], "d--", label="chance-corrected CV")
   if all("acc" in e for e in scores):
     ax.plot(ks, [e["acc"] for e in scores], "^:", label="ACC vs labels (not used)")

@@ -77,6 +77,7 @@ def test_outputs_with_labels_and_val_split(files, tmp_path):
     "log.jsonl",
     "map_val.png",
     "metrics.json",
+    "report.html",
     "task_encoder.npz",
   ]
   metrics = json.load(open(os.path.join(out, "metrics.json")))
@@ -410,8 +411,8 @@ def test_baselines_by_default_when_labels_are_given(files, tmp_path, capsys):
     ]
     + SMALL
   )
-  assert {"k-means on phi1", "k-means on phi2"} <= set(res["baselines"])
-  assert "k-means on phi1" in capsys.readouterr().out
+  assert {"k-means on --phi1 (phi1.npy)", "k-means on --phi2 (phi2.npy)"} <= set(res["baselines"])
+  assert "k-means on --phi1 (phi1.npy)" in capsys.readouterr().out
   res = train.main(
     [
       "--phi1",

@@ -13,6 +13,35 @@ import numpy as np
 from hume_jax import runs
 
 ESTIMATE_ABOVE = 120.0  # seconds of work left above which a run says how long it will take
+DEFAULT_MODELS = ("open_nsfw", "efficientnet_lite0")  # the shipped default's phi1 and phi2 (hume_jax.data.load_default)
+
+
+def _model(spec: str) -> str:
+  """The model an extraction file (``python -m extract_torch``) records in its meta, else the file's name."""
+  from hume_jax import data as hd
+
+  path = hd._split_key(spec)[0]
+  if path.endswith(".npz") and os.path.isfile(path):
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        model = json.loads(str(f["meta"])).get("model") if "meta" in f.files else None
+    except (OSError, ValueError, AttributeError):
+      model = None
+    if model:
+      return str(model)
+  return os.path.basename(spec)
+
+
+def space_names(args, swapped: bool = False) -> dict[str, str]:
+  """How the console, ``metrics.json`` and the figures name the spaces in the roles ``phi1`` and ``phi2``:
+  by flag and by the model its extraction file records (else the file's name), e.g. ``{"phi1": "--phi2
+  (b.npy)", "phi2": "--phi1 (a.npy)"}`` when ``--preset auto`` kept ``--phi2`` as phi1 (``swapped``); the
+  shipped default's by its models."""
+  if args.phi1 is None:
+    names = {role: f"{role} ({model})" for role, model in zip(("phi1", "phi2"), DEFAULT_MODELS)}
+  else:
+    names = {role: f"--{role} ({_model(getattr(args, role))})" for role in ("phi1", "phi2")}
+  return {"phi1": names["phi2"], "phi2": names["phi1"]} if swapped else names
 
 
 def banner(method: str, name: str, train: dict, val: dict | None, device: str) -> None:
@@ -87,11 +116,12 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
   return "\n".join(lines)
 
 
-def final(results: dict, k: int, table: dict | None, n_eval: int, out: str) -> None:
-  eval_split = results["cv_split"]
+def final(results: dict, k: int, table: dict | None, n_eval: int, out: str, page: str | None = None) -> None:
+  """The results as the console's last lines; the very last one points to ``report.html`` (``page``)."""
+  eval_split, phi2 = results["cv_split"], results.get("spaces", {}).get("phi2", "phi2")
   print(
     f"\nCV score ({eval_split}): {results['cv_score']:.4f}   (label-free; higher = labeling more "
-    "linearly separable in phi2)"
+    f"linearly separable in {phi2})"
   )
   sizes = results["splits"][eval_split]
   print(
@@ -114,6 +144,8 @@ def final(results: dict, k: int, table: dict | None, n_eval: int, out: str) -> N
   if table:
     print(f"\n{eval_split} split, {n_eval} samples, in %:\n" + _table(table))
   print(f"\ntrained in {results['train_seconds']:.1f} s; results in {out}/")
+  if page:
+    print(f"report: {os.path.join(out, 'report.html')} (open it in a browser: the classes found, with examples)")
 
 
 def plots(
@@ -125,8 +157,10 @@ def plots(
   images=None,
   class_names=None,
   entropy_max: float | None = None,
+  names: dict[str, str] | None = None,
 ) -> None:
-  """The PNGs of a run in ``folder``: map, confusion matrix (with labels), examples, curves."""
+  """The PNGs of a run in ``folder``: map (of the space in the role phi2, called by ``names``),
+  confusion matrix (with labels), examples, curves."""
   if importlib.util.find_spec("matplotlib") is None:
     print("note: matplotlib is not installed: no plots (pip install matplotlib)")
     return
@@ -137,7 +171,8 @@ def plots(
       continue
     data = val if split.startswith("val") else train
     pred = run.preds[split]
-    hp.embedding_map(data["phi2"], pred, os.path.join(folder, f"map_{split}.png"))
+    space = (names or {}).get("phi2", "phi2")
+    hp.embedding_map(data["phi2"], pred, os.path.join(folder, f"map_{split}.png"), space=space)
     if data["labels"] is not None:
       hp.confusion_matrix(pred, data["labels"], os.path.join(folder, f"confusion_{split}.png"), class_names=class_names)
     if images is not None:
@@ -154,3 +189,47 @@ def plots(
 def entropy_max(method, k: int) -> float:
   """The largest entropy the log can show: ln K for HUME, summed over the two spaces for TURTLE."""
   return float(np.log(k) * (2 if method is runs.TURTLE_METHOD else 1))
+
+
+def html(folder: str, images=None, shown_as: str | None = None, say=print) -> str | None:
+  """``report.html`` of the run in ``folder`` (``hume_jax.report``); returns its path, or None with
+  a note when it cannot be written (the run's results are kept either way). ``say`` announces it."""
+  from hume_jax.report import write_report
+
+  say("writing report.html (the classes found, with examples) ...")
+  try:
+    return write_report(folder, images=images, shown_as=shown_as)
+  except (OSError, ValueError, KeyError) as e:
+    print(f"note: no report.html ({e}); write it later with python -m hume_jax.report {shown_as or folder}")
+    return None
+
+
+def report_main(argv: list[str] | None = None) -> None:
+  """``python -m hume_jax.report RUN_DIR [--images FILE] [--root FOLDER]``."""
+  import argparse
+
+  from hume_jax.report import __doc__ as doc
+  from hume_jax.report import write_report
+
+  p = argparse.ArgumentParser(
+    prog="python -m hume_jax.report", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
+  p.add_argument("run_dir", metavar="RUN_DIR", help="the output folder of python -m hume_jax.train")
+  p.add_argument(
+    "--images",
+    default=None,
+    metavar="FILE",
+    help="uint8 images [m, h, w(, 3)] of the evaluated split, in its order (default: the run's --images)",
+  )
+  p.add_argument(
+    "--root",
+    default=None,
+    metavar="FOLDER",
+    help="the folder of the image files an extraction recorded, when it has moved",
+  )
+  args = p.parse_args(argv)
+  try:
+    path = write_report(args.run_dir, images=args.images, root=args.root)
+  except (OSError, ValueError, KeyError) as e:
+    raise SystemExit(f"error: {e.args[0] if e.args else e}") from None
+  print(f"report: {path}")
