@@ -80,9 +80,15 @@ def compute_dtype(phi: np.ndarray) -> np.dtype:
   return np.dtype(np.float32)
 
 
+PREDICT_ROWS = 65_536
+
+
 def predict(encoder: TaskEncoder, phi1: np.ndarray | jax.Array) -> np.ndarray:
-  """Hard labels ``argmax(phi1 @ E^T)`` of shape ``[n]`` (phi1 L2-normalised like in training)."""
-  return np.asarray(jnp.argmax(task_logits(encoder, jnp.asarray(phi1)), axis=-1))
+  """Hard labels ``argmax(phi1 @ E^T)`` of shape ``[n]`` (phi1 L2-normalised like in training), in
+  batches of ``PREDICT_ROWS`` rows so that memory stays ``PREDICT_ROWS x k`` at any n."""
+  if len(phi1) <= PREDICT_ROWS:
+    return np.asarray(jnp.argmax(task_logits(encoder, jnp.asarray(phi1)), axis=-1))
+  return np.concatenate([predict(encoder, phi1[i : i + PREDICT_ROWS]) for i in range(0, len(phi1), PREDICT_ROWS)])
 
 
 def _placed(phi1, phi2, state, config: HumeConfig):

@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from hume_jax.budget import MIN_ITERS, Clock, plan_iterations, replan, scaled_config, time_step  # noqa: F401
+from hume_jax.budget import GUARD, MIN_ITERS, Clock, plan_iterations, plan_search, replan, scaled_config  # noqa: F401
 from hume_jax.conditioning import (  # noqa: F401
   MAX_DIM,
   Conditioning,
@@ -31,6 +31,7 @@ from hume_jax.conditioning import (  # noqa: F401
   condition_spaces,
   condition_splits,
   fit_conditioning,
+  kept_dims,
   kmeans_starts,
   spherical_kmeans,
 )
@@ -152,8 +153,9 @@ def _runs(spaces: Spaces, k: int, max_dim: int, say, starts=STARTS) -> list[tupl
   if not orders:
     raise ValueError(
       f"phi_a, phi_b: expected at least one space with k = {k} or more dimensions to serve as phi1 "
-      f"(HUME's task encoder has k orthonormal rows), found {dims['a']} and {dims['b']} (after "
-      f"reduction to at most min(n, {max_dim}) principal components)"
+      f"(HUME's task encoder has k orthonormal rows), found {dims['a']} and {dims['b']} (the principal "
+      f"components kept: at most the space's own dimension, n = {len(spaces.cond1['a'])} and "
+      f"max(k, {max_dim})); give a representation with at least {k} dimensions, or a smaller k"
     )
   for space in ("a", "b"):
     if dims[space] < k:
@@ -161,46 +163,43 @@ def _runs(spaces: Spaces, k: int, max_dim: int, say, starts=STARTS) -> list[tupl
   return [(o, s) for s in starts for o in orders]  # k-means starts first: a budget drops random starts first
 
 
-def _plan(
-  spaces: Spaces, runs, config: HumeConfig, num_iters, clock: Clock, sep_seconds: float, say, refine=True
-) -> dict:
-  """Measures one step on these shapes and plans the iterations of every run: the preset's, or
-  as many as fit the budget once each run's criterion (``sep_seconds``), the vote's and the
-  refinement's are paid."""
-  (p1, p2), _ = runs[0]
-  compile_s, step_s = time_step(spaces.cond1[p1], spaces.cond2[p2], config)
-  compiles = len({(spaces.cond1[o[0]].shape[1], spaces.cond2[o[1]].shape[1]) for o, _ in runs})
-  fixed = sep_seconds + compile_s * (compiles - 1) / len(runs)
-  closing = sep_seconds * (1 + CRITERIA * refine)  # the vote's criterion and the refinement
-  iters = num_iters or plan_iterations(step_s, max(clock.left() - closing, 0.0), len(runs), config, fixed)
+def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, say, refine=True, min_runs=1) -> dict:
+  """The runs, their iterations and the refinement that fit ``budget`` by the fixed cost model
+  (``budget.plan_search``: the same plan on any machine, whatever its load), said before training."""
+  import jax
+
+  shapes = [(spaces.cond1[o[0]].shape[1], spaces.cond2[o[1]].shape[1]) for o, _ in runs]
+  kmeans_dims = [spaces.cond1[s].shape[1] for s in dict.fromkeys(o[0] for o, s0 in runs if s0 == "k-means")]
+  n = len(spaces.cond1["a"])
+  plan = plan_search(
+    config,
+    n,
+    shapes,
+    kmeans_dims,
+    budget,
+    num_iters=num_iters,
+    refine_criteria=CRITERIA * refine,
+    min_runs=min_runs,
+    platform=jax.default_backend(),
+  )
   dims = {s: int(c.components.shape[0]) for s, c in spaces.as_phi1.items()}
   explained = {s: c.explained for s, c in spaces.as_phi1.items()}
-  plan = dict(
-    step_seconds=step_s,
-    compile_seconds=compile_s,
-    criterion_seconds=sep_seconds,
-    num_iters=iters,
-    runs=len(runs),
-    estimate_seconds=len(runs) * (iters * step_s + fixed) + closing,
-    refine_criteria=CRITERIA * refine,
-    cuts=[],
-    dims=dims,
-    explained_variance=explained,
-  )
+  plan.update(dims=dims, explained_variance=explained)
   say(
     f"auto: each space centred and reduced to its leading principal components (a: {dims['a']}, "
     f"{100 * explained['a']:.1f}% of the variance; b: {dims['b']}, {100 * explained['b']:.1f}%); phi1 "
     "L2-normalised, phi2 scaled to unit top eigenvalue"
   )
-  m, _ = config.subset_sizes(len(spaces.cond1["a"]))
-  orders = ", then ".join(o[0] + " as phi1" for o in dict.fromkeys(o for o, _ in runs))
-  left = "" if clock.end is None else f" (left of the budget: {clock.left():.0f} s)"
+  m, _ = config.subset_sizes(n)
+  orders = ", then ".join(o[0] + " as phi1" for o in dict.fromkeys(o for o, _ in runs[: plan["runs"]]))
   say(
-    f"auto: {len(runs)} runs ({orders}; each from spherical k-means centroids of phi1 and from the official "
-    f"random start); {iters} iterations of S={config.num_subsets} x {m} rows, T={config.adaptation_steps}, "
-    f"inner_lr={config.inner_lr} (x 1/lambda_max), outer_lr={config.outer_lr}; measured {step_s:.3f} "
-    f"s/iteration and {sep_seconds:.1f} s per criterion: about {plan['estimate_seconds']:.0f} s more{left}"
+    f"auto: {plan['runs']} runs ({orders}; from spherical k-means centroids of phi1, then from the official "
+    f"random start); {plan['num_iters']} iterations of S={config.num_subsets} x {m} rows, T={config.adaptation_steps}, "
+    f"inner_lr={config.inner_lr} (x 1/lambda_max), outer_lr={config.outer_lr}; about {plan['estimate_seconds']:.0f} s "
+    f"by the cost model ({plan['step_seconds']:.3f} s/iteration, {plan['criterion_seconds']:.1f} s per criterion)"
   )
+  for note in plan["cuts"]:
+    say("auto: " + note)
   return plan
 
 
@@ -273,7 +272,7 @@ def fit_auto(
   num_iters: int | None = None,
   max_dim: int = MAX_DIM,
   watch: Watch | None = None,
-  resume: Resume | None = None,
+  resume: Resume = Resume(),
   spaces: Spaces | None = None,
   min_runs: int = 1,
   starts: tuple[str, ...] = STARTS,
@@ -300,7 +299,8 @@ def fit_auto(
       cut to the budget).
     watch: ``Watch`` (or its fields as keywords: ``say``, ``progress``, ``stop``, ``names``).
     resume: ``Resume``: the runs finished before.
-    spaces: the spaces already conditioned (``condition_spaces(phi_a, phi_b, max_dim)``), to reuse.
+    max_dim: principal components kept of each space (``kept_dims``: at least ``k``).
+    spaces: the spaces already conditioned (``condition_spaces(phi_a, phi_b, kept_dims(k, max_dim))``), to reuse.
     min_runs: runs the budget may never drop (``hume_jax.kauto`` needs two to measure agreement).
     starts: the starts tried (``"k-means"``, ``"random"``), each with both orders of the spaces.
     refine: refine the vote in both spaces (``hume_jax.refine``; ``kauto`` judges runs, not labels).
@@ -310,15 +310,15 @@ def fit_auto(
   check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
   watch = (watch or Watch())._replace(**watch_fields)
   watch = watch._replace(names=watch.names or {"a": "phi_a", "b": "phi_b"})
-  resume = resume or Resume()
   watch.say(f"auto: space a is {watch.names['a']}, space b is {watch.names['b']}")
-  clock = Clock(None if num_iters else budget_seconds - resume.spent_seconds)
+  clock = Clock(None if num_iters else GUARD * budget_seconds - resume.spent_seconds)  # a guard, not the plan
   config = dataclasses.replace(config, k=k, seed=seed)
-  spaces = spaces or condition_spaces(phi_a, phi_b, max_dim)
+  spaces = spaces or condition_spaces(phi_a, phi_b, kept_dims(k, max_dim))
   runs = _runs(spaces, k, max_dim, watch.say, starts)
-  kmeans, sep_seconds = kmeans_starts(spaces, k, seed, kmeans="k-means" in starts)
-  plan = _plan(spaces, runs, config, num_iters, clock, sep_seconds, watch.say, refine)
+  plan = _plan(spaces, runs, config, num_iters, budget_seconds, watch.say, refine, min_runs)
   plan.update(budget_seconds=budget_seconds, max_dim=max_dim, min_runs=min_runs)
+  runs = runs[: plan["runs"]]
+  kmeans = kmeans_starts(spaces, k, seed) if any(s == "k-means" for _, s in runs) else {}
   candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
   return _choose_and_vote(spaces, runs, candidates, config, plan, watch)
 

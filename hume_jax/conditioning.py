@@ -20,17 +20,27 @@ their causes rather than their symptoms:
   ``phi2`` is centred and scaled to ``lambda_max = 1``, and ``inner_lr`` is a fraction of
   the largest stable step (``2 / lambda_max``).
 
-PCA to ``max_dim`` components also bounds the cost of raw 1000-2000-d inputs.
+PCA to ``max_dim`` components also bounds the cost of raw 1000-2000-d inputs. A labeling of
+more classes than that keeps ``k`` components (``kept_dims``): the task encoder needs ``k <= d1``.
 """
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import numpy as np
 
+from hume_jax.kmeans import cluster
+from hume_jax.sampling import BATCH, ROWS
+
 MAX_DIM = 128
+
+
+def kept_dims(k: int, max_dim: int = MAX_DIM) -> int:
+  """Principal components the conditioning keeps for ``k`` classes: ``max_dim``, or ``k`` when
+  more (Eq. 3's task encoder has ``k`` orthonormal rows in ``phi1``); a space with fewer raw
+  dimensions or samples keeps them all."""
+  return max(int(max_dim), int(k))
 
 
 class Conditioning(NamedTuple):
@@ -56,26 +66,43 @@ def fit_conditioning(x: np.ndarray, *, unit_rows: bool, max_dim: int = MAX_DIM, 
 
   With ``unit_rows`` (``phi1``), rows are L2-normalised after centring; otherwise (``phi2``)
   they are scaled so that the largest eigenvalue of their covariance is 1. With ``whiten``
-  every component is first scaled to unit variance (folded into ``components``).
+  every component is first scaled to unit variance (folded into ``components``). Up to
+  ``sampling.ROWS`` rows the components are the SVD's of the centred rows; past that, the
+  eigenvectors of the covariance accumulated over row batches (the same subspace, memory ``d x d``).
   """
-  x = np.asarray(x, np.float64)
-  mean = x.mean(0)
-  _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
-  r = min(max_dim, len(s))
-  var = s**2 / len(x)
+  mean, var, vt = _principal_axes(x)
+  r = min(max_dim, len(var))
   components = vt[:r] / np.sqrt(np.maximum(var[:r], 1e-30))[:, None] if whiten else vt[:r]
   top = 1.0 if whiten else var[0]
   scale = 1.0 if unit_rows else float(1 / np.sqrt(max(top, 1e-30)))
   return Conditioning(mean, components, scale, unit_rows, float(var[:r].sum() / max(var.sum(), 1e-30)))
 
 
+def _principal_axes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``(mean [d], variances [min(n, d)] in decreasing order, their directions [min(n, d), d])`` of ``x [n, d]``."""
+  n = len(x)
+  if n <= ROWS:
+    x = np.asarray(x, np.float64)
+    mean = x.mean(0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    return mean, s**2 / n, vt
+  batches = range(0, n, BATCH)
+  mean = sum(np.asarray(x[i : i + BATCH], np.float64).sum(0) for i in batches) / n
+  cov = sum((b := np.asarray(x[i : i + BATCH], np.float64) - mean).T @ b for i in batches) / n
+  var, vecs = np.linalg.eigh(cov)
+  return mean, np.maximum(var[::-1], 0.0), vecs[:, ::-1].T
+
+
 def apply_conditioning(c: Conditioning, x: np.ndarray) -> np.ndarray:
-  """``x [m, d]`` mapped by ``c``: ``float32 [m, r]``."""
-  z = (np.asarray(x, np.float64) - c.mean) @ c.components.T * c.scale
-  if c.unit_rows:
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    z = z / np.where(norms > 0, norms, 1.0)  # a row at the mean stays 0: it gets no class preference
-  return z.astype(np.float32)
+  """``x [m, d]`` mapped by ``c``: ``float32 [m, r]``, computed in row batches."""
+  out = np.empty((len(x), c.components.shape[0]), np.float32)
+  for i in range(0, len(x), BATCH):
+    z = (np.asarray(x[i : i + BATCH], np.float64) - c.mean) @ c.components.T * c.scale
+    if c.unit_rows:
+      norms = np.linalg.norm(z, axis=1, keepdims=True)
+      z = z / np.where(norms > 0, norms, 1.0)  # a row at the mean stays 0: it gets no class preference
+    out[i : i + len(z)] = z
+  return out
 
 
 def condition_splits(train: dict, val: dict | None, max_dim: int = MAX_DIM) -> tuple[dict, dict | None]:
@@ -90,12 +117,10 @@ def condition_splits(train: dict, val: dict | None, max_dim: int = MAX_DIM) -> t
 
 def spherical_kmeans(phi1: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   """k-means (``n_init=10``) on the unit rows ``phi1 [n, d1]``: ``(centroids [k, d1] as unit
-  rows, each row's cluster [n])``."""
-  from sklearn.cluster import KMeans
-
-  km = KMeans(k, n_init=10, random_state=seed).fit(phi1)
-  centers = km.cluster_centers_
-  return (centers / np.linalg.norm(centers, axis=1, keepdims=True)).astype(phi1.dtype), km.labels_.astype(np.int64)
+  rows, each row's cluster [n])``. Past ``sampling.ROWS`` rows it is fitted on a seeded subsample
+  of that many and every row takes its nearest centroid (``kmeans.cluster``)."""
+  centers, labels = cluster(phi1, k, seed)
+  return (centers / np.linalg.norm(centers, axis=1, keepdims=True)).astype(phi1.dtype), labels
 
 
 class Spaces(NamedTuple):
@@ -121,24 +146,6 @@ def condition_spaces(phi_a: np.ndarray, phi_b: np.ndarray, max_dim: int = MAX_DI
   )
 
 
-def kmeans_starts(spaces: Spaces, k: int, seed: int, kmeans: bool = True) -> tuple[dict, float]:
-  """Spherical k-means of each space (its centroids start HUME) and the measured cost of one
-  criterion (``separability_per_space`` on both spaces) for the plan.
-
-  Returns ``({space: (centroids, labels)} or {} without ``kmeans``, seconds)``. The cost is
-  timed on one of the criterion's logistic regressions (one fold of one space) and scaled to its
-  ``2 x 5`` fits, a tenth of a criterion's price.
-  """
-  import warnings
-
-  from sklearn.linear_model import LogisticRegression
-
-  found = {s: spherical_kmeans(spaces.cond1[s], k, seed) for s in ("a", "b")} if kmeans else {}
-  x = spaces.cond2["a"][:, :64]
-  labels = np.random.default_rng(seed).integers(0, k, len(x))
-  fold = slice(0, len(x) * 4 // 5)
-  t0 = time.perf_counter()
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    LogisticRegression(C=np.inf).fit(x[fold], labels[fold])
-  return found, 10 * (time.perf_counter() - t0)
+def kmeans_starts(spaces: Spaces, k: int, seed: int) -> dict:
+  """Spherical k-means of each space, whose centroids start HUME: ``{space: (centroids, labels)}``."""
+  return {s: spherical_kmeans(spaces.cond1[s], k, seed) for s in ("a", "b")}

@@ -3,8 +3,8 @@ spaces for every K, and the K whose runs agree most.
 
 For each K in the range, ``hume_jax.auto.fit_auto`` runs from the official random start with
 each space as phi1 (the two runs a K needs to measure agreement), on the spaces conditioned
-once, its share of the budget re-planned against the clock before every K. Two runs from
-different starts and spaces agree on a partition the data hold (stability: adjusted Rand index
+once, each K with the same share of the budget (each plan is the cost model's, never the
+clock's). Two runs from different starts and spaces agree on a partition the data hold (stability: adjusted Rand index
 of their labelings; Ben-Hur et al. 2002) and disagree where K splits or merges classes
 arbitrarily. A K whose runs leave a class nearly empty (below ``TINY`` of its balanced share)
 has not found K classes and is not chosen. The chosen K then gets the full search, k-means
@@ -49,12 +49,11 @@ def select_k_auto(
   process's compiled JAX programs are released (``_fit.release_compiled``)."""
   from tqdm.auto import tqdm
 
-  from hume_jax.conditioning import condition_spaces
+  from hume_jax.conditioning import condition_spaces, kept_dims
 
   watch = watch or Watch()
   ks = list(range(k_range[0], k_range[1] + 1))
-  end = time.perf_counter() + budget_seconds
-  spaces = condition_spaces(phi_a, phi_b)
+  spaces = condition_spaces(phi_a, phi_b, kept_dims(k_range[1]))
   watch.say(
     f"K auto: {len(ks)} values of K, each two runs (random starts, each space as phi1): about "
     f"{budget_seconds:.0f} s in all, {budget_seconds / len(ks):.0f} s per K"
@@ -68,7 +67,7 @@ def select_k_auto(
     if k > max(x.shape[1] for x in spaces.cond1.values()) or k > len(phi_a):
       watch.say(f"K={k}: skipped (more classes than dimensions in either space, or than samples)")
       continue
-    share = max((end - time.perf_counter()) / (len(ks) - i), MIN_SHARE)
+    share = max(budget_seconds / len(ks), MIN_SHARE)  # a fixed share (no clock): the same plan on any machine
     entry = _score_k(phi_a, phi_b, k, spaces, share, seed, config, num_iters, labels, watch)
     release_compiled()  # this K's programs are not run again
     scores.append(entry)

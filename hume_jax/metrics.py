@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import warnings
 
+import jax
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
+
+from hume_jax.logistic import crossval_kappas, crossval_predict
 
 
 def contingency(pred: np.ndarray, ref: np.ndarray, k: int | None = None) -> np.ndarray:
@@ -47,21 +50,40 @@ def cluster_sizes(pred: np.ndarray, k: int) -> list[int]:
   return np.bincount(np.asarray(pred, np.int64), minlength=k).tolist()
 
 
-def cv_score(phi2: np.ndarray, pred: np.ndarray, folds: int = 10, n_jobs: int | None = -1) -> float:
+def cv_score(
+  phi2: np.ndarray,
+  pred: np.ndarray,
+  folds: int = 10,
+  n_jobs: int | None = -1,
+  rows: int | None = None,
+  solver: str | None = "sklearn",
+) -> float:
   """HUME's label-free model-selection score (official ``evaluate.py``).
 
   Mean accuracy over ``folds``-fold cross-validation (shuffled, ``random_state=1``) of an
   unpenalised logistic regression predicting the found labels ``pred [n]`` from
   ``phi2 [n, d2]``: how linearly separable the labeling is in the second space.
-  Returns 1.0 when the labeling has a single class (trivially predictable).
+  Returns 1.0 when the labeling has a single class (trivially predictable). With ``rows``, past
+  that many rows it reads a seeded subsample of ``rows`` (``sampling.subsample``); by default
+  every row, exactly as the official code. ``solver``: ``"sklearn"`` (the official computation),
+  ``"jax"`` (``logistic.crossval_predict``, every fold in one program on the default device) or
+  None (JAX on an accelerator, scikit-learn on a CPU).
   """
   from sklearn.linear_model import LogisticRegression
   from sklearn.model_selection import KFold, cross_val_score
 
-  pred = np.asarray(pred)
+  from hume_jax.sampling import subsample, take
+
+  keep = None if rows is None else subsample(len(pred), rows)
+  phi2, pred = take(phi2, keep), take(np.asarray(pred), keep)
   if len(np.unique(pred)) < 2:
     return 1.0
   cv = KFold(n_splits=folds, random_state=1, shuffle=True)
+  if (solver or ("sklearn" if jax.default_backend() == "cpu" else "jax")) == "jax":
+    held_out = [rows for _, rows in cv.split(phi2)]
+    classes, y = np.unique(pred, return_inverse=True)
+    again = crossval_predict([phi2], y, held_out, len(classes))[0]
+    return float(np.mean([np.mean(again[r] == y[r]) for r in held_out]))  # per-fold mean, as cross_val_score
   clf = LogisticRegression(C=np.inf)  # unpenalised, as the official penalty=None
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # lbfgs's ConvergenceWarning at max_iter=100, as upstream
@@ -105,11 +127,27 @@ def stability(preds: np.ndarray) -> float:
   return float(np.mean([skm.adjusted_rand_score(preds[i], preds[j]) for i, j in pairs]))
 
 
-def separability_per_space(spaces: list[np.ndarray], labels: np.ndarray, dims: int = 64, folds: int = 5) -> list[float]:
+def separability_per_space(
+  spaces: list[np.ndarray], labels: np.ndarray, dims: int = 64, folds: int = 5, solver: str | None = None
+) -> list[float]:
   """Chance-corrected CV score (Cohen's kappa of ``folds``-fold logistic regression, as
   ``cv_kappa``) of ``labels [n]`` in each space ``[n, d]``, on its first ``dims`` columns (the
-  leading principal components of a conditioned space), which keeps it cheap."""
-  return [cv_kappa(x[:, :dims], labels, folds=folds, n_jobs=1) for x in spaces]
+  leading principal components of a conditioned space), which keeps it cheap. Past
+  ``sampling.ROWS`` rows it reads a seeded subsample of that many (the same for every labeling).
+
+  ``solver``: ``"sklearn"`` (``cv_kappa``), ``"jax"`` (``logistic.crossval_kappas``: every fold
+  and space in one jitted program on the default device), or None: JAX on an accelerator,
+  scikit-learn on a CPU, where both cost the same and scikit-learn's is the measured reference.
+  """
+  from hume_jax.sampling import subsample, take
+
+  rows = subsample(len(labels))
+  labels = take(np.asarray(labels), rows)
+  xs = [take(x, rows)[:, :dims] for x in spaces]
+  solver = solver or ("sklearn" if jax.default_backend() == "cpu" else "jax")
+  if solver == "jax" and len({x.shape[1] for x in xs}) == 1:
+    return crossval_kappas(xs, labels, folds)
+  return [cv_kappa(x, labels, folds=folds, n_jobs=1) for x in xs]
 
 
 def separability(spaces: list[np.ndarray], labels: np.ndarray, dims: int = 64, folds: int = 5) -> float:

@@ -47,10 +47,10 @@ def premise_report(
   """
   from sklearn.metrics import adjusted_rand_score
 
-  from hume_jax.conditioning import condition_spaces, spherical_kmeans
+  from hume_jax.conditioning import condition_spaces, kept_dims, spherical_kmeans
   from hume_jax.metrics import separability_per_space
 
-  spaces = condition_spaces(phi1, phi2)
+  spaces = condition_spaces(phi1, phi2, kept_dims(k))
   judged = [spaces.cond2["a"], spaces.cond2["b"]]
   found = separability_per_space(judged, labels)
   report = {"found": dict(zip(names, found))}

@@ -12,7 +12,8 @@ boundary of one space are labelled by that space alone. One refinement round ask
 
 A labeling that is linearly separable in both spaces is a fixed point; the rounds move the
 labeling towards one, as HUME's objective does, at the cost of a few logistic regressions each.
-After ``rounds`` rounds a final pair of classifiers is fitted on every row with the refined labels:
+After ``rounds`` rounds a final pair of classifiers is fitted on every row with the refined labels
+(past ``sampling.ROWS`` rows, each regression reads a seeded subsample of that many and predicts all rows):
 their summed log-probabilities label any sample, training rows and new ones alike (``Refiner``).
 ``fit_auto`` keeps the refinement only where it makes its labels more separable in *each* space
 (``refine_search``).
@@ -24,8 +25,12 @@ from __future__ import annotations
 import warnings
 from typing import NamedTuple
 
+import jax
 import numpy as np
 from scipy.special import log_softmax
+
+from hume_jax import logistic
+from hume_jax.sampling import ROWS, subsample, take
 
 ROUNDS = 3
 C = 1.0  # inverse L2 strength of sklearn's LogisticRegression, on spaces scaled to unit top eigenvalue
@@ -52,6 +57,9 @@ def _logistic(x: np.ndarray, labels: np.ndarray, k: int, c: float) -> tuple[np.n
   from ``labels`` gets the logit ``FLOOR``."""
   from sklearn.linear_model import LogisticRegression
 
+  if jax.default_backend() != "cpu":  # on an accelerator: the same regression in JAX (hume_jax.logistic)
+    coef, intercept = logistic.fit(x, labels, k, c)
+    return coef, np.where(np.bincount(labels, minlength=k) > 0, intercept, FLOOR)
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # lbfgs's ConvergenceWarning at max_iter=100
     clf = LogisticRegression(C=c).fit(x, labels)
@@ -67,8 +75,13 @@ def _crossfit_log_proba(x: np.ndarray, labels: np.ndarray, k: int, c: float, fol
   """``[n, k]`` out-of-fold log-probabilities of ``labels`` from ``x [n, d]``."""
   from sklearn.model_selection import KFold
 
+  if jax.default_backend() != "cpu":  # every fold at once on the device, all rows (cost linear in n)
+    held_out = [rows for _, rows in KFold(folds, shuffle=True, random_state=1).split(x)]
+    log_p = logistic.crossval_predict([x], labels, held_out, k, c, proba=True)[0]
+    return np.where(np.bincount(labels, minlength=k)[None, :] > 0, log_p, FLOOR)
   out = np.empty((len(x), k))
-  for fit_rows, held_out in KFold(folds, shuffle=True, random_state=1).split(x):
+  for fold, (fit_rows, held_out) in enumerate(KFold(folds, shuffle=True, random_state=1).split(x)):
+    fit_rows = take(fit_rows, subsample(len(fit_rows), ROWS * (folds - 1) // folds, seed=fold))
     coef, intercept = _logistic(x[fit_rows], labels[fit_rows], k, c)
     out[held_out] = log_softmax(x[held_out] @ coef.T + intercept, axis=1)
   return out
@@ -91,7 +104,8 @@ def refine(
     labels = new
     if not changed[-1]:
       break
-  models = {s: _logistic(x[s], labels, k, c) for s in ("a", "b")}
+  rows = subsample(len(labels))  # past ROWS rows the final classifiers read a seeded subsample
+  models = {s: _logistic(take(x[s], rows), take(labels, rows), k, c) for s in ("a", "b")}
   return _predict(models, x), models, changed
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from hume_jax import metrics as hm
 from hume_jax.methods import HUME_METHOD, METHODS, TURTLE_METHOD, Method  # noqa: F401  (re-exported)
+from hume_jax.sampling import ROWS
 
 
 class Run(NamedTuple):
@@ -89,6 +90,15 @@ def result_arrays(result, names: dict[str, str] | None = None) -> dict[str, np.n
   return arrays
 
 
+def _silent(line: str) -> None:
+  """A ``say`` that says nothing."""
+
+
+def _stage(say: Callable[[str], None], hooks: dict | None) -> Callable[[str], None]:
+  """How a run announces a stage after training: by ``say``, unless its hooks turn progress off."""
+  return say if (hooks or {}).get("progress", True) else _silent
+
+
 def _eval_split(val) -> str:
   return "val" if val is not None else "train"
 
@@ -114,7 +124,7 @@ def train_one(
   seconds = time.perf_counter() - t0
   preds = _predictions(lambda split: method.label(state, split), train, val)
   split = _eval_split(val)
-  say("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
+  _stage(say, hooks)("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
   cv = hm.cv_score((val if val is not None else train)["phi2"], preds[split])
   return Run(method.name, preds, cv, split, seconds, ((method.name, split),), method.arrays(state), config, {})
 
@@ -139,7 +149,7 @@ def train_seeds(
   seconds = time.perf_counter() - t0
   all_preds = _predictions(lambda split: method.label_seeds(states, split), train, val)
   split, evaluation = _eval_split(val), (val if val is not None else train)
-  say(f"computing the CV score of each of the {len(seeds)} runs ...")
+  _stage(say, hooks)(f"computing the CV score of each of the {len(seeds)} runs ...")
   protocol = best_and_vote(all_preds, evaluation["phi2"], split, config.k)
   per_seed = [{"seed": s, "cv_score": cv} for s, cv in zip(seeds, protocol.cv_scores)]
   extra = {"best_seed": seeds[protocol.best], "seeds": per_seed}
@@ -215,8 +225,11 @@ def auto_run(res, train: dict, val: dict | None, seconds: float, watch=None) -> 
   if res.order == ("b", "a"):  # the vote reads the raw spaces in the given order, so it comes first
     train, val = (None if d is None else {**d, "phi1": d["phi2"], "phi2": d["phi1"]} for d in (train, val))
   split = _eval_split(val)
-  watch.say("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
-  cv = hm.cv_score((val if val is not None else train)["phi2"], preds[split])
+  evaluation = val if val is not None else train
+  rows = "" if len(evaluation["phi2"]) <= ROWS else f", on a seeded subsample of {ROWS} rows"
+  say = watch.say if watch.progress else _silent
+  say(f"computing the CV score (10-fold logistic regression on phi2 of the found labels{rows}) ...")
+  cv = hm.cv_score(evaluation["phi2"], preds[split], rows=ROWS, solver=None)  # JAX on an accelerator
   extra = {"auto": _auto_report(res, watch.names)}
   rows = (("HUME (auto)", split),)
   run = Run("HUME (auto)", preds, cv, split, seconds, rows, result_arrays(res, watch.names), res.config, extra)
@@ -244,11 +257,24 @@ def _auto_report(res, names: dict) -> dict:
   }
 
 
-def summarize(run: Run, train: dict, val: dict | None, premise: bool = True) -> dict:
+def summarize(
+  run: Run,
+  train: dict,
+  val: dict | None,
+  premise: bool = True,
+  *,
+  names: dict[str, str] | None = None,
+  say: Callable[[str], None] = _silent,
+) -> dict:
   """``metrics.json``: the CV score, the class counts of every split (and ACC/NMI/ARI where the
   split has labels), the run's extra entries and (``premise``) the label-free check of whether
-  the representations favour the labeling found (``hume_jax.premise``)."""
+  the representations favour the labeling found (``hume_jax.premise``). ``names`` is how the
+  spaces in the roles ``phi1`` and ``phi2`` are called (kept as ``spaces``; the premise check
+  names them so), e.g. ``{"phi1": "--phi2 (b.npy)", "phi2": "--phi1 (a.npy)"}`` after a swap;
+  ``say`` announces the premise check."""
   results = {"cv_score": run.cv_score, "cv_split": run.cv_split, "train_seconds": run.seconds, "splits": {}}
+  if names is not None:
+    results["spaces"] = dict(names)
   for split, pred in run.preds.items():
     sizes = hm.cluster_sizes(pred, run.config.k)
     entry = {
@@ -267,7 +293,11 @@ def summarize(run: Run, train: dict, val: dict | None, premise: bool = True) -> 
 
     evaluation = val if run.cv_split == "val" else train
     reported = run.preds.get(f"{run.cv_split}_vote", run.preds[run.cv_split])
-    results["premise"] = premise_report(evaluation["phi1"], evaluation["phi2"], reported, run.config.k)
+    roles = names or {"phi1": "phi1", "phi2": "phi2"}
+    say("computing the premise check (k-means of each space and 6 cross-validated regressions) ...")
+    results["premise"] = premise_report(
+      evaluation["phi1"], evaluation["phi2"], reported, run.config.k, names=(roles["phi1"], roles["phi2"])
+    )
   return results
 
 

@@ -274,3 +274,26 @@ def test_class_names_of_an_extraction_file_reach_the_run(tmp_path):
     + ["--num-iters", "3"]
   )
   assert json.load(open(tmp_path / "r" / "config.json"))["class_names"] == ["ant", "bee", "cat", "dog"]
+
+
+def test_sigterm_after_training_keeps_the_trained_state_and_the_resume_writes_the_results(files, tmp_path):
+  """A stop in the stages after training (here as the premise check starts) is handled as one in
+  training: exit 143, the trained state kept, the resume command printed; it then evaluates and writes."""
+  import shlex
+
+  out = str(tmp_path / "run")
+  loud = [a for a in SMALL if a != "--quiet"]
+  cmd = [sys.executable, "-m", "hume_jax.train"] + files + loud + ["--num-iters", "20", "--out", out]
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  for line in proc.stdout:
+    if line.startswith("computing the premise check"):
+      proc.send_signal(signal.SIGTERM)
+      break
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+  assert "interrupted (SIGTERM); checkpoint in" in err and not os.path.exists(os.path.join(out, "metrics.json"))
+  resume = shlex.split(err.split("Continue with:\n")[1].strip().splitlines()[0])
+  done = subprocess.run(resume, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  metrics = json.load(open(os.path.join(out, "metrics.json")))
+  assert "premise" in metrics and json.load(open(os.path.join(out, "config.json")))

@@ -7,22 +7,31 @@ The command line only translates: flags become values (``flags.py``), files beco
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime
 import os
 import sys
 import tempfile
-import time
 
-from hume_jax import runs
-from hume_jax.train import inputs, report
-from hume_jax.train.checks import check_flags_apply, check_method_flags
-from hume_jax.train.flags import build_parser
-from hume_jax.train.flags import resolve_config as resolve_config  # re-exported: the tests and users call it
-from hume_jax.workdir import Workdir, command, resume_command, versions
+if getattr(sys.modules.get("hume_jax"), "__file__", None) is None:  # a namespace package: a folder hides hume_jax
+  _shadow = os.path.relpath(next(iter(sys.modules["hume_jax"].__path__), "hume_jax"))
+  raise SystemExit(
+    f"error: the folder {_shadow} (a clone of this repository? it has no __init__.py) hides the package hume_jax "
+    f"({os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}): its sub-folders, such as the runs/ a run "
+    f"writes, would stand for the package's modules. Run the command inside it (cd {_shadow}) or from another folder"
+  )
+
+from hume_jax import runs  # noqa: E402  (after the check above)
+from hume_jax.train import inputs, report  # noqa: E402
+from hume_jax.train.checks import check_flags_apply, check_method_flags  # noqa: E402
+from hume_jax.train.flags import build_parser  # noqa: E402
+from hume_jax.train.flags import resolve_config as resolve_config  # noqa: E402  (re-exported: tests and users call it)
+from hume_jax.workdir import Workdir, command, resume_command, versions  # noqa: E402
 
 DEFAULTS = {"budget": 600.0, "k_range": (2, 20), "k_seeds": 3, "checkpoint_every": 50, "log_every": 10}
 K_AUTO_BUDGET = 1800.0  # --k auto under --preset auto: the search over K and the chosen K's full search
+K_AUTO_SHARE = 2 / 3  # of that budget, the search over K's; the chosen K's full search has the rest
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -58,31 +67,47 @@ def main(argv: list[str] | None = None) -> dict:
   # -- run ------------------------------------------------------------------------------------
   from hume_jax.stopping import stop_on_signals
 
-  with stop_on_signals() as stop:
+  with stop_on_signals() as stop:  # a stop is acted on in training and at each stage after it
     try:
       run, train, val, k_selection = _train(args, mode, config, train, val, wd, stop)
+      stop.check()
+      # -- write: the trained state is kept; a stop here leaves it for --resume to evaluate -----
+      splits, dataset = (train, val, labeled), (name, class_names)
+      results, table, page = _write(args, mode, run, splits, k_selection, wd, images, dataset, argv, stop)
       stop.check()
     except KeyboardInterrupt:
       raise _interrupted(wd, stop, resume_command(argv, wd.out, out_given)) from None
     except (FloatingPointError, ValueError) as e:
       raise _failed(wd, e) from None
-  # -- write ----------------------------------------------------------------------------------
-  results = runs.summarize(run, train, val)
-  if k_selection is not None:
-    results["k_selection"] = k_selection._asdict()
-  if results.get("auto", {}).get("phi1") == "--phi2":  # the search kept --phi2 as phi1: the splits were swapped
-    labeled = {**labeled, "phi1": labeled["phi2"], "phi2": labeled["phi1"]}
-  table = _table_with_baselines(args, run, results, labeled, val or train)
-  record = _record(args, mode, run, name, class_names, argv)
-  wd.write(run.arrays, run.preds, results, record)
-  if args.plots:
-    report.plots(
-      wd.partial, run, train, val, k_selection, images, class_names, report.entropy_max(mode.method, run.config.k)
-    )
   wd.commit()
   # -- report ---------------------------------------------------------------------------------
-  report.final(results, run.config.k, table, len((val or train)["phi1"]), wd.out)
+  report.final(results, run.config.k, table, len((val or train)["phi1"]), wd.out, page)
   return results
+
+
+def _write(args, mode, run, splits: tuple, k_selection, wd: Workdir, images, dataset: tuple, argv, stop) -> tuple:
+  """After training: ``metrics.json`` (the premise check with it), the baselines, the figures and
+  ``report.html``, each announced unless ``--quiet``, the spaces called by their flags and files
+  (``report.space_names``) in their roles after any swap. ``splits`` is ``(train, val, labeled)``,
+  ``dataset`` ``(name, class names)``; ``stop`` (``hume_jax.stopping.StopRequest``) is checked as each
+  stage starts. Returns ``(results, table or None, report.html or None)``."""
+  (train, val, labeled), (name, class_names) = splits, dataset
+  announce = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+  say = lambda line: (stop.check(), announce(line))  # each stage starts by acting on a stop (SIGTERM, Ctrl-C)
+  swapped = run.extra.get("auto", {}).get("phi1") == "--phi2"  # the search kept --phi2 as phi1: splits swapped
+  names = report.space_names(args, swapped)
+  results = runs.summarize(run, train, val, names=names, say=say)
+  if k_selection is not None:
+    results["k_selection"] = k_selection._asdict()
+  if swapped:
+    labeled = {**labeled, "phi1": labeled["phi2"], "phi2": labeled["phi1"]}
+  table = _table_with_baselines(args, run, results, labeled, val, train, names, say)
+  wd.write(run.arrays, run.preds, results, _record(args, mode, run, name, class_names, argv))
+  if args.plots:
+    say("drawing the figures (2-D map, confusion matrix, training curves) ...")
+    entropy = report.entropy_max(mode.method, run.config.k)
+    report.plots(wd.partial, run, train, val, k_selection, images, class_names, entropy, names=names)
+  return results, table, report.html(wd.partial, images, shown_as=wd.out, say=say)
 
 
 def _record(args, mode, run, name: str, class_names, argv) -> dict:
@@ -101,7 +126,9 @@ def _record(args, mode, run, name: str, class_names, argv) -> dict:
 
 
 def _failed(wd: Workdir, e: Exception) -> SystemExit:
-  """A run that cannot go on: the reason, and for a diverged loss where the last good state is."""
+  """A run that cannot go on: the reason, and for a diverged loss where the last good state is. The
+  folder's lock is released (a later run in this process may take it)."""
+  wd.release()
   if not isinstance(e, FloatingPointError):
     return SystemExit(f"error: {e}")
   kept = f"last good checkpoint: {wd.checkpoint}" if os.path.exists(wd.checkpoint) else "no checkpoint yet"
@@ -175,11 +202,11 @@ def _train(args, mode, config, train, val, wd: Workdir, stop):
     "checkpoint_every": args.checkpoint_every,
   }
   k_selection = None
-  if mode.auto_k:
-    t0 = time.perf_counter()
-    k_selection = resume.select_k_auto(args, config, train, val, wd, data_id, hooks)
+  if mode.auto_k:  # fixed shares of --budget (no clock): the search over K, then the chosen K's full search
+    share = lambda part: argparse.Namespace(**{**vars(args), "budget": args.budget * part})
+    k_selection = resume.select_k_auto(share(K_AUTO_SHARE), config, train, val, wd, data_id, hooks)
     config = dataclasses.replace(config, k=k_selection.chosen_k)
-    args.budget = max(args.budget - (time.perf_counter() - t0), DEFAULTS["budget"] / 4)
+    args = share(1 - K_AUTO_SHARE)
   elif mode.k_auto:
     k_selection = resume.select_k(args, config, train, val, wd, data_id, hooks)
     config = dataclasses.replace(config, k=k_selection.chosen_k)
@@ -204,7 +231,9 @@ def _train(args, mode, config, train, val, wd: Workdir, stop):
 
 def _interrupted(wd: Workdir, stop, command_line: str) -> SystemExit:
   """The exit of a stopped run: what was kept and the command that continues it; the status is
-  128 + the signal's number (130 for Ctrl-C) as a shell reports a process killed by it."""
+  128 + the signal's number (130 for Ctrl-C) as a shell reports a process killed by it. The folder's
+  lock is released."""
+  wd.release()
   why = f"interrupted ({stop.name})" if stop() else "interrupted"
   if os.path.exists(wd.checkpoint):
     message = f"\n{why}; checkpoint in {wd.checkpoint}. Continue with:\n  {command_line}"
@@ -218,8 +247,9 @@ def _interrupted(wd: Workdir, stop, command_line: str) -> SystemExit:
   return exit_
 
 
-def _table_with_baselines(args, run, results: dict, labeled: dict, evaluation: dict) -> dict | None:
-  """The results table (when the evaluated split has labels), with k-means and a linear probe."""
+def _table_with_baselines(args, run, results: dict, labeled: dict, val, train, names: dict, say) -> dict | None:
+  """The results table (when the evaluated split has labels), with k-means and a linear probe, the
+  spaces called by ``names``; without a val split the probe is scored by 5-fold cross-validation."""
   table = runs.table_rows(run, results)
   if not table or args.baselines is False:
     return table or None
@@ -228,7 +258,11 @@ def _table_with_baselines(args, run, results: dict, labeled: dict, evaluation: d
     return table
   from hume_jax.baselines import run_baselines
 
-  print("computing baselines (k-means, linear probe) ...")
-  results["baselines"] = run_baselines(labeled, evaluation, run.config.k, seed=run.config.seed)
+  probe = "a linear probe on each, 5-fold cross-validated" if val is None else "a linear probe on each"
+  say(f"computing baselines (k-means on each space and on both, {probe}) ...")
+  evaluation = train if val is None else val
+  results["baselines"] = run_baselines(
+    labeled, evaluation, run.config.k, seed=run.config.seed, same_split=val is None, names=names
+  )
   table.update(results["baselines"])
   return table

@@ -39,6 +39,7 @@ def _read_split(args, suffix: str) -> dict:
     else None
   )
   hd.check_same_rows({flag(name): split[name] for name in ("phi1", "phi2", "labels")})
+  hd.check_enough_rows(split["phi1"], f"{flag('phi1')} {files['phi1']}")
   return split
 
 
@@ -73,7 +74,7 @@ def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str, list[
 
 def configure(args: argparse.Namespace, train: dict, name: str) -> tuple[Mode, object]:
   """The mode and config of a command line, checked against the data (before any work)."""
-  from hume_jax.conditioning import MAX_DIM
+  from hume_jax.conditioning import kept_dims
 
   if args.method == "turtle":
     if args.k == "auto":
@@ -86,7 +87,7 @@ def configure(args: argparse.Namespace, train: dict, name: str) -> tuple[Mode, o
   n, d1 = train["phi1"].shape
   if mode.budgeted:  # the search may take either space as phi1
     d1 = max(d1, train["phi2"].shape[1])
-  check_config(config, n, min(d1, n, MAX_DIM) if mode.auto else d1)
+  check_config(config, n, min(d1, n, kept_dims(config.k)) if mode.auto else d1)
   return mode, config
 
 
@@ -94,10 +95,10 @@ def splits(args, mode: Mode, train: dict, val: dict | None, name: str):
   """The splits as trained on: conditioned (seeds / K auto under --preset auto), phi1
   L2-normalised (explicit presets) and, transductive, train + val. Returns ``(train, val,
   the labeled training split of the baselines)``."""
-  from hume_jax.conditioning import condition_splits
+  from hume_jax.conditioning import condition_splits, kept_dims
 
   if mode.auto and not mode.budgeted:  # seeds: the conditioned spaces, in the given order, from random inits
-    train, val = condition_splits(train, val)
+    train, val = condition_splits(train, val, kept_dims(int(args.k)))
   elif args.normalize_phi1 and mode.method is runs.HUME_METHOD and not mode.auto:
     try:
       train["phi1"] = hd.l2_normalize(train["phi1"], "--phi1" if name != "fashion_mnist" else "phi1")
