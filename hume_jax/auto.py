@@ -40,6 +40,7 @@ from hume_jax.metrics import separability, separability_per_space  # noqa: F401
 from hume_jax.refine import CRITERIA, refine_search, refined_labels
 
 STARTS = ("k-means", "random")
+STARTS_SAID = {"k-means": "spherical k-means centroids of phi1", "random": "the official random start"}
 
 
 class Member(NamedTuple):
@@ -192,9 +193,10 @@ def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, sa
   )
   m, _ = config.subset_sizes(n)
   orders = ", then ".join(o[0] + " as phi1" for o in dict.fromkeys(o for o, _ in runs[: plan["runs"]]))
+  starts = ", then ".join(STARTS_SAID[s] for s in dict.fromkeys(s for _, s in runs[: plan["runs"]]))
   say(
-    f"auto: {plan['runs']} runs ({orders}; from spherical k-means centroids of phi1, then from the official "
-    f"random start); {plan['num_iters']} iterations of S={config.num_subsets} x {m} rows, T={config.adaptation_steps}, "
+    f"auto: {plan['runs']} run{'s' * (plan['runs'] > 1)} ({orders}; from {starts}); {plan['num_iters']} "
+    f"iterations of S={config.num_subsets} x {m} rows, T={config.adaptation_steps}, "
     f"inner_lr={config.inner_lr} (x 1/lambda_max), outer_lr={config.outer_lr}; about {plan['estimate_seconds']:.0f} s "
     f"by the cost model ({plan['step_seconds']:.3f} s/iteration, {plan['criterion_seconds']:.1f} s per criterion)"
   )
