@@ -4,6 +4,9 @@ import shutil
 import tempfile
 
 import jax
+import numpy as np
+import pytest
+from test_fit import planted
 
 # Parity and gradient checks run in float64; library code keeps explicit float32 where it wants it.
 jax.config.update("jax_enable_x64", True)
@@ -21,3 +24,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@pytest.fixture
+def files(tmp_path):
+  """``--phi1``/``--phi2`` flags of a small planted two-view set saved as .npy (no labels)."""
+  phi1, phi2, _ = planted()
+  np.save(tmp_path / "phi1.npy", phi1)
+  np.save(tmp_path / "phi2.npy", phi2)
+  return ["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy")]

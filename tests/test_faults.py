@@ -216,14 +216,6 @@ RUN = ["--preset", "official", "--k", "4", "--num-subsets", "2", "--subset-size"
 RUN += ["--inner-lr", "0.05", "--outer-lr", "0.01", "--quiet", "--no-baselines", "--no-plots", "--seed", "7"]
 
 
-@pytest.fixture
-def files(tmp_path):
-  phi1, phi2, _ = planted()
-  np.save(tmp_path / "phi1.npy", phi1)
-  np.save(tmp_path / "phi2.npy", phi2)
-  return ["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy")]
-
-
 def _hold_lock(out: str) -> subprocess.Popen:
   """Another process that takes ``out``'s lock as a run does (and made its partial folder), then waits."""
   code = (

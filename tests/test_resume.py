@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-from test_fit import planted
 
 from hume_jax import checkpoint, train
 
@@ -29,14 +28,6 @@ SMALL = [
   "--seed",
   "7",
 ]
-
-
-@pytest.fixture
-def files(tmp_path):
-  phi1, phi2, _ = planted()
-  np.save(tmp_path / "phi1.npy", phi1)
-  np.save(tmp_path / "phi2.npy", phi2)
-  return ["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy")]
 
 
 def _raw(out):
