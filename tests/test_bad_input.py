@@ -1,5 +1,5 @@
 """Every bad input stops before any compute, with a message naming the file or array, what was
-expected and what was found. Each case here is a row of the README's bad-input table."""
+expected and what was found. Each case here is a row of the bad-input table in docs/reference/bad-input.md."""
 
 import os
 

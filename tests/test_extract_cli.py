@@ -57,7 +57,8 @@ def test_help_lists_models_and_dataset_kinds(capsys):
 
 
 def test_image_folder_to_a_hume_result(digit_folder, tmp_path):
-  """The README's path: a folder of images -> two representations -> python -m hume_jax.train."""
+  """The images tutorial's path (docs/tutorials/cifar10.md): a folder of images -> two representations ->
+  python -m hume_jax.train."""
   from hume_jax import train
 
   phi1, phi2 = str(tmp_path / "eff.npz"), str(tmp_path / "nsfw.npz")
