@@ -90,10 +90,11 @@ def _pair(a: dict, b: dict, meta: dict) -> dict:
   return {"phi_a": a["features"], "phi_b": b["features"], "labels": a["labels"], "meta": meta}
 
 
-def _images(name: str, dataset: str, split: str, folder: str, models=IMAGE_MODELS) -> dict:
-  a, b = (
-    _extract(["--dataset", dataset, "--split", split], m, os.path.join(folder, f"{name}_{m}.npz")) for m in models
-  )
+def _images(name: str, dataset: str, split: str | None, folder: str, models=IMAGE_MODELS) -> dict:
+  """Both models' features of ``dataset`` (``split``: a named split of a registry set; None for a
+  folder or an ``npy:`` file, which are read whole)."""
+  what = ["--dataset", dataset] + (["--split", split] if split else [])
+  a, b = (_extract(what, m, os.path.join(folder, f"{name}_{m}.npz")) for m in models)
   return _pair(a, b, {"phi_a": models[0], "phi_b": models[1], "source": dataset, "split": split})
 
 
@@ -113,7 +114,7 @@ def _digit_scans(folder: str) -> str:
 
 
 def digits(folder: str, args) -> dict:
-  return _images("digits", f"npy:{_digit_scans(folder)}", "train", folder)
+  return _images("digits", f"npy:{_digit_scans(folder)}", None, folder)
 
 
 def _texts(name: str, texts: list[str], labels: np.ndarray, classes, folder: str, models) -> dict:
@@ -196,21 +197,21 @@ def fortunes_st(folder: str, args) -> dict:
 
 def cifar10(folder: str, args) -> dict:
   test = os.path.join(_required(args.cifar10, "--cifar10"), "test")
-  return _images("cifar10", f"folder:{test}", "test", folder, ("open_nsfw", "efficientnet_lite0"))
+  return _images("cifar10", f"folder:{test}", None, folder, ("open_nsfw", "efficientnet_lite0"))
 
 
 def cifar10_lite2(folder: str, args) -> dict:
   test = os.path.join(_required(args.cifar10, "--cifar10"), "test")
-  return _images("cifar10", f"folder:{test}", "test", folder, LITES)
+  return _images("cifar10", f"folder:{test}", None, folder, LITES)
 
 
 def digits_lite2(folder: str, args) -> dict:
-  return _images("digits", f"npy:{_digit_scans(folder)}", "train", folder, LITES)
+  return _images("digits", f"npy:{_digit_scans(folder)}", None, folder, LITES)
 
 
 def cifar10_nsfw_lite2(folder: str, args) -> dict:
   test = os.path.join(_required(args.cifar10, "--cifar10"), "test")
-  return _images("cifar10", f"folder:{test}", "test", folder, ("open_nsfw", "efficientnet_lite2"))
+  return _images("cifar10", f"folder:{test}", None, folder, ("open_nsfw", "efficientnet_lite2"))
 
 
 def debian_sections_mpnet(folder: str, args) -> dict:
