@@ -28,6 +28,7 @@ from importlib import metadata
 import numpy as np
 
 from extract_torch.datasets import ImageSource
+from extract_torch.lock import one_writer
 from extract_torch.models import Extractor
 from extract_torch.stopping import Stopped
 
@@ -208,10 +209,9 @@ def run_extraction(
   read and preprocess (0: in this process). ``stop()`` (or ``KeyboardInterrupt``) is honoured
   after every batch: the batches done of the chunk in flight are kept as a partial chunk, and
   ``Stopped`` (or the ``KeyboardInterrupt``) is raised; ``resume=True`` continues from them.
-  Returns the arrays written.
+  Returns the arrays written. A second process extracting to the same ``out`` is refused at once
+  (``ValueError`` naming it) while this one runs.
   """
-  from tqdm.auto import tqdm
-
   check_output(out, overwrite)
   if batch_size < 1 or chunk_size < 1:
     raise ValueError(f"--batch-size and --chunk-size must be positive, got {batch_size} and {chunk_size}")
@@ -220,6 +220,15 @@ def run_extraction(
   if n == 0:
     raise ValueError(f"{source.name}: the dataset split is empty")
   meta = extraction_meta(source, extractor, dataset, split, batch_size, chunk_size, subset)
+  with one_writer(out):
+    return _extract_locked(source, extractor, out, meta, split, resume, chunk_size, batch_size, workers, progress, stop)
+
+
+def _extract_locked(source, extractor, out, meta, split, resume, chunk_size, batch_size, workers, progress, stop):
+  """``run_extraction``'s work, with the output's lock held; returns the arrays written."""
+  from tqdm.auto import tqdm
+
+  n = len(source)
   partial = out + ".partial"
   _open_partial(partial, meta, resume)
   n_chunks = math.ceil(n / chunk_size)

@@ -68,6 +68,14 @@ class Hooks(NamedTuple):
   on_estimate: Callable[[float, int], None] | None = None
 
 
+_IN_LOOP = [0]  # training loops running in this process: a stop signal there waits for the iteration
+
+
+def in_loop() -> bool:
+  """Whether a training loop is running (``hume_jax.stopping`` then leaves the stop to it)."""
+  return _IN_LOOP[0] > 0
+
+
 def run_loop(step, state, num_iters: int, *, desc: str, metrics, predict, finite, labels=None, **hooks):
   """Runs ``step`` (``state -> (state, out)``, jitted) from the state's iteration to ``num_iters``.
 
@@ -85,6 +93,7 @@ def run_loop(step, state, num_iters: int, *, desc: str, metrics, predict, finite
   log = _Log(desc, metrics, lambda: predict(state), labels, h.on_log, start)
   t_prev = log.t0
   with tqdm(total=num_iters, initial=start, desc=desc, unit="it", disable=not h.progress, dynamic_ncols=True) as bar:
+    _IN_LOOP[0] += 1
     try:
       for it in range(start, num_iters):
         state, out = step(state)
@@ -109,6 +118,8 @@ def run_loop(step, state, num_iters: int, *, desc: str, metrics, predict, finite
       if h.on_checkpoint is not None and finite(state):
         h.on_checkpoint(state)
       raise
+    finally:
+      _IN_LOOP[0] -= 1
   return state, log.history
 
 

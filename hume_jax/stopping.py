@@ -1,10 +1,14 @@
 """Stops the way real machines send them: SIGTERM (``kill``, Slurm, Kubernetes, ``timeout``, a
 preempted cloud machine) and SIGINT (Ctrl-C, or ``kill -INT`` of a background job).
 
-Inside ``stop_on_signals()`` the first of either signal only sets a request that the training
-loops check after every iteration (``hume_jax._loop.run_loop``'s ``stop``): the iteration in
-flight finishes, a checkpoint is written and ``Stopped`` is raised. The handlers then give the
-signals back to the operating system's defaults, so a second signal stops the process at once.
+Inside ``stop_on_signals()`` the first of either signal sets a request that the training loops
+check after every iteration (``hume_jax._loop.run_loop``'s ``stop``): the iteration in flight
+finishes, a checkpoint is written and ``Stopped`` is raised. Inside ``request.interrupting()``
+(the command line's whole training phase) a signal that arrives outside a training loop (while
+conditioning, k-means starts, criteria, refinement, between the runs of a search) raises
+``Stopped`` at once instead: what finished is kept (each write is atomic), the stage in flight is
+redone on ``--resume``. The handlers then give the signals back to the operating system's
+defaults, so a second signal stops the process at once.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import signal
 from typing import Iterator
 
-from hume_jax._loop import Stopped
+from hume_jax._loop import Stopped, in_loop
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -23,6 +27,7 @@ class StopRequest:
 
   def __init__(self):
     self.signum: int | None = None
+    self.interrupts = 0  # > 0 inside interrupting()
 
   def __call__(self) -> bool:
     return self.signum is not None
@@ -35,6 +40,16 @@ class StopRequest:
     """Raises ``Stopped`` between phases of work (outside a training loop) once requested."""
     if self():
       raise Stopped(-1)
+
+  @contextlib.contextmanager
+  def interrupting(self) -> Iterator[None]:
+    """Inside the block a stop signal outside a training loop raises ``Stopped`` at once."""
+    self.check()
+    self.interrupts += 1
+    try:
+      yield
+    finally:
+      self.interrupts -= 1
 
 
 @contextlib.contextmanager
@@ -49,6 +64,8 @@ def stop_on_signals() -> Iterator[StopRequest]:
     request.signum = signum
     for s in SIGNALS:  # a second signal: the default action, at once
       signal.signal(s, signal.SIG_DFL)
+    if request.interrupts and not in_loop():  # a stage outside the loops: stop now
+      raise Stopped(-1)
 
   for s in SIGNALS:
     signal.signal(s, handler)

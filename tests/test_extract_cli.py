@@ -267,3 +267,29 @@ def test_real_sigint_then_resume(tmp_path):
     progress=False,
   )
   np.testing.assert_array_equal(np.load(out)["features"], whole["features"])
+
+
+def test_a_second_extraction_to_the_same_file_is_refused_and_a_killed_ones_lock_taken_over(digit_folder, tmp_path):
+  import subprocess
+  import sys
+
+  source = open_dataset(f"folder:{digit_folder}")
+  extractor = build_model("efficientnet_lite0", image_size=32)
+  kw = dict(dataset=f"folder:{digit_folder}", split="train", batch_size=16, chunk_size=32, progress=False)
+  out = str(tmp_path / "out.npz")
+  code = (
+    "import time; from extract_torch.lock import one_writer\n"
+    f"with one_writer({out!r}):\n  print('held', flush=True); time.sleep(600)"
+  )
+  holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(ValueError, match=rf"--out {out} is being written by process {holder.pid} \("):
+      run_extraction(source, extractor, out, **kw)
+    assert not os.path.exists(out) and not os.path.exists(out + ".partial")  # nothing started
+  finally:
+    holder.kill()
+    holder.wait()
+  assert os.path.exists(out + ".lock")  # left by the killed process, whose lock the system released
+  assert run_extraction(source, extractor, out, **kw)["features"].shape[0] == len(source)
+  assert not os.path.exists(out + ".lock")

@@ -70,6 +70,36 @@ def test_the_loop_stops_within_an_iteration_with_a_checkpoint():
   assert e.value.iteration == 3 and [int(s.step) for s in saved] == [3]
 
 
+def test_a_signal_outside_the_training_loops_stops_at_once_and_inside_one_after_its_iteration():
+  """The command line's training phase runs inside ``interrupting()``: a stage outside the loops
+  (conditioning, k-means starts, criteria, refinement) is stopped at once; a loop finishes its
+  iteration and checkpoints it."""
+  from hume_jax.stopping import stop_on_signals
+
+  with stop_on_signals() as stop:
+    with pytest.raises(Stopped), stop.interrupting():
+      t0 = time.perf_counter()
+      os.kill(os.getpid(), signal.SIGTERM)
+      while time.perf_counter() - t0 < 60:  # a long stage in Python
+        pass
+    assert time.perf_counter() - t0 < 10
+  phi1, phi2, _ = planted()
+  saved = []
+  with stop_on_signals() as stop, stop.interrupting():
+    with pytest.raises(Stopped) as e:
+      fit(
+        phi1,
+        phi2,
+        HumeConfig(k=4, num_iters=50, num_subsets=2, subset_size=300, adaptation_steps=5),
+        progress=False,
+        stop=stop,
+        on_estimate=lambda *_: os.kill(os.getpid(), signal.SIGTERM),  # during iteration 2's bookkeeping
+        on_checkpoint=saved.append,
+        checkpoint_every=100,
+      )
+  assert e.value.iteration == 2 and [int(s.step) for s in saved] == [2]
+
+
 def test_a_deadline_cuts_the_loop_and_says_so():
   phi1, phi2, _ = planted()
   estimates = []

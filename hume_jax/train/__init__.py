@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
 
   with stop_on_signals() as stop:  # a stop is acted on in training and at each stage after it
     try:
-      run, train, val, k_selection = _train(args, mode, config, train, val, wd, stop)
+      with stop.interrupting():  # a stop outside the training loops acts at once (hume_jax.stopping)
+        run, train, val, k_selection = _train(args, mode, config, train, val, wd, stop)
       stop.check()
       # -- write: the trained state is kept; a stop here leaves it for --resume to evaluate -----
       splits, dataset = (train, val, labeled), (name, class_names)
