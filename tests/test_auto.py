@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from test_fit import planted
+from conftest import cone, planted
 
 from hume_jax import HumeConfig, fit, hungarian_accuracy, predict, train
 from hume_jax.auto import (
@@ -33,17 +33,6 @@ CFG = HumeConfig(
   milestones=(40, 50),
   seed=0,
 )
-
-
-def cone(n=600, k=4, seed=0):
-  """Planted classes seen through ReLU features with a positive offset: every row in a narrow
-  cone (mean cosine to the mean direction about 0.9), like a CNN's pooled features."""
-  rng = np.random.default_rng(seed)
-  y = rng.integers(0, k, n)
-  latent = rng.normal(size=(k, 8))[y] * 2 + 0.5 * rng.normal(size=(n, 8))
-  phi1 = np.maximum(latent @ rng.normal(size=(8, 16)), 0) + 3.0
-  phi2 = np.maximum(latent @ rng.normal(size=(8, 12)), 0) + 3.0
-  return phi1.astype(np.float32), phi2.astype(np.float32), y
 
 
 def test_conditioning_of_phi2_centres_projects_and_scales_to_unit_top_eigenvalue():

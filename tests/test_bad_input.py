@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from test_fit import planted
+from conftest import planted
 
 from hume_jax import train
 

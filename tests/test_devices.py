@@ -25,7 +25,7 @@ print(jax.device_count())
 
 def encoder_of(chunk):
   """The trained encoder of the planted data with ``chunk`` subsets at a time (0: the plan's)."""
-  from test_fit import planted
+  from conftest import planted
 
   from hume_jax import HumeConfig, fit
 
@@ -46,7 +46,7 @@ def encoder_of(chunk):
 
 def seed_runs():
   """Four seeds trained two at a time by ``fit_seeds`` (each chunk split over the devices)."""
-  from test_fit import planted
+  from conftest import planted
 
   from hume_jax import HumeConfig
   from hume_jax.ensemble import fit_seeds

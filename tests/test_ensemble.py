@@ -1,7 +1,7 @@
 import dataclasses
 
 import numpy as np
-from test_fit import CFG, planted
+from conftest import CFG, planted
 
 from hume_jax import fit, predict
 from hume_jax.ensemble import fit_seeds, majority_vote, predict_seeds

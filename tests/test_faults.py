@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
-from test_fit import planted
+from conftest import planted
 
 from extract_torch import formats
 from extract_torch.datasets import open_dataset

@@ -4,32 +4,9 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import CFG, planted
 
-from hume_jax import HumeConfig, cv_score, fit, hungarian_accuracy, predict
-
-
-def planted(n=600, k=4, seed=0):
-  """Two different linear views of the same k well-separated classes."""
-  rng = np.random.default_rng(seed)
-  y = rng.integers(0, k, n)
-  centers = rng.normal(size=(k, 8)) * 2
-  latent = centers[y] + 0.5 * rng.normal(size=(n, 8))
-  phi1 = latent @ rng.normal(size=(8, 16)) + 0.1 * rng.normal(size=(n, 16))
-  phi2 = latent @ rng.normal(size=(8, 12)) + 0.1 * rng.normal(size=(n, 12))
-  return phi1 / np.linalg.norm(phi1, axis=1, keepdims=True), phi2, y
-
-
-CFG = HumeConfig(
-  k=4,
-  num_iters=60,
-  num_subsets=4,
-  subset_size=300,
-  adaptation_steps=30,
-  inner_lr=0.05,
-  outer_lr=0.01,
-  milestones=(40, 50),
-  seed=0,
-)
+from hume_jax import cv_score, fit, hungarian_accuracy, predict
 
 
 def test_recovers_planted_labels():

@@ -8,8 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_auto import cone
-from test_fit import planted
+from conftest import cone, planted
 
 from hume_jax import metrics as hm
 from hume_jax import train

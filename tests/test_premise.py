@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from test_fit import planted
+from conftest import planted
 
 from hume_jax import HUME
 from hume_jax.premise import MARGIN, premise_report, summary_line

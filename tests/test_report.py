@@ -9,7 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from test_fit import planted
+from conftest import planted
 
 from hume_jax import train
 from hume_jax.report import examples, write_report

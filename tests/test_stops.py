@@ -9,8 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from test_auto import cone
-from test_fit import planted
+from conftest import cone, planted
 
 from hume_jax import HumeConfig, Stopped, fit, train
 from hume_jax.auto import Clock, replan

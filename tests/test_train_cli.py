@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_fit import planted
+from conftest import planted
 
 from hume_jax import train
 

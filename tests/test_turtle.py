@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_fit import planted
+from conftest import planted
 
 from hume_jax import hungarian_accuracy
 from hume_jax._inner import init_linear
