@@ -19,7 +19,15 @@ empty classes and wall time. Baselines run at their authors' defaults:
 * the default, ``python -m hume_jax.train``'s ``--preset auto`` (``hume_jax.auto.fit_auto``,
   ``--budget`` seconds);
 * a supervised linear probe (5-fold, labels used: the ceiling of a linear labeling);
-* ``kauto``: ``--k auto`` on the raw spaces (``hume_jax.kauto``), the K chosen against the true K.
+* ``kauto``: ``--k auto`` on the raw spaces (``hume_jax.kauto``), the K chosen against the true K;
+* class-size priors (named in ``--methods`` only): ``auto-kmeans-sizes`` (``--class-sizes k-means``:
+  each run drawn to the sizes of its start's k-means, label-free) and ``auto-true-sizes`` (the true
+  sizes given, labels used: what a prior can do at best).
+
+Long-tailed sets: ``NAME@irR`` in ``--only`` (e.g. ``digits@ir10``) is set ``NAME`` cut to a long tail
+(``long_tailed``: class ``c`` of ``K``, in a seeded random order, keeps ``n_min * R ** (-c / (K - 1))``
+rows), every method run on it alike; rows also give the recall of the smallest third of the classes and
+the sizes found.
 
 With the default, each set also gets the premise analysis (``analysis``): kappa of the human
 labeling, of the labeling found and of each space's k-means partition in each space, whether the
@@ -45,7 +53,8 @@ import numpy as np
 from hume_jax import CPU, fit, predict
 from hume_jax.auto import Watch, apply_conditioning, fit_auto, fit_conditioning, vote_labels
 from hume_jax.data import l2_normalize
-from hume_jax.metrics import evaluate
+from hume_jax.metrics import evaluate, hungarian_map
+from hume_jax.sizes import as_prior
 from hume_jax.turtle import TurtleConfig, fit_turtle, predict_turtle
 
 
@@ -87,7 +96,29 @@ def probe(a, b, y):
 
 
 METHODS = ("kmeans", "spectral", "auto", "probe", "cpu", "turtle", "kauto")
+CLASS_SIZE_METHODS = ("auto-kmeans-sizes", "auto-true-sizes")  # only when named in --methods
 SETS = "fashion_mnist,digits,debian_sections,fortunes,cifar10,cifar10_lite2,debian_sections_st,fortunes_st"
+
+
+def long_tailed(y: np.ndarray, ratio: float, seed: int = 0) -> np.ndarray:
+  """Rows of a long-tailed subset: the classes in a random order, class ``c`` keeps
+  ``n_max * ratio ** (-c / (K - 1))`` of its rows (``n_max``: the smallest class's size, so every
+  class can give its share), drawn at random. Returns the kept row indices, sorted."""
+  rng = np.random.default_rng(seed)
+  classes = rng.permutation(np.unique(y))
+  n_max = np.bincount(y).min()
+  keep = [
+    rng.choice(np.flatnonzero(y == c), max(1, int(round(n_max * ratio ** (-i / (len(classes) - 1))))), replace=False)
+    for i, c in enumerate(classes)
+  ]
+  return np.sort(np.concatenate(keep))
+
+
+def small_recall(pred: np.ndarray, y: np.ndarray, k: int) -> float:
+  """Mean recall (after Hungarian matching) of the smallest third of the true classes."""
+  matched = hungarian_map(pred, y, k)[pred]
+  small = np.argsort(np.bincount(y, minlength=k))[: max(1, k // 3)]
+  return float(np.mean([np.mean(matched[y == c] == c) for c in small]))
 
 
 def _record(rows, y, k, on_row):
@@ -103,6 +134,8 @@ def _record(rows, y, k, on_row):
       "space": space,
       **evaluate(pred, y),
       "empty": int((sizes[:k] == 0).sum()),
+      "small_recall": small_recall(pred, y, k),
+      "sizes_found": sorted(sizes[:k].tolist(), reverse=True),
       "seconds": round(sec, 1),
     }
     rows.append(row)
@@ -152,9 +185,13 @@ def run_set(
   methods=METHODS,
   k_range: tuple[int, int] | None = None,
   k_budget: float = 600.0,
+  imbalance: float = 1.0,
 ) -> tuple[list[dict], dict]:
   with np.load(path) as f:
     a, b, y = f["phi_a"].astype(np.float32), f["phi_b"].astype(np.float32), f["labels"]
+  if imbalance > 1:
+    rows_kept = long_tailed(y, imbalance)
+    a, b, y = a[rows_kept], b[rows_kept], np.unique(y[rows_kept], return_inverse=True)[1]
   k = len(np.unique(y))
   rows, extra = [], {}
   record = _record(rows, y, k, on_row)
@@ -175,6 +212,17 @@ def run_set(
     found = record("HUME, --preset auto (the default)", "auto", auto)
     extra["analysis"] = analysis(a, b, y, found, k)
     print("    premise: " + json.dumps(extra["analysis"]))
+  if "auto-kmeans-sizes" in methods:  # --class-sizes k-means: each run drawn to its start's k-means sizes
+    auto_km = lambda: vote_labels(
+      fit_auto(a, b, k, budget_seconds=budget, seed=seed, progress=False, say=lambda s: None, prior="k-means"), a, b
+    )
+    record("HUME, auto, k-means sizes", "auto", auto_km)
+  if "auto-true-sizes" in methods:  # the true sizes as prior (labels used: the ceiling of a prior)
+    true = as_prior(np.bincount(y))
+    auto_true = lambda: vote_labels(
+      fit_auto(a, b, k, budget_seconds=budget, seed=seed, progress=False, say=lambda s: None, prior=true), a, b
+    )
+    record("HUME, auto, true sizes (labels)", "auto", auto_true)
   if "probe" in methods:
     record("linear probe, 5-fold (supervised)", "a+b", lambda: probe(a, b, y))
   if "cpu" in methods:
@@ -210,7 +258,11 @@ def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("folder", nargs="?", help="the folder benchmarks/quality_data.py wrote")
   p.add_argument("--only", default=SETS, help=f"comma-separated sets (default {SETS})")
-  p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {','.join(METHODS)} (default all)")
+  p.add_argument(
+    "--methods",
+    default=",".join(METHODS),
+    help=f"comma-separated, of {','.join(METHODS + CLASS_SIZE_METHODS)} (default: {','.join(METHODS)})",
+  )
   p.add_argument("--budget", type=float, default=600.0, help="--preset auto's budget in seconds (default 600)")
   p.add_argument("--k-range", default="2:15", help="kauto: the K tried (default 2:15)")
   p.add_argument("--k-budget", type=float, default=600.0, help="kauto: seconds for the search over K (default 600)")
@@ -249,12 +301,13 @@ def main() -> None:
 
     k_range = tuple(int(x) for x in args.k_range.split(":"))
     rows, extra = run_set(
-      os.path.join(args.folder, f"{name}.npz"),
+      os.path.join(args.folder, f"{name.split('@ir')[0]}.npz"),
       args.budget,
       on_row=save,
       methods=args.methods.split(","),
       k_range=k_range,
       k_budget=args.k_budget,
+      imbalance=float(name.split("@ir")[1]) if "@ir" in name else 1.0,
     )
     save(rows, extra)
   summary(results)

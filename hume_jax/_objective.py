@@ -26,6 +26,23 @@ def entropy(p: jax.Array) -> jax.Array:
   return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0), axis=-1)
 
 
+def size_term(label_dist: jax.Array, prior: jax.Array | None = None) -> jax.Array:
+  """The class-size term that Eq. 7 weights by ``H_reg``: ``H(p)`` of the mean labeling ``p [..., k]``.
+
+  With a class-size ``prior`` (``[k]``, positive, sorted in decreasing order, sums to 1) it is
+  ``H(prior) - KL(sort(p) || prior)``, ``sort(p)`` being ``p`` in decreasing order: the classes are
+  matched to the prior's sizes by rank, so no class is named in advance. It is largest when the
+  sizes follow the prior; the uniform prior gives ``H(p)`` (``KL(p || 1/k) = log k - H(p)``).
+  """
+  if prior is None:
+    return entropy(label_dist)
+  p = -jnp.sort(-label_dist, axis=-1)  # sizes by rank, largest first
+  safe = jnp.where(p > 0, p, 1)
+  log_prior = jnp.log(prior).reshape((1,) * (p.ndim - 1) + prior.shape)  # over any leading axes of p
+  kl = jnp.sum(jnp.where(p > 0, p * (jnp.log(safe) - log_prior), 0), axis=-1)
+  return entropy(prior) - kl
+
+
 def draw_subsets(key: jax.Array, n: int, num_subsets: int, subset_size: int) -> jax.Array:
   """``num_subsets`` index sets, each ``min(n, subset_size)`` distinct rows of ``[0, n)``.
 
@@ -51,6 +68,7 @@ def subset_loss(
   H_reg: float,
   remat: bool = False,
   row_block: int = 0,
+  prior: jax.Array | None = None,
 ) -> tuple[jax.Array, SubsetStats]:
   """HUME's loss on one subset (Eq. 7).
 
@@ -68,16 +86,17 @@ def subset_loss(
     H_reg: weight of the entropy regulariser.
     remat: rematerialise the inner steps in the backward pass (see ``inner_sgd``).
     row_block: rows per block of the inner steps, 0 for whole matrices (see ``inner_sgd``).
+    prior: class-size prior (``size_term``); None: the paper's entropy.
 
   Returns:
-    ``(loss, SubsetStats)``.
+    ``(loss, SubsetStats)``; ``SubsetStats.entropy`` holds ``size_term``.
   """
   y_tr = task_labels(encoder, phi1_tr, tau)
   y_te = task_labels(encoder, phi1_te, tau)
   w = inner_sgd(w0, phi2_tr, y_tr, inner_lr, steps, remat, row_block)
   test_error = soft_cross_entropy(phi2_te @ w.W + w.b[None, :], y_te)
   label_dist = jnp.mean(jnp.concatenate([y_tr, y_te]), axis=0)
-  h = entropy(label_dist)
+  h = size_term(label_dist, prior)
   return test_error - H_reg * h, SubsetStats(test_error, h, label_dist)
 
 
@@ -95,6 +114,7 @@ def hume_loss(
   H_reg: float,
   remat: bool = False,
   row_block: int = 0,
+  prior: jax.Array | None = None,
 ) -> tuple[jax.Array, SubsetStats]:
   """Mean of ``subset_loss`` over ``S`` subsets, vmapped.
 
@@ -108,6 +128,7 @@ def hume_loss(
     n_train: size of the inner training part, ``int(m * train_fraction)``.
     remat: rematerialise the inner steps in the backward pass (see ``inner_sgd``).
     row_block: rows per block of the inner steps, 0 for whole matrices (see ``inner_sgd``).
+    prior: class-size prior (``size_term``); None: the paper's entropy.
 
   Returns:
     ``(mean loss, SubsetStats with a leading [S] axis)``.
@@ -129,6 +150,7 @@ def hume_loss(
       H_reg=H_reg,
       remat=remat,
       row_block=row_block,
+      prior=prior,
     )
 
   if subsets.shape[0] == 1:
@@ -153,6 +175,7 @@ def hume_loss_shared_rows(
   steps: int,
   H_reg: float,
   remat: bool = False,
+  prior: jax.Array | None = None,
 ) -> tuple[jax.Array, SubsetStats]:
   """``hume_loss`` computed over all ``n`` rows at once, the subsets as row masks.
 
@@ -177,7 +200,7 @@ def hume_loss_shared_rows(
   ce = -jnp.sum(y[None] * jax.nn.log_softmax(logits, axis=-1), axis=-1)  # [S, n]
   test_error = jnp.sum(ce * test, axis=1) / (m - n_train)
   label_dist = (train + test) @ y / m  # [S, k]
-  h = entropy(label_dist)
+  h = size_term(label_dist, prior)
   losses = test_error - H_reg * h  # Eq. 7
   return jnp.mean(losses), SubsetStats(test_error, h, label_dist)
 

@@ -156,7 +156,9 @@ def _sharding(mesh):
 
 def _loss_fn(encoder, phi1, phi2, config: HumeConfig, plan, tau, n_train: int):
   """``(raw, subsets, w0) -> (mean loss over the subsets (Eq. 7), SubsetStats)`` in the plan's form."""
+  prior = None if config.prior is None else jnp.asarray(config.prior, phi1.dtype)
   kw = dict(n_train=n_train, tau=tau, inner_lr=config.inner_lr, steps=config.adaptation_steps, H_reg=config.H_reg)
+  kw.update(prior=prior)
 
   def loss_fn(raw, subsets, w0):
     if plan.shared:

@@ -8,7 +8,7 @@ from noise (package descriptions: ACC 0.55 from the random start, 0.78 from k-me
 and the space that is ``phi1`` are chosen by the label-free criterion ``separability``. The
 labels are the per-sample majority vote of all runs, each matched to the kept one (Hungarian
 matching on the training rows; ties go to the kept run): runs from other spaces and starts err
-on other samples (``benchmarks/README.md``: +0.2 to +2.7 ACC on four sets), although
+on other samples (``benchmarks/LOG.md``: +0.2 to +2.7 ACC on four sets), although
 ``separability`` scores the vote lower than the kept run, so the vote is not one more candidate.
 The vote is then refined in both spaces at once (``hume_jax.refine``): each sample takes the class
 that logistic regressions of both spaces, fitted on the current labels, find most probable.
@@ -38,6 +38,7 @@ from hume_jax.conditioning import (  # noqa: F401
 from hume_jax.config import AUTO, HumeConfig
 from hume_jax.metrics import separability, separability_per_space  # noqa: F401
 from hume_jax.refine import CRITERIA, refine_search, refined_labels
+from hume_jax.sizes import run_priors
 
 STARTS = ("k-means", "random")
 STARTS_SAID = {"k-means": "spherical k-means centroids of phi1", "random": "the official random start"}
@@ -219,6 +220,7 @@ def _run_candidate(
   t0 = time.perf_counter()
   (p1, p2), start = run
   x1, x2 = spaces.cond1[p1], spaces.cond2[p2]
+  config = dataclasses.replace(config, prior=config.prior[p1] if isinstance(config.prior, dict) else config.prior)
   state = init_state(jax.random.PRNGKey(config.seed), config, x1.shape[1], x2.shape[1])
   if start == "k-means":
     centers = jax.numpy.asarray(kmeans[p1][0])
@@ -279,6 +281,7 @@ def fit_auto(
   min_runs: int = 1,
   starts: tuple[str, ...] = STARTS,
   refine: bool = True,
+  prior=None,
   **watch_fields,
 ) -> AutoResult:
   """HUME on a user's two representations with every choice made without labels.
@@ -286,10 +289,8 @@ def fit_auto(
   For each order of the spaces (``a`` as ``phi1`` and ``b`` as ``phi2``, then swapped) and
   each start of the task encoder (spherical k-means centroids of ``phi1``, and the official
   random orthogonal draw), HUME trains with ``config`` on the conditioned spaces
-  (``condition_spaces``), iterations cut to fit the budget from a measured step time and
-  re-checked against the clock before and during every run. The run whose labeling has the
-  highest ``separability`` in both spaces, among those with no empty class, is kept; the
-  labels are the majority vote of all runs matched to it (``vote_labels``).
+  (``condition_spaces``), as many runs and iterations as the budget's cost model allows. The most
+  separable run without empty classes is kept; the labels are the refined vote (``vote_labels``).
 
   Args:
     phi_a, phi_b: ``[n, d_a]``, ``[n, d_b]`` raw representations of the training split.
@@ -297,8 +298,7 @@ def fit_auto(
     budget_seconds: time for the whole search (both orders, their k-means and criteria).
     seed: seed of k-means, of the encoder completion and of the runs.
     config: the runs' hyperparameters (``AUTO``; its ``k`` and ``seed`` are replaced).
-    num_iters: iterations of each run, as given: no budget applies (default: ``config.num_iters``,
-      cut to the budget).
+    num_iters: iterations of each run, as given: no budget applies (default: cut to the budget).
     watch: ``Watch`` (or its fields as keywords: ``say``, ``progress``, ``stop``, ``names``).
     resume: ``Resume``: the runs finished before.
     max_dim: principal components kept of each space (``kept_dims``: at least ``k``).
@@ -306,6 +306,7 @@ def fit_auto(
     min_runs: runs the budget may never drop (``hume_jax.kauto`` needs two to measure agreement).
     starts: the starts tried (``"k-means"``, ``"random"``), each with both orders of the spaces.
     refine: refine the vote in both spaces (``hume_jax.refine``; ``kauto`` judges runs, not labels).
+    prior: class sizes the runs are drawn towards: None, ``"k-means"`` or sizes (``sizes.run_priors``).
   """
   from hume_jax.data import check_fit_inputs
 
@@ -320,7 +321,8 @@ def fit_auto(
   plan = _plan(spaces, runs, config, num_iters, budget_seconds, watch.say, refine, min_runs)
   plan.update(budget_seconds=budget_seconds, max_dim=max_dim, min_runs=min_runs)
   runs = runs[: plan["runs"]]
-  kmeans = kmeans_starts(spaces, k, seed) if any(s == "k-means" for _, s in runs) else {}
+  kmeans = kmeans_starts(spaces, k, seed) if any(s == "k-means" for _, s in runs) or prior == "k-means" else {}
+  config = dataclasses.replace(config, prior=run_priors(prior, kmeans, k))
   candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
   return _choose_and_vote(spaces, runs, candidates, config, plan, watch)
 
@@ -382,17 +384,9 @@ def _choose_and_vote(
     else (None, {"used": False, "skipped": True})
   )
   run_config = scaled_config(config, cands[best].entry["planned_iterations"])
+  if isinstance(config.prior, dict):  # a prior per space: the kept run's
+    run_config = dataclasses.replace(run_config, prior=config.prior[order[0]])
   conditioning = {"phi1": spaces.as_phi1[order[0]], "phi2": spaces.as_phi2[order[1]]}
-  return AutoResult(
-    cands[best].state,
-    order,
-    conditioning,
-    run_config,
-    [c.entry for c in cands],
-    plan,
-    members,
-    best,
-    vote,
-    refiner,
-    refinement,
-  )
+  entries = [c.entry for c in cands]
+  result = (cands[best].state, order, conditioning, run_config, entries, plan, members, best, vote, refiner, refinement)
+  return AutoResult(*result)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 
 @dataclasses.dataclass(frozen=True)
 class HumeConfig:
@@ -52,6 +54,11 @@ class HumeConfig:
       with their classifiers stacked into wide products (``hume_loss_shared_rows``); 0 not;
       -1: automatic (``execution_plan``: on a CPU when each subset covers most rows). Same
       result up to summation order. Not a HUME hyperparameter.
+    prior: class sizes the labeling is drawn towards, as shares of the samples: ``k`` positive
+      numbers, largest first, summing to 1 (``hume_jax.sizes.as_prior`` makes them from counts).
+      The ``H_reg`` term becomes ``H(prior) - KL(sizes by rank || prior)``
+      (``hume_jax._objective.size_term``). None: the paper's entropy, which favours equal sizes and
+      equals the uniform prior's term.
   """
 
   k: int = 10
@@ -74,6 +81,7 @@ class HumeConfig:
   remat: bool = False
   row_block: int = -1
   shared_rows: int = -1
+  prior: tuple[float, ...] | None = None
 
   def subset_sizes(self, n: int) -> tuple[int, int]:
     """``(m, n_train)``: rows per subset for ``n`` samples and its inner training part."""
@@ -125,6 +133,8 @@ class TurtleConfig:
     gamma: weight of the entropy of each space's mean labeling (TURTLE's ``--gamma``).
     warm_start: keep the inner classifiers and their Adam state across iterations.
     seed: seed of the run.
+    prior: class-size prior as ``HumeConfig.prior``: the ``gamma`` term of each space becomes
+      ``H(prior) - KL(sizes by rank || prior)``; None: TURTLE's entropy.
   """
 
   k: int = 10
@@ -136,6 +146,7 @@ class TurtleConfig:
   gamma: float = 10.0
   warm_start: bool = False
   seed: int = 42
+  prior: tuple[float, ...] | None = None
 
 
 def _require(config, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
@@ -169,6 +180,7 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
     raise ValueError(
       f"row_block: expected -1 (automatic), 0 (whole matrices) or a number of rows, got {config.row_block}"
     )
+  check_prior(config.prior, config.k)
   m, n_train = config.subset_sizes(n)
   if n_train < 1 or n_train >= m:
     raise ValueError(
@@ -177,8 +189,25 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
     )
 
 
+def check_prior(prior, k: int, name: str = "prior") -> None:
+  """Rejects a class-size prior that is not ``k`` positive finite shares, sorted largest first,
+  summing to 1 (``hume_jax.sizes.as_prior`` makes one from any sizes)."""
+  if prior is None:
+    return
+  p = np.asarray(prior, dtype=np.float64)
+  if p.shape != (k,):
+    raise ValueError(f"{name}: expected {k} class sizes (one per class, k = {k}), got shape {p.shape}")
+  if not (np.all(np.isfinite(p)) and np.all(p > 0)):
+    raise ValueError(f"{name}: expected positive finite class sizes, got {p.tolist()}")
+  if abs(p.sum() - 1) > 1e-6 or np.any(np.diff(p) > 0):
+    raise ValueError(
+      f"{name}: expected shares sorted largest first that sum to 1 (hume_jax.sizes.as_prior), got {p.tolist()}"
+    )
+
+
 def check_turtle_config(config: TurtleConfig, n: int) -> None:
   """Rejects TURTLE hyperparameters that cannot define a run on ``n`` samples, before any compute."""
   if not 2 <= config.k <= n:
     raise ValueError(f"k: expected 2 <= k <= n = {n}, got {config.k}")
   _require(config, ("inner_lr", "outer_lr", "inner_steps", "num_iters", "batch_size"), ("gamma",))
+  check_prior(config.prior, config.k)

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from hume_jax import metrics as hm
 from hume_jax.config import PRESETS, TurtleConfig
+from hume_jax.sizes import as_prior
 
 
 class HUME(ClusterMixin, BaseEstimator):
@@ -33,6 +34,8 @@ class HUME(ClusterMixin, BaseEstimator):
     seed: seed of the run.
     method: ``"hume"`` or ``"turtle"`` (TURTLE's official settings; ``preset`` is then unused).
     progress: show progress bars.
+    class_sizes: the class sizes the labeling is drawn towards (``k`` counts or shares, any order;
+      ``"k-means"`` with ``"auto"``: label-free, ``hume_jax.sizes.run_priors``); None: equal sizes.
 
   Attributes (after ``fit``):
     labels_: ``[n]`` labels of the training samples.
@@ -49,9 +52,10 @@ class HUME(ClusterMixin, BaseEstimator):
     seed: int = 42,
     method: str = "hume",
     progress: bool = False,
+    class_sizes=None,
   ):
     self.k, self.preset, self.budget, self.num_iters = k, preset, budget, num_iters
-    self.seed, self.method, self.progress = seed, method, progress
+    self.seed, self.method, self.progress, self.class_sizes = seed, method, progress, class_sizes
 
   def _config(self):
     if self.method == "turtle":
@@ -62,6 +66,10 @@ class HUME(ClusterMixin, BaseEstimator):
       config = dataclasses.replace(PRESETS[self.preset], k=self.k, seed=self.seed)
     else:
       raise ValueError(f"method: expected 'hume' or 'turtle', got {self.method!r}")
+    if self.class_sizes is not None and not (self.preset == "auto" and self.method == "hume"):
+      if isinstance(self.class_sizes, str):
+        raise ValueError('class_sizes: "k-means" applies to preset "auto"; give the sizes otherwise')
+      config = dataclasses.replace(config, prior=as_prior(self.class_sizes, self.k))
     return config if self.num_iters is None else dataclasses.replace(config, num_iters=self.num_iters)
 
   def fit(self, phi1: np.ndarray, phi2: np.ndarray, y=None) -> "HUME":
@@ -86,6 +94,7 @@ class HUME(ClusterMixin, BaseEstimator):
         num_iters=self.num_iters,
         progress=self.progress,
         say=lambda s: None,
+        prior=self.class_sizes,
       )
     else:
       self.result_ = fit(l2_normalize(phi1, "phi1"), phi2, config, progress=self.progress)[0]

@@ -17,6 +17,7 @@ import numpy as np
 from hume_jax import metrics as hm
 from hume_jax.methods import HUME_METHOD, METHODS, TURTLE_METHOD, Method  # noqa: F401  (re-exported)
 from hume_jax.sampling import ROWS
+from hume_jax.sizes import short_classes
 
 
 class Run(NamedTuple):
@@ -190,11 +191,13 @@ def train_auto(
   num_iters: int | None = None,
   watch=None,
   resume=None,
+  prior=None,
 ) -> tuple[Run, dict, dict | None]:
   """``hume_jax.auto.fit_auto`` on the raw spaces of ``train`` (``phi1`` is space ``a``), its
   labels (the vote) of each split, and the splits in the chosen order: ``(run, train, val)``
   with ``phi1``/``phi2`` swapped when the search kept ``phi2`` as HUME's phi1. ``watch`` and
-  ``resume`` are ``fit_auto``'s (``hume_jax.auto.Watch``, ``Resume``)."""
+  ``resume`` are ``fit_auto``'s (``hume_jax.auto.Watch``, ``Resume``); ``prior`` too (default:
+  ``config.prior``)."""
   from hume_jax.auto import Resume, Watch, fit_auto
 
   watch, resume = watch or Watch(), resume or Resume()
@@ -210,6 +213,7 @@ def train_auto(
     num_iters=num_iters,
     watch=watch,
     resume=resume,
+    prior=config.prior if prior is None else prior,
   )
   seconds = time.perf_counter() - t0 + resume.spent_seconds
   return auto_run(res, train, val, seconds, watch)
@@ -273,6 +277,8 @@ def summarize(
   names them so), e.g. ``{"phi1": "--phi2 (b.npy)", "phi2": "--phi1 (a.npy)"}`` after a swap;
   ``say`` announces the premise check."""
   results = {"cv_score": run.cv_score, "cv_split": run.cv_split, "train_seconds": run.seconds, "splits": {}}
+  prior = getattr(run.config, "prior", None)
+  results["class_size_prior"] = None if prior is None else list(prior)
   if names is not None:
     results["spaces"] = dict(names)
   for split, pred in run.preds.items():
@@ -282,6 +288,7 @@ def summarize(
       "cluster_sizes": sizes,
       "nonempty_classes": sum(s > 0 for s in sizes),
       "smallest_class": min(sizes),
+      "short_classes": short_classes(sizes, prior),
     }
     y = (val if split.startswith("val") else train)["labels"]
     if y is not None:

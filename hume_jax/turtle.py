@@ -22,7 +22,7 @@ import optax
 
 from hume_jax._inner import init_linear
 from hume_jax._loop import run_loop
-from hume_jax._objective import entropy
+from hume_jax._objective import size_term
 from hume_jax._shuffle import permutation_prefix
 from hume_jax.config import TurtleConfig, check_turtle_config
 
@@ -38,11 +38,6 @@ class Head(NamedTuple):
   b: jax.Array
 
 
-def head_logits(h: Head, x: jax.Array) -> jax.Array:
-  """``[n, k]`` logits of ``x [n, d]``."""
-  return _logits_t(_head_weight(h), h.b, x).T
-
-
 def _head_weight(h: Head) -> jax.Array:
   return h.g[:, None] * h.v / jnp.linalg.norm(h.v, axis=1, keepdims=True)  # [k, d]
 
@@ -50,7 +45,7 @@ def _head_weight(h: Head) -> jax.Array:
 def _logits_t(W: jax.Array, b: jax.Array, x: jax.Array) -> jax.Array:
   """``[k, n]`` logits ``W x^T + b`` of ``x [n, d]`` for ``W [k, d]``, as one product contracting
   ``d`` of both operands (the fastest of the orientations XLA's CPU dot offers for these
-  shapes; ``benchmarks/README.md``)."""
+  shapes; ``benchmarks/LOG.md``)."""
   return jax.lax.dot_general(W, x, (((1,), (1,)), ((), ()))) + b[:, None]
 
 
@@ -137,11 +132,13 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
   # The heads' logits (their weights are fixed during the inner loop).
   head_logits_t = [_logits_t(_head_weight(h), h.b, x) for h, x in zip(state.encoder, xs)]
 
+  prior = None if config.prior is None else jnp.asarray(config.prior, xs[0].dtype)
+
   def outer_loss(logits, log_probs):
     per_space = [jax.nn.softmax(z, axis=0) for z in logits]
     labels = sum(per_space) / len(per_space)  # [k, n]
     pred_error = sum(-jnp.mean(jnp.sum(labels * lp, axis=0)) for lp in log_probs)
-    h = sum(entropy(p.mean(1)) for p in per_space)
+    h = sum(size_term(p.mean(1), prior) for p in per_space)  # H per space, or its prior's term
     return pred_error - config.gamma * h, h
 
   target = sum(jax.nn.softmax(z, axis=0) for z in head_logits_t) / len(xs)  # [k, n], data in the inner loop

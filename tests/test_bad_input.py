@@ -121,6 +121,8 @@ def cases(tmp_path):
       r"--labels: expected a 1-D array of labels \[n\], found shape \(600, 2\)",
     ),
     "only phi1": (["--phi2", None], "give both --phi1 and --phi2"),
+    "class sizes, count": (["--class-sizes", "3,2,1"], r"prior: expected 4 class sizes .*got shape \(3,\)"),
+    "class sizes, k-means": (["--class-sizes", "k-means"], "--class-sizes k-means applies to --preset auto"),
   }
 
 
@@ -158,6 +160,8 @@ def cases(tmp_path):
     "negative labels",
     "2-D labels",
     "only phi1",
+    "class sizes, count",
+    "class sizes, k-means",
   ],
 )
 def test_bad_input(tmp_path, case):

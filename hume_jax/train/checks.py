@@ -26,7 +26,6 @@ HUME_ONLY = (
   "seed_chunk",
 )
 TURTLE_ONLY = ("inner_steps", "batch_size", "gamma", "warm_start")
-SHARED = ("k", "inner_lr", "outer_lr", "num_iters", "seed")
 
 
 def _flag(name: str) -> str:
@@ -90,6 +89,11 @@ def check_flags_apply(args: argparse.Namespace, mode: Mode, has_val: bool) -> No
       "does not apply: --preset auto conditions both spaces and TURTLE uses them as given",
     ),
     ("setting", args.setting is not None and not has_val, "needs a val split (--phi1-val, --phi2-val)"),
+    (
+      "class_sizes",
+      args.class_sizes == "k-means" and not mode.single_auto,
+      "k-means applies to --preset auto with one seed and a given k (give the sizes otherwise)",
+    ),
     ("images", not args.plots, "draws example images, which --no-plots turns off"),
     ("coordinator", not args.distributed, "applies with --distributed"),
     ("num_processes", not args.distributed, "applies with --distributed"),

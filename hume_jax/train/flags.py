@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 
 from hume_jax.config import PRESETS, TurtleConfig
+from hume_jax.sizes import as_prior
 
 DESCRIPTION = """Train HUME from the command line.
 
@@ -201,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     help="with --k auto and a preset other than auto: runs per K whose agreement (stability) chooses K (default 3)",
   )
   hp.add_argument(
+    "--class-sizes",
+    type=_class_sizes,
+    default=None,
+    metavar="SIZES",
+    help="the class sizes the labeling is drawn towards, instead of equal sizes (HUME's H_reg term, TURTLE's "
+    "gamma term become H(prior) - KL(sizes by rank || prior)): k comma-separated counts or shares in any order, "
+    "e.g. 500,120,40; or 'k-means' (--preset auto, single search): each run takes the sizes of its phi1's "
+    "k-means start, label-free",
+  )
+  hp.add_argument(
     "--anneal",
     dest="anneal",
     action=argparse.BooleanOptionalAction,
@@ -305,6 +316,17 @@ def _k_value(text: str) -> int | str:
     raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
 
 
+def _class_sizes(text: str) -> tuple[float, ...] | str:
+  if text == "k-means":
+    return text
+  try:
+    return as_prior([float(x) for x in text.split(",")])
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+      f"expected comma-separated positive class sizes (e.g. 500,120,40) or 'k-means', got {text!r}"
+    ) from None
+
+
 def _k_range(text: str) -> tuple[int, int]:
   try:
     lo, hi = (int(x) for x in text.split(":"))
@@ -320,6 +342,8 @@ def resolve_config(args: argparse.Namespace, default_preset: str) -> tuple:
   preset = args.preset or default_preset
   names = [field for field, _, _ in _CONFIG_FLAGS] + ["anneal", "rand_init", "remat"]
   overrides = {a: getattr(args, a) for a in names if getattr(args, a, None) not in (None, "auto")}
+  if isinstance(args.class_sizes, tuple):
+    overrides["prior"] = args.class_sizes
   return dataclasses.replace(PRESETS[preset], **overrides), preset
 
 
@@ -329,6 +353,7 @@ def turtle_config(args: argparse.Namespace) -> TurtleConfig:
     a: getattr(args, a)
     for a in ("k", "inner_lr", "outer_lr", "num_iters", "seed", "inner_steps", "batch_size", "gamma")
   }
+  given["prior"] = args.class_sizes if isinstance(args.class_sizes, tuple) else None  # "k-means": refused later
   return dataclasses.replace(
     TurtleConfig(warm_start=args.warm_start), **{a: v for a, v in given.items() if v is not None and v != "auto"}
   )

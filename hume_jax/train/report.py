@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from hume_jax import runs
+from hume_jax.sizes import SHORT
 
 ESTIMATE_ABOVE = 120.0  # seconds of work left above which a run says how long it will take
 DEFAULT_MODELS = ("open_nsfw", "efficientnet_lite0")  # the shipped default's phi1 and phi2 (hume_jax.data.load_default)
@@ -116,6 +117,13 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
   return "\n".join(lines)
 
 
+def prior_hint(results: dict) -> str:
+  """What a user can do about classes far below the prior's sizes."""
+  if results.get("class_size_prior") is None:
+    return "equal sizes are the default: if the classes are unequal, give them with --class-sizes"
+  return "the sizes given may not fit this data"
+
+
 def final(results: dict, k: int, table: dict | None, n_eval: int, out: str, page: str | None = None) -> None:
   """The results as the console's last lines; the very last one points to ``report.html`` (``page``)."""
   eval_split, phi2 = results["cv_split"], results.get("spaces", {}).get("phi2", "phi2")
@@ -132,6 +140,13 @@ def final(results: dict, k: int, table: dict | None, n_eval: int, out: str, page
     if entry["nonempty_classes"] < k:
       print(
         f"warning: only {entry['nonempty_classes']} of the {k} requested classes are non-empty on the {split} split"
+      )
+  for split, entry in results["splits"].items():
+    if entry.get("short_classes"):
+      said = ", ".join(f"class {c['class']}: {c['found']} (prior {c['prior']:.0f})" for c in entry["short_classes"])
+      print(
+        f"warning: on the {split} split, {len(entry['short_classes'])} found classes are under {SHORT:.0%} of "
+        f"the size the prior gives their rank ({said}); {prior_hint(results)}"
       )
   for cut in results.get("auto", {}).get("plan", {}).get("cuts", []):
     print(f"budget: {cut}")

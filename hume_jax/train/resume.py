@@ -132,6 +132,7 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
     num_iters=args.num_iters,
     watch=watch,
     resume=Resume(finished, spent, on_candidate),
+    prior=args.class_sizes,
   )
 
 
