@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from hume_jax._inner import Linear, init_linear, inner_sgd, inner_sgd_shared_rows, soft_cross_entropy
-from hume_jax._shuffle import permutation_prefix
+from hume_jax._shuffle import sample_rows
 from hume_jax._task_encoder import TaskEncoder, task_labels
 
 
@@ -51,7 +51,7 @@ def draw_subsets(key: jax.Array, n: int, num_subsets: int, subset_size: int) -> 
   """
   m = min(n, subset_size)
   keys = jax.random.split(key, num_subsets)
-  return jax.vmap(lambda k: permutation_prefix(k, n, m))(keys)  # = jax.random.permutation(k, n)[:m]
+  return jax.vmap(lambda k: sample_rows(k, n, m))(keys)  # = jax.random.permutation(k, n)[:m] up to 65,535 rows
 
 
 def subset_loss(

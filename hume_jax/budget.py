@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from hume_jax._shuffle import sorted_rows
 from hume_jax.config import AUTO, HumeConfig
 
 MIN_ITERS = 60
@@ -21,9 +22,10 @@ GUARD = 2.0  # the clock cuts a search only past this multiple of its budget (a 
 
 # The cost of each stage per platform, measured (benchmarks/README.md, "Cost model"): work units per second
 # on the reference CPU (2 x86-64 cores, float32) and on a GPU (an H200), and for the step a fixed cost per
-# inner step (what small problems pay whatever their size) and per row of the data (each subset's draw):
+# inner step (what small problems pay whatever their size) and per row each subset's draw sorts:
 # - "step": one outer iteration, S subsets x k classes x (T inner steps x n_tr rows x (d2 + 16) + m rows x d1),
-#   plus S x T x the per-inner-step cost, plus S x n x the per-row cost;
+#   plus S x T x the per-inner-step cost, plus S x the rows sorted (n, or 4 m past 65,535 rows: _shuffle.sorted_rows)
+#   x the per-row cost;
 # - "criterion": one separability (2 spaces x 5 folds of logistic regression, 100 L-BFGS iterations over
 #   rows x k x 64 dimensions): scikit-learn on a CPU, hume_jax.logistic on an accelerator;
 # - "kmeans": spherical k-means of one space (10 starts x about 50 Lloyd iterations over rows x k x d);
@@ -46,7 +48,8 @@ def step_seconds(config: HumeConfig, n: int, d1: int, d2: int, platform: str = "
   m, n_tr = config.subset_sizes(n)
   units = config.num_subsets * config.k * (config.adaptation_steps * n_tr * (d2 + 16) + m * d1)
   rate, per_inner_step, per_row = _rate("step", platform)
-  return units / rate + config.num_subsets * (config.adaptation_steps * per_inner_step + n * per_row)
+  drawn = sorted_rows(n, m)
+  return units / rate + config.num_subsets * (config.adaptation_steps * per_inner_step + drawn * per_row)
 
 
 def criterion_seconds(rows: int, k: int, dims: int = 64, platform: str = "cpu") -> float:

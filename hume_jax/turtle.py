@@ -23,7 +23,7 @@ import optax
 from hume_jax._inner import init_linear
 from hume_jax._loop import run_loop
 from hume_jax._objective import size_term
-from hume_jax._shuffle import permutation_prefix
+from hume_jax._shuffle import sample_rows
 from hume_jax.config import TurtleConfig, check_turtle_config
 
 
@@ -118,7 +118,7 @@ def turtle_step(state: TurtleState, phis: tuple[jax.Array, ...], *, config: Turt
   if config.batch_size >= n:
     xs = tuple(phis)
   else:
-    idx = permutation_prefix(k_batch, n, config.batch_size)  # = jax.random.permutation(k_batch, n)[:batch]
+    idx = sample_rows(k_batch, n, config.batch_size)  # = jax.random.permutation(k_batch, n)[:batch] up to 65,535
     xs = tuple(x[idx] for x in phis)
   inner_tx, outer_tx = optax.adam(config.inner_lr), optax.adam(config.outer_lr)
   if config.warm_start:
