@@ -25,6 +25,16 @@ def header(view: dict) -> str:
   ]
   if "acc" in entry:
     cards.append((f"{100 * entry['acc']:.1f}%", "accuracy against the labels"))
+  short = entry.get("short_classes") or []
+  prior = "the class sizes given" if metrics.get("class_size_prior") else "equal sizes"
+  note = (
+    f"<p class='sub'>{len(short)} found class{'es' * (len(short) > 1)} under a quarter of the size {prior} give "
+    f"{'their' if len(short) > 1 else 'its'} rank: "
+    + escape(", ".join(f"class {c['class']}: {c['found']} (prior {c['prior']:.0f})" for c in short))
+    + "</p>"
+    if short
+    else ""
+  )
   return (
     f"<h1>{escape(str(config.get('dataset', 'run')))}: what {escape(method)} found{runs}</h1>"
     f"<div class='sub'>run folder <code>{escape(str(view['shown_as']))}</code>, labels "
@@ -32,6 +42,7 @@ def header(view: dict) -> str:
     + "<div class='cards'>"
     + "".join(f"<div class='card'><div class='stat'>{escape(a)}</div>{escape(b)}</div>" for a, b in cards)
     + "</div>"
+    + note
   )
 
 

@@ -16,7 +16,7 @@ from hume_jax._outer import init_state
 from hume_jax._task_encoder import init_task_encoder, task_encoder_from
 from hume_jax.conditioning import spherical_kmeans
 from hume_jax.config import check_config
-from hume_jax.sizes import as_prior, exponential, from_partition, imbalance
+from hume_jax.sizes import as_prior, exponential, from_partition, imbalance, short_classes
 
 
 def numpy_size_term(p, prior):
@@ -108,3 +108,16 @@ def test_the_true_prior_keeps_long_tailed_classes_that_the_entropy_splits():
     state, _ = fit(phi1, phi2, cfg, state=state, progress=False)
     acc[name] = hungarian_accuracy(predict(state.encoder, phi1), y)
   assert acc["true sizes"] > 0.95 and acc["entropy"] < 0.8, acc
+
+
+def test_short_classes_are_the_found_classes_far_under_their_ranks_prior_size():
+  found = [60, 360, 120, 30]  # 570 samples
+  assert [c["class"] for c in short_classes(found)] == [3]  # 30 < 142.5 / 4 under equal sizes
+  assert short_classes(found, as_prior([360, 120, 60, 30])) == []  # the prior's own sizes
+  rows = short_classes([500, 40, 20, 10], as_prior([4, 3, 2, 1]))  # ranks 2-4 expect 171, 114, 57 of 570
+  assert rows == [
+    {"class": 3, "found": 10, "prior": 57.0},
+    {"class": 2, "found": 20, "prior": 114.0},
+    {"class": 1, "found": 40, "prior": 171.0},
+  ]
+  assert short_classes([500, 50, 20, 10], as_prior([4, 3, 2, 1]))[-1]["class"] == 2  # 50 >= 171 / 4
