@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from hume_jax.budget import GUARD, MIN_ITERS, Clock, plan_iterations, plan_search, replan, scaled_config  # noqa: F401
+from hume_jax.budget import DEFAULT_BUDGET, GUARD, MIN_ITERS, Clock, plan_iterations, plan_search, replan, scaled_config  # noqa: F401
 from hume_jax.conditioning import (  # noqa: F401
   MAX_DIM,
   Conditioning,
@@ -270,7 +270,7 @@ def fit_auto(
   phi_b: np.ndarray,
   k: int,
   *,
-  budget_seconds: float = 600.0,
+  budget_seconds: float = DEFAULT_BUDGET,
   seed: int = 42,
   config: HumeConfig = AUTO,
   num_iters: int | None = None,

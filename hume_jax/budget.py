@@ -18,6 +18,7 @@ from hume_jax._shuffle import sorted_rows
 from hume_jax.config import AUTO, HumeConfig
 
 MIN_ITERS = 60
+DEFAULT_BUDGET = 600.0  # seconds of a --preset auto search: the default of the CLI, the estimator and fit_auto
 GUARD = 2.0  # the clock cuts a search only past this multiple of its budget (a machine slower than the model)
 
 # The cost of each stage per platform, measured (benchmarks/README.md, "Cost model"): work units per second

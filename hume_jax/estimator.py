@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from hume_jax import metrics as hm
+from hume_jax.budget import DEFAULT_BUDGET
 from hume_jax.config import PRESETS, TurtleConfig
 from hume_jax.sizes import as_prior
 
@@ -47,7 +48,7 @@ class HUME(ClusterMixin, BaseEstimator):
     self,
     k: int = 10,
     preset: str = "auto",
-    budget: float = 600.0,
+    budget: float = DEFAULT_BUDGET,
     num_iters: int | None = None,
     seed: int = 42,
     method: str = "hume",

@@ -15,6 +15,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from hume_jax import metrics as hm
+from hume_jax.budget import DEFAULT_BUDGET
 from hume_jax.methods import HUME_METHOD, METHODS, TURTLE_METHOD, Method  # noqa: F401  (re-exported)
 from hume_jax.sampling import ROWS
 from hume_jax.sizes import short_classes
@@ -187,7 +188,7 @@ def train_auto(
   train: dict,
   val: dict | None = None,
   *,
-  budget_seconds: float = 600.0,
+  budget_seconds: float = DEFAULT_BUDGET,
   num_iters: int | None = None,
   watch=None,
   resume=None,

@@ -23,13 +23,14 @@ if getattr(sys.modules.get("hume_jax"), "__file__", None) is None:  # a namespac
   )
 
 from hume_jax import runs  # noqa: E402  (after the check above)
+from hume_jax.budget import DEFAULT_BUDGET  # noqa: E402
 from hume_jax.train import inputs, report  # noqa: E402
 from hume_jax.train.checks import check_flags_apply, check_method_flags  # noqa: E402
 from hume_jax.train.flags import build_parser  # noqa: E402
 from hume_jax.train.flags import resolve_config as resolve_config  # noqa: E402  (re-exported: tests and users call it)
 from hume_jax.workdir import Workdir, command, resume_command, versions  # noqa: E402
 
-DEFAULTS = {"budget": 600.0, "k_range": (2, 20), "k_seeds": 3, "checkpoint_every": 50, "log_every": 10}
+DEFAULTS = {"budget": DEFAULT_BUDGET, "k_range": (2, 20), "k_seeds": 3, "checkpoint_every": 50, "log_every": 10}
 K_AUTO_BUDGET = 1800.0  # --k auto under --preset auto: the search over K and the chosen K's full search
 K_AUTO_SHARE = 2 / 3  # of that budget, the search over K's; the chosen K's full search has the rest
 

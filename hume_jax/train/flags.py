@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from hume_jax.budget import DEFAULT_BUDGET
 from hume_jax.config import PRESETS, TurtleConfig
 from hume_jax.sizes import as_prior
 
@@ -169,9 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     type=_SECONDS,
     default=None,
     metavar="SECONDS",
-    help="with --preset auto: time for the whole search, both orders included (default 600); the "
-    "plan and its estimate are printed before training and re-checked against the clock before "
-    "and during every run (fewer iterations or runs when behind, reported)",
+    help=f"with --preset auto: time for the whole search, both orders included (default {DEFAULT_BUDGET:.0f}); the "
+    "runs and iterations come from a fixed cost model of this platform (the same plan whatever the load), printed "
+    "before training with what was cut to fit; the clock only cuts a search running past twice the budget",
   )
   for field, typ, help_ in _CONFIG_FLAGS:
     flags = [f"--{field.replace('_', '-')}"] + ([f"--{field}"] if "_" in field else [])
