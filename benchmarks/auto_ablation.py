@@ -5,7 +5,7 @@ with a fixed number of iterations (no budget, so that the load of the machine ch
 
 Per set and variant: ACC/NMI/ARI of the labels (the vote) against the human labels, which the
 search never sees, the label-free separability of the kept run (the criterion), empty classes and
-seconds. A choice is kept only where it helps or is neutral on every set (``benchmarks/README.md``).
+seconds. A choice is kept only where it helps or is neutral on every set (``benchmarks/LOG.md``).
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ def main() -> None:
     phi1 = rng.normal(size=(n, 256)).astype(np.float32)
     phi1 /= np.linalg.norm(phi1, axis=1, keepdims=True)
     phi2 = rng.normal(size=(n, 256)).astype(np.float32)
+    phi1, phi2 = jax.device_put(phi1), jax.device_put(phi2)  # on the device once, as in training
     step = jax.jit(lambda s, a, b: outer_step(s, a, b, config=config)[0])
     state = init_state(jax.random.PRNGKey(0), config, 256, 256)
     iteration = lambda k: step(state._replace(key=k), phi1, phi2).encoder.raw

@@ -39,7 +39,7 @@ def sparsemax(z: jax.Array) -> jax.Array:
 # Up to this many classes ``z`` is sorted by pairwise comparisons (``k^2`` work per row),
 # above it by XLA's sort (``k log k``). XLA's CPU backend sorts float rows with a general
 # comparator-driven sort; at k = 10 the pairwise form costs about a fifth of it
-# (``benchmarks/README.md``).
+# (``benchmarks/LOG.md``).
 PAIRWISE_MAX_K = 32
 
 
