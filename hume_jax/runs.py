@@ -252,6 +252,7 @@ def _auto_report(res, names: dict) -> dict:
   return {
     "phi1": names[res.order[0]],
     "phi2": names[res.order[1]],
+    "swapped": res.order == ("b", "a"),  # the search kept space b as phi1
     "criterion": "separability: chance-corrected 5-fold CV score (kappa) of the labeling in each "
     "conditioned space, averaged (label-free)",
     "candidates": [{**c, "phi1": names[c["phi1"]], "phi2": names[c["phi2"]]} for c in res.candidates],

@@ -96,7 +96,8 @@ def _write(args, mode, run, splits: tuple, k_selection, wd: Workdir, images, dat
   (train, val, labeled), (name, class_names) = splits, dataset
   announce = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
   say = lambda line: (stop.check(), announce(line))  # each stage starts by acting on a stop (SIGTERM, Ctrl-C)
-  swapped = run.extra.get("auto", {}).get("phi1") == "--phi2"  # the search kept --phi2 as phi1: splits swapped
+  auto = run.extra.get("auto", {})  # the search kept --phi2 as phi1: splits swapped (records before "swapped": by name)
+  swapped = auto.get("swapped", auto.get("phi1") == "--phi2")
   names = report.space_names(args, swapped)
   results = runs.summarize(run, train, val, names=names, say=say)
   if k_selection is not None:
