@@ -26,7 +26,9 @@ def header(view: dict) -> str:
   if "acc" in entry:
     cards.append((f"{100 * entry['acc']:.1f}%", "accuracy against the labels"))
   short = entry.get("short_classes") or []
-  prior = "the class sizes given" if metrics.get("class_size_prior") else "equal sizes"
+  source = metrics.get("class_size_source")
+  prior = "equal sizes" if not metrics.get("class_size_prior") else "the class sizes given"
+  prior = "the k-means starts' sizes" if source == "k-means" and metrics.get("class_size_prior") else prior
   note = (
     f"<p class='sub'>{len(short)} found class{'es' * (len(short) > 1)} under a quarter of the size {prior} give "
     f"{'their' if len(short) > 1 else 'its'} rank: "

@@ -36,6 +36,7 @@ from hume_jax.conditioning import (  # noqa: F401
   spherical_kmeans,
 )
 from hume_jax.config import AUTO, HumeConfig
+from hume_jax.data import check_fit_inputs
 from hume_jax.metrics import separability, separability_per_space  # noqa: F401
 from hume_jax.refine import CRITERIA, refine_search, refined_labels
 from hume_jax.sizes import run_priors
@@ -306,10 +307,9 @@ def fit_auto(
     min_runs: runs the budget may never drop (``hume_jax.kauto`` needs two to measure agreement).
     starts: the starts tried (``"k-means"``, ``"random"``), each with both orders of the spaces.
     refine: refine the vote in both spaces (``hume_jax.refine``; ``kauto`` judges runs, not labels).
-    prior: class sizes the runs are drawn towards: None, ``"k-means"`` or sizes (``sizes.run_priors``).
+    prior: class sizes the runs are drawn towards: ``"k-means"`` or sizes (``sizes.run_priors``); None:
+      ``config.prior`` (None there too: the paper's equal sizes).
   """
-  from hume_jax.data import check_fit_inputs
-
   check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
   watch = (watch or Watch())._replace(**watch_fields)
   watch = watch._replace(names=watch.names or {"a": "phi_a", "b": "phi_b"})
@@ -321,7 +321,8 @@ def fit_auto(
   plan = _plan(spaces, runs, config, num_iters, budget_seconds, watch.say, refine, min_runs)
   plan.update(budget_seconds=budget_seconds, max_dim=max_dim, min_runs=min_runs)
   runs = runs[: plan["runs"]]
-  kmeans = kmeans_starts(spaces, k, seed) if any(s == "k-means" for _, s in runs) or prior == "k-means" else {}
+  prior = config.prior if prior is None else prior
+  kmeans = kmeans_starts(spaces, k, seed) if any(s == "k-means" for _, s in runs) or isinstance(prior, str) else {}
   config = dataclasses.replace(config, prior=run_priors(prior, kmeans, k))
   candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
   return _choose_and_vote(spaces, runs, candidates, config, plan, watch)

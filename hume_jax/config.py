@@ -19,6 +19,16 @@ import dataclasses
 import numpy as np
 
 
+def _freeze_prior(config) -> None:
+  """A prior given as a list or array is kept as a tuple of floats: a config is a static
+  argument of the jitted step, hashed and compared (the values themselves: ``check_prior``)."""
+  if config.prior is not None and not isinstance(config.prior, tuple):
+    try:
+      object.__setattr__(config, "prior", tuple(float(x) for x in np.ravel(np.asarray(config.prior, np.float64))))
+    except (TypeError, ValueError):
+      pass  # check_prior says what is wrong
+
+
 @dataclasses.dataclass(frozen=True)
 class HumeConfig:
   """Everything that defines a HUME run.
@@ -82,6 +92,9 @@ class HumeConfig:
   row_block: int = -1
   shared_rows: int = -1
   prior: tuple[float, ...] | None = None
+
+  def __post_init__(self):
+    _freeze_prior(self)
 
   def subset_sizes(self, n: int) -> tuple[int, int]:
     """``(m, n_train)``: rows per subset for ``n`` samples and its inner training part."""
@@ -147,6 +160,9 @@ class TurtleConfig:
   warm_start: bool = False
   seed: int = 42
   prior: tuple[float, ...] | None = None
+
+  def __post_init__(self):
+    _freeze_prior(self)
 
 
 def _require(config, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:

@@ -73,22 +73,23 @@ def embedding_map(
   plt.close(fig)
 
 
-def training_curves(log: list[dict], path: str, entropy_max: float | None = None) -> None:
+def training_curves(log: list[dict], path: str, entropy_max: float | None = None, sized: bool = False) -> None:
   """Loss, entropy and (when logged) accuracy against the outer iteration; with
-  ``entropy_max`` (``ln K`` for HUME, summed over the spaces for TURTLE) the entropy panel
-  spans 0 to it (a dashed line), so that a labeling near balance reads as near the line rather
-  than as noise on a narrow axis."""
+  ``entropy_max`` (``ln K`` for HUME, summed over the spaces for TURTLE; ``H(prior)`` with a
+  class-size prior, ``sized``, whose term the log then holds) the entropy panel spans 0 to it (a
+  dashed line), so that a labeling near its target sizes reads as near the line rather than as
+  noise on a narrow axis."""
   keys = [key for key in ("loss", "entropy", "acc") if log and key in log[0]]
   plt, (fig, axes) = _figure(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
   it = [r["iteration"] for r in log]
+  entropy = "size term H(prior) - KL (sizes by rank)" if sized else "entropy of mean labeling"
   for ax, key in zip(axes[0], keys):
     ax.plot(it, [r[key] for r in log])
     ax.set_xlabel("outer iteration")
-    ax.set_title(
-      {"loss": "HUME loss (Eq. 7)", "entropy": "entropy of mean labeling", "acc": "train accuracy (Hungarian)"}[key]
-    )
+    ax.set_title({"loss": "HUME loss (Eq. 7)", "entropy": entropy, "acc": "train accuracy (Hungarian)"}[key])
     if key == "entropy" and entropy_max:
-      ax.axhline(entropy_max, color="gray", ls="--", lw=0.8, label=f"maximum {entropy_max:.3f} (balanced)")
+      target = "the prior's sizes" if sized else "balanced"
+      ax.axhline(entropy_max, color="gray", ls="--", lw=0.8, label=f"maximum {entropy_max:.3f} ({target})")
       ax.set_ylim(0, 1.05 * entropy_max)
       ax.legend(fontsize=7, loc="lower right")
   fig.tight_layout()

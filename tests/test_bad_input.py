@@ -123,6 +123,10 @@ def cases(tmp_path):
     "only phi1": (["--phi2", None], "give both --phi1 and --phi2"),
     "class sizes, count": (["--class-sizes", "3,2,1"], r"prior: expected 4 class sizes .*got shape \(3,\)"),
     "class sizes, k-means": (["--class-sizes", "k-means"], "--class-sizes k-means applies to --preset auto"),
+    "class sizes, k auto": (
+      ["--k", "auto", "--class-sizes", "3,2,1,1"],
+      "--class-sizes does not apply with --k auto: the sizes are those of one k",
+    ),
   }
 
 
@@ -162,6 +166,7 @@ def cases(tmp_path):
     "only phi1",
     "class sizes, count",
     "class sizes, k-means",
+    "class sizes, k auto",
   ],
 )
 def test_bad_input(tmp_path, case):

@@ -121,3 +121,23 @@ def test_short_classes_are_the_found_classes_far_under_their_ranks_prior_size():
     {"class": 1, "found": 40, "prior": 171.0},
   ]
   assert short_classes([500, 50, 20, 10], as_prior([4, 3, 2, 1]))[-1]["class"] == 2  # 50 >= 171 / 4
+
+
+def test_a_prior_given_as_a_list_or_array_is_kept_as_a_hashable_tuple():
+  from hume_jax.config import TurtleConfig
+
+  listed = dataclasses.replace(CFG, prior=[0.4, 0.3, 0.2, 0.1])
+  assert listed.prior == (0.4, 0.3, 0.2, 0.1) and hash(listed) == hash(dataclasses.replace(CFG, prior=listed.prior))
+  assert TurtleConfig(prior=np.array([0.6, 0.4])).prior == (0.6, 0.4)
+  with pytest.raises(ValueError, match="expected 4 class sizes"):
+    check_config(dataclasses.replace(CFG, prior=[0.5, 0.5]), 100, 8)
+
+
+def test_the_entropy_panel_tops_at_the_priors_entropy():
+  from hume_jax import runs
+  from hume_jax.train.report import entropy_max
+
+  assert entropy_max(runs.HUME_METHOD, 4) == pytest.approx(np.log(4), abs=1e-12)
+  assert entropy_max(runs.TURTLE_METHOD, 4) == pytest.approx(2 * np.log(4), abs=1e-12)
+  prior = as_prior([5, 3, 1, 1])
+  assert entropy_max(runs.HUME_METHOD, 4, prior) == pytest.approx(-np.sum(np.array(prior) * np.log(prior)), 1e-12)

@@ -227,6 +227,10 @@ def test_auto_keeps_each_finished_run_and_resumes_to_the_same_labels(tmp_path):
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 128 + signal.SIGTERM and "finished runs are kept" in err, err[-2000:]
+  other = subprocess.run(cmd + ["--out", out, "--resume", "--class-sizes", "k-means"], capture_output=True, text=True)
+  assert other.returncode != 0 and "trained with no --class-sizes, this command gives --class-sizes k-means" in (
+    other.stderr
+  ), other.stderr[-2000:]
   runs = [
     subprocess.Popen(cmd + ["--out", o] + extra, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for o, extra in ((out, ["--resume"]), (str(tmp_path / "full"), []))

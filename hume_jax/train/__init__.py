@@ -100,6 +100,8 @@ def _write(args, mode, run, splits: tuple, k_selection, wd: Workdir, images, dat
   swapped = auto.get("swapped", auto.get("phi1") == "--phi2")
   names = report.space_names(args, swapped)
   results = runs.summarize(run, train, val, names=names, say=say)
+  given = args.class_sizes
+  results["class_size_source"] = given if isinstance(given, str) else ("given" if given else None)
   if k_selection is not None:
     results["k_selection"] = k_selection._asdict()
   if swapped:
@@ -108,7 +110,7 @@ def _write(args, mode, run, splits: tuple, k_selection, wd: Workdir, images, dat
   wd.write(run.arrays, run.preds, results, _record(args, mode, run, name, class_names, argv))
   if args.plots:
     say("drawing the figures (2-D map, confusion matrix, training curves) ...")
-    entropy = report.entropy_max(mode.method, run.config.k)
+    entropy = report.entropy_max(mode.method, run.config.k, getattr(run.config, "prior", None))
     report.plots(wd.partial, run, train, val, k_selection, images, class_names, entropy, names=names)
   return results, table, report.html(wd.partial, images, shown_as=wd.out, say=say)
 

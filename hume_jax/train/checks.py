@@ -33,12 +33,15 @@ def _flag(name: str) -> str:
 
 
 def check_method_flags(args: argparse.Namespace) -> None:
-  """Refuses a flag that belongs to the other method (``--gamma`` with HUME, ``--tau`` with TURTLE)."""
+  """Refuses a flag that belongs to the other method (``--gamma`` with HUME, ``--tau`` with TURTLE), and
+  class sizes for a K still to be chosen."""
   other = TURTLE_ONLY if args.method == "hume" else HUME_ONLY
   given = [_flag(a) for a in other if getattr(args, a, None) not in (None, False)]
   if given:
     owner = "TURTLE (--method turtle)" if args.method == "hume" else "HUME (--method hume)"
     raise ValueError(f"{', '.join(given)}: only for {owner}; this run is --method {args.method}")
+  if args.class_sizes is not None and args.k == "auto":  # before the sizes are checked against a k
+    raise ValueError("--class-sizes does not apply with --k auto: the sizes are those of one k (give --k)")
 
 
 class Mode(NamedTuple):

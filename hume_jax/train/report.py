@@ -121,6 +121,8 @@ def prior_hint(results: dict) -> str:
   """What a user can do about classes far below the prior's sizes."""
   if results.get("class_size_prior") is None:
     return "equal sizes are the default: if the classes are unequal, give them with --class-sizes"
+  if results.get("class_size_source") == "k-means":
+    return "the sizes of the k-means starts (--class-sizes k-means) may not fit this data: try without"
   return "the sizes given may not fit this data"
 
 
@@ -198,12 +200,15 @@ def plots(
   if os.path.exists(log_path):
     log = [json.loads(line) for line in open(log_path) if line.strip()]
     if log:
-      hp.training_curves(log, os.path.join(folder, "curves.png"), entropy_max=entropy_max)
+      sized = getattr(run.config, "prior", None) is not None
+      hp.training_curves(log, os.path.join(folder, "curves.png"), entropy_max=entropy_max, sized=sized)
 
 
-def entropy_max(method, k: int) -> float:
-  """The largest entropy the log can show: ln K for HUME, summed over the two spaces for TURTLE."""
-  return float(np.log(k) * (2 if method is runs.TURTLE_METHOD else 1))
+def entropy_max(method, k: int, prior=None) -> float:
+  """The largest entropy the log can show: ln K for HUME, summed over the two spaces for TURTLE; with
+  a class-size prior the largest size term, ``H(prior)`` (``_objective.size_term``)."""
+  p = np.full(k, 1.0 / k) if prior is None else np.asarray(prior, np.float64)
+  return float(-np.sum(p * np.log(p)) * (2 if method is runs.TURTLE_METHOD else 1))
 
 
 def html(folder: str, images=None, shown_as: str | None = None, say=print) -> str | None:

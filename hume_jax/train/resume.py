@@ -104,13 +104,20 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
     check_resumable(wd, ("k", "auto") if args.k == "auto" else ("auto",), "--preset auto")
   n = len(train["phi1"])
   finished, spent = {}, 0.0
+  label_free = args.class_sizes if isinstance(args.class_sizes, str) else None  # given sizes are in config.prior
   for i in range(4) if args.resume else ():
     info = wd.part_info(f"auto_{i}")
     if info is None:
       continue
+    if info.get("class_sizes") != label_free:
+      was = f"--class-sizes {info['class_sizes']}" if info.get("class_sizes") else "no --class-sizes"
+      raise ValueError(
+        f"--resume: the interrupted search's runs were trained with {was}, this command gives "
+        f"{f'--class-sizes {label_free}' if label_free else 'none'}; give the same, or start again with --overwrite"
+      )
     template = (init_state(jax.random.PRNGKey(0), config, *info["dims"]), np.zeros(n, np.int64))
     (state, pred), info = wd.load_part(f"auto_{i}", template, config, data_id)
-    entry = {key: v for key, v in info.items() if key != "dims"}
+    entry = {key: v for key, v in info.items() if key not in ("dims", "class_sizes")}
     finished[i] = Candidate(entry, state, np.asarray(pred))
     spent += entry["seconds"]
 
@@ -120,7 +127,11 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
       (candidate.state, np.asarray(candidate.pred, np.int64)),
       config,
       data_id,
-      {**candidate.entry, "dims": [int(candidate.state.encoder.base.shape[0]), int(candidate.state.w0.W.shape[0])]},
+      {
+        **candidate.entry,
+        "dims": [int(candidate.state.encoder.base.shape[0]), int(candidate.state.w0.W.shape[0])],
+        "class_sizes": label_free,
+      },
     )
 
   watch = Watch(progress=hooks["progress"], stop=hooks["stop"], names={"a": "--phi1", "b": "--phi2"})
