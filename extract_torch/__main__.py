@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
   with stop_on_signals() as stop:
     try:
       if extractor is None:
-        arrays = write_tfidf(source, args.out, dataset=f"texts:{args.texts}", subset=subset)
+        arrays = write_tfidf(source, args.out, dataset=f"texts:{args.texts}", subset=subset, overwrite=args.overwrite)
       else:
         split = (args.split or _whole(args.dataset)) if args.texts is None else "all"
         arrays = run_extraction(

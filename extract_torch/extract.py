@@ -221,6 +221,7 @@ def run_extraction(
     raise ValueError(f"{source.name}: the dataset split is empty")
   meta = extraction_meta(source, extractor, dataset, split, batch_size, chunk_size, subset)
   with one_writer(out):
+    check_output(out, overwrite)  # again: another process may have finished writing out since the first check
     return _extract_locked(source, extractor, out, meta, split, resume, chunk_size, batch_size, workers, progress, stop)
 
 
@@ -344,7 +345,9 @@ def write_official_layout(
   return list(todo)
 
 
-def write_tfidf(source, out: str, *, dataset: str, subset: str | None = None) -> dict[str, np.ndarray]:
+def write_tfidf(
+  source, out: str, *, dataset: str, subset: str | None = None, overwrite: bool = False
+) -> dict[str, np.ndarray]:
   """``--model tfidf``: TF-IDF + SVD of every text of ``source`` (fitted on them), written as
   ``run_extraction`` writes its output (atomically; there is nothing to resume)."""
   from extract_torch.texts import TFIDF_DIM, tfidf_features
@@ -365,5 +368,6 @@ def write_tfidf(source, out: str, *, dataset: str, subset: str | None = None) ->
     "feature": f"TF-IDF (sublinear tf, English stop words, min_df 2) + TruncatedSVD {TFIDF_DIM}",
     "versions": _versions(("scikit-learn", "numpy")),
   }
-  arrays = write_output(out, features, source, meta)
-  return arrays
+  with one_writer(out):  # one writer, and no result written meanwhile replaced without --overwrite
+    check_output(out, overwrite)
+    return write_output(out, features, source, meta)

@@ -34,9 +34,9 @@ def one_writer(out: str):
       if os.fstat(fd).st_ino == os.stat(path).st_ino:  # not a file its last holder removed meanwhile
         break
     os.close(fd)
-  os.ftruncate(fd, 0)
-  os.write(fd, f"{os.getpid()} {' '.join(sys.argv)}\n".encode())
   try:
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {' '.join(sys.argv)}\n".encode())
     yield
   finally:
     with contextlib.suppress(FileNotFoundError):

@@ -163,9 +163,10 @@ class Workdir:
     kept = []
     if resume_from is not None and os.path.exists(path):
       kept = [line for line in open(path) if line.strip() and json.loads(line)["iteration"] <= resume_from]
-    f = open(path, "w")
-    f.writelines(kept)
-    f.flush()
+    with open(path + ".tmp", "w") as tmp:  # the records kept replace the log at once: a stop loses none
+      tmp.writelines(kept)
+    os.replace(path + ".tmp", path)
+    f = open(path, "a")
 
     def on_log(record: dict) -> None:
       f.write(json.dumps(record) + "\n")
