@@ -2,14 +2,14 @@
 # The GPU benchmark in one call, on a bare offline machine where JAX with CUDA and torch are
 # already installed: nothing is installed or fetched (the project is put on PYTHONPATH).
 #
-#   bash benchmarks/gpu.sh [RESULTS_DIR]     # about 10 minutes; each step has a time limit
+#   bash benchmarks/gpu.sh [RESULTS_DIR]     # about 20 minutes; each step has a time limit
 #
 # Writes every figure to RESULTS_DIR (default benchmarks/results/gpu-<date>): the GPU and versions,
 # hume_jax's outer iteration at the small and paper configs beside the PyTorch reference on the
 # same GPU (benchmarks/torch_reference.py, the official-style PyTorch step, on CUDA), and the
 # compiled memory of the ImageNet config (XLA's analysis of the GPU-compiled step), and the scale
 # benchmark (every stage of the default search at 10k-100k rows and 10-1000 classes, and the
-# ImageNet-shaped search).
+# ImageNet-shaped search), and the ImageNet-shaped command line at full n (benchmarks/imagenet_cli.py).
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$repo/benchmarks/results/gpu-$(date +%Y%m%d-%H%M%S)}"
@@ -50,4 +50,7 @@ step 200 "scale: every stage of the default search at n = 10k and 100k, k = 10, 
   python "$repo/benchmarks/scale.py" --n 10000,100000 --k 10,100,1000 --d 256 --json "$out/scale.json"
 step 150 "ImageNet-shaped: k = 1000, d1 = 2048, d2 = 1536, config.IMAGENET, n = 50,000 (benchmarks/scale.py)" \
   python "$repo/benchmarks/scale.py" --imagenet 50000 --iters 2 --json "$out/scale_imagenet.json"
+step 600 "ImageNet-shaped command line at full n: --preset auto and --preset imagenet on memory-mapped .npy files (benchmarks/imagenet_cli.py; 18 GB of data in /tmp)" \
+  python "$repo/benchmarks/imagenet_cli.py" --out /tmp/hume_imagenet_cli --budget 240 --limit 280
+cp /tmp/hume_imagenet_cli/imagenet_cli.json "$out/" 2>/dev/null
 echo "results in $out"

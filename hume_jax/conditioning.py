@@ -26,8 +26,11 @@ more classes than that keeps ``k`` components (``kept_dims``): the task encoder 
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from hume_jax.kmeans import cluster
@@ -79,30 +82,90 @@ def fit_conditioning(x: np.ndarray, *, unit_rows: bool, max_dim: int = MAX_DIM, 
 
 
 def _principal_axes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """``(mean [d], variances [min(n, d)] in decreasing order, their directions [min(n, d), d])`` of ``x [n, d]``."""
+  """``(mean [d], variances [min(n, d)] in decreasing order, their directions [min(n, d), d])`` of ``x [n, d]``.
+
+  Up to ``ROWS`` rows: the SVD of the centred rows in float64. Past that, the eigenvectors of the
+  covariance accumulated over row batches (the same subspace; cost linear in n, memory ``BATCH x d +
+  d x d``, a memory map read one batch at a time): in float64 on the host when the default device is
+  the CPU, else on the accelerator in float32 at full matmul precision (``on_accelerator``).
+  """
   n = len(x)
   if n <= ROWS:
     x = np.asarray(x, np.float64)
     mean = x.mean(0)
     _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
     return mean, s**2 / n, vt
-  batches = range(0, n, BATCH)
-  mean = sum(np.asarray(x[i : i + BATCH], np.float64).sum(0) for i in batches) / n
-  cov = sum((b := np.asarray(x[i : i + BATCH], np.float64) - mean).T @ b for i in batches) / n
+  if not on_accelerator():  # the host's float64 BLAS is as fast as XLA's CPU float32 here
+    batches = range(0, n, BATCH)
+    mean = sum(np.asarray(x[i : i + BATCH], np.float64).sum(0) for i in batches) / n
+    cov = sum((b := np.asarray(x[i : i + BATCH], np.float64) - mean).T @ b for i in batches) / n
+    var, vecs = np.linalg.eigh(cov)
+    return mean, np.maximum(var[::-1], 0.0), vecs[:, ::-1].T
+  shift = np.asarray(x[: min(n, BATCH)], np.float64).mean(0)  # one pass: moments about a shift near the mean
+  moments = (jnp.zeros(x.shape[1], jnp.float32), jnp.zeros((x.shape[1], x.shape[1]), jnp.float32))
+  for block, rows in _blocks(x):
+    moments = _add_moments(moments, block, rows, jnp.asarray(shift, jnp.float32))
+  offset = np.asarray(moments[0], np.float64) / n  # mean - shift
+  cov = np.asarray(moments[1], np.float64) / n - np.outer(offset, offset)
   var, vecs = np.linalg.eigh(cov)
-  return mean, np.maximum(var[::-1], 0.0), vecs[:, ::-1].T
+  return shift + offset, np.maximum(var[::-1], 0.0), vecs[:, ::-1].T
+
+
+def on_accelerator() -> bool:
+  """Whether conditioning past ``ROWS`` rows runs on the default device (a GPU or TPU) rather than the host."""
+  return jax.default_backend() != "cpu"
+
+
+def _blocks(x: np.ndarray):
+  """``(block [BATCH, d] float32 on the device, number of real rows)`` for each batch of ``x``'s rows,
+  the last one zero-padded, so every batch runs one compiled program."""
+  for i in range(0, len(x), BATCH):
+    block = np.asarray(x[i : i + BATCH], np.float32)
+    if len(block) < BATCH:
+      block = np.concatenate([block, np.zeros((BATCH - len(block), block.shape[1]), np.float32)])
+    yield jnp.asarray(block), min(BATCH, len(x) - i)
+
+
+@jax.jit
+def _add_moments(moments: tuple, block: jax.Array, rows: jax.Array, shift: jax.Array) -> tuple:
+  # sums of (x - shift) and (x - shift)(x - shift)^T; padding rows masked out; HIGHEST: float32 products
+  z = (block - shift[None, :]) * (jnp.arange(block.shape[0]) < rows)[:, None]
+  return moments[0] + jnp.sum(z, axis=0), moments[1] + jnp.matmul(z.T, z, precision=jax.lax.Precision.HIGHEST)
 
 
 def apply_conditioning(c: Conditioning, x: np.ndarray) -> np.ndarray:
-  """``x [m, d]`` mapped by ``c``: ``float32 [m, r]``, computed in row batches."""
-  out = np.empty((len(x), c.components.shape[0]), np.float32)
+  """``x [m, d]`` mapped by ``c``: ``float32 [m, r]``, computed in row batches (in float64 on the host;
+  past ``ROWS`` rows on an accelerator, in float32 there: ``on_accelerator``)."""
+  return _mapped(c, x, (c.unit_rows,))[0]
+
+
+def _mapped(c: Conditioning, x: np.ndarray, unit_rows: tuple[bool, ...]) -> list[np.ndarray]:
+  """``x`` projected once by ``c`` and returned in each form asked: unit rows (True) or scaled by
+  ``c.scale`` (False), e.g. ``(True, False)``: a space as ``phi1`` and as ``phi2`` from one read."""
+  outs = [np.empty((len(x), c.components.shape[0]), np.float32) for _ in unit_rows]
+  if len(x) > ROWS and on_accelerator():
+    mean, comps = jnp.asarray(c.mean, jnp.float32), jnp.asarray(c.components.T, jnp.float32)
+    for i, (block, rows) in zip(range(0, len(x), BATCH), _blocks(x)):
+      for out, z in zip(outs, _map_block(block, mean, comps, c.scale, unit_rows)):
+        out[i : i + rows] = np.asarray(z)[:rows]
+    return outs
   for i in range(0, len(x), BATCH):
-    z = (np.asarray(x[i : i + BATCH], np.float64) - c.mean) @ c.components.T * c.scale
-    if c.unit_rows:
-      norms = np.linalg.norm(z, axis=1, keepdims=True)
-      z = z / np.where(norms > 0, norms, 1.0)  # a row at the mean stays 0: it gets no class preference
-    out[i : i + len(z)] = z
-  return out
+    z = (np.asarray(x[i : i + BATCH], np.float64) - c.mean) @ c.components.T
+    for out, unit in zip(outs, unit_rows):
+      out[i : i + len(z)] = _unit(z) if unit else z * c.scale
+  return outs
+
+
+def _unit(z: np.ndarray) -> np.ndarray:
+  norms = np.linalg.norm(z, axis=1, keepdims=True)
+  return z / np.where(norms > 0, norms, 1.0)  # a row at the mean stays 0: it gets no class preference
+
+
+@functools.partial(jax.jit, static_argnames=("unit_rows",))
+def _map_block(block: jax.Array, mean: jax.Array, comps: jax.Array, scale, unit_rows: tuple[bool, ...]) -> list:
+  z = jnp.matmul(block - mean[None, :], comps, precision=jax.lax.Precision.HIGHEST)
+  norms = jnp.linalg.norm(z, axis=1, keepdims=True)
+  return [z / jnp.where(norms > 0, norms, 1.0) if unit else z * scale for unit in unit_rows]
 
 
 def condition_splits(train: dict, val: dict | None, max_dim: int = MAX_DIM) -> tuple[dict, dict | None]:
@@ -138,12 +201,8 @@ def condition_spaces(phi_a: np.ndarray, phi_b: np.ndarray, max_dim: int = MAX_DI
   spaces = {"a": np.asarray(phi_a), "b": np.asarray(phi_b)}
   as_phi2 = {s: fit_conditioning(x, unit_rows=False, max_dim=max_dim, whiten=whiten) for s, x in spaces.items()}
   as_phi1 = {s: c._replace(scale=1.0, unit_rows=True) for s, c in as_phi2.items()}
-  return Spaces(
-    as_phi1,
-    as_phi2,
-    {s: apply_conditioning(c, spaces[s]) for s, c in as_phi1.items()},
-    {s: apply_conditioning(c, spaces[s]) for s, c in as_phi2.items()},
-  )
+  mapped = {s: _mapped(c, spaces[s], (True, False)) for s, c in as_phi2.items()}  # one read of each space
+  return Spaces(as_phi1, as_phi2, {s: m[0] for s, m in mapped.items()}, {s: m[1] for s, m in mapped.items()})
 
 
 def kmeans_starts(spaces: Spaces, k: int, seed: int) -> dict:

@@ -1,7 +1,9 @@
 """Reading representations and labels from ``.npy`` / ``.npz`` files, with clear errors.
 
 A file argument is ``path.npy``, ``path.npz`` (when it holds one array) or
-``path.npz:key``. Files are never unpickled (``allow_pickle=False``).
+``path.npz:key``. Files are never unpickled (``allow_pickle=False``). A ``.npy`` file is
+memory-mapped: a float32 one stays on disk and is read in row batches (checks, fingerprint,
+conditioning), so inputs larger than memory pass through; an ``.npz`` member is read whole.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def load_array(spec: str, what: str, default_key: str = "features") -> np.ndarra
   """Loads the array named by ``spec`` (``file.npy``, ``file.npz`` or ``file.npz:key``).
 
   An ``.npz`` with several arrays needs ``:key``, except one holding ``default_key``
-  (``features`` of an ``python -m extract_torch`` output; ``labels`` for label files).
+  (``features`` of an ``python -m extract_torch`` output; ``labels`` for label files). A ``.npy``
+  comes back memory-mapped, read-only.
 
   Args:
     spec: the file (and key) to read.
@@ -51,9 +54,9 @@ def load_array(spec: str, what: str, default_key: str = "features") -> np.ndarra
       "save arrays with np.save or np.savez"
     )
   try:
-    loaded = np.load(path, allow_pickle=False)
+    loaded = np.load(path, allow_pickle=False, mmap_mode="r")
   except ValueError as e:
-    if "object arrays" in str(e).lower():
+    if "object arrays" in str(e).lower() or "python objects" in str(e).lower():
       raise ValueError(
         f"{what}: {path} holds Python objects (a pickled array); expected a numeric "
         "array. Save it with np.save(path, np.asarray(x, dtype=np.float32))"
@@ -88,19 +91,23 @@ def _check_shape(x: np.ndarray, what: str) -> None:
     raise ValueError(f"{what}: expected a non-empty array [n, d], found shape {x.shape}")
 
 
+# Rows per batch when a check reads a (possibly memory-mapped) array: memory stays BATCH x d.
+BATCH = 65_536
+
+
 def _check_finite(x: np.ndarray, what: str) -> None:
-  bad = ~np.isfinite(x)
-  if bad.any():
-    rows = np.unique(np.nonzero(bad)[0])
+  bad = [np.nonzero(~np.isfinite(x[i : i + BATCH])) for i in range(0, len(x), BATCH)]
+  if any(len(r) for r, _ in bad):
+    rows = np.unique(np.concatenate([r + i * BATCH for i, (r, _) in enumerate(bad)]))
     raise ValueError(
-      f"{what}: expected finite values, found {int(bad.sum())} NaN/inf in "
+      f"{what}: expected finite values, found {sum(len(r) for r, _ in bad)} NaN/inf in "
       f"{len(rows)} rows (first rows: {rows[:5].tolist()})"
     )
 
 
 def _check_varies(x: np.ndarray, what: str) -> None:
   """A space whose rows are all identical carries nothing to classify by."""
-  if len(x) > 1 and not (x != x[0]).any():
+  if len(x) > 1 and not any((x[i : i + BATCH] != x[0]).any() for i in range(0, len(x), BATCH)):
     raise ValueError(
       f"{what}: expected rows that differ, found all {len(x)} rows identical (a constant space separates nothing)"
     )
@@ -108,13 +115,13 @@ def _check_varies(x: np.ndarray, what: str) -> None:
 
 def check_features(x: np.ndarray, what: str) -> np.ndarray:
   """Checks a representation is a finite 2-D array ``[n, d]`` of real numbers whose rows are
-  not all identical; returns it as float32."""
+  not all identical; returns it as float32 (a float32 memory map as it is, still on disk)."""
   if x.dtype.kind == "c":
     raise ValueError(f"{what}: expected real numbers [n, d], found dtype {x.dtype} (complex); pass .real or abs()")
   if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
     raise ValueError(f"{what}: expected a numeric array [n, d], found dtype {x.dtype}")
   _check_shape(x, what)
-  x = x.astype(np.float32)
+  x = x if x.dtype == np.float32 else x.astype(np.float32)
   _check_finite(x, what)
   _check_varies(x, what)
   return x
@@ -267,7 +274,8 @@ def check_fit_inputs(
     _check_finite(x, what)
   check_same_rows({**arrays, "labels": labels})
   if unit_phi1:
-    norms = np.linalg.norm(np.asarray(phi1, np.float64), axis=1)
+    rows = range(0, len(phi1), BATCH)  # in batches: no float64 copy of a large phi1
+    norms = np.concatenate([np.linalg.norm(np.asarray(phi1[i : i + BATCH], np.float64), axis=1) for i in rows])
     if np.abs(norms - 1).max() > 1e-3:
       raise ValueError(
         f"{names[0]}: expected L2-normalised rows (HUME's task encoder, paper Sec. 2.2), found row "

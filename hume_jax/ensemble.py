@@ -147,13 +147,18 @@ def majority_vote(preds: np.ndarray, reference: int, k: int) -> np.ndarray:
 
 def vote_matched(matched: np.ndarray, reference: int, k: int) -> np.ndarray:
   """Per-sample majority vote of labelings ``matched [N, n]`` already in run ``reference``'s
-  numbering; ties go to the reference's label."""
-  n = matched.shape[1]
-  votes = np.zeros((k, n), np.int64)
+  numbering; ties go to the reference's label, else to the smallest label among the most voted.
+
+  Memory stays ``N x n``: each run's label is scored by how many runs agree with it (no ``[k, n]``
+  table, 10 GB at ImageNet's k = 1000 and 1.28M rows)."""
+  matched = np.asarray(matched)
+  agree = np.zeros(matched.shape, np.int32)  # agree[i, j]: runs that give sample j run i's label
   for row in matched:
-    votes[row, np.arange(n)] += 1
+    agree += matched == row[None, :]
+  most = agree.max(0)
+  smallest = np.where(agree == most[None, :], matched, k).min(0)
   ref = matched[reference]
-  return np.where(votes[ref, np.arange(n)] == votes.max(0), ref, votes.argmax(0))
+  return np.where(agree[reference] == most, ref, smallest)
 
 
 class SeedProtocol(NamedTuple):

@@ -62,6 +62,27 @@ def test_conditioning_of_phi1_gives_unit_rows_and_reuses_train_statistics():
   np.testing.assert_allclose(shifted, np.tile(direction / np.linalg.norm(direction), (5, 1)), atol=1e-3)
 
 
+@pytest.mark.parametrize("unit_rows", [False, True])
+def test_conditioning_past_rows_on_an_accelerator_matches_the_hosts_float64(monkeypatch, unit_rows):
+  from hume_jax import conditioning
+  from hume_jax.sampling import ROWS
+
+  rng = np.random.default_rng(2)
+  scales = np.linspace(4.0, 0.2, 40)
+  x = (rng.normal(size=(ROWS + 3_000, 40)) * scales + rng.normal(size=40) * 30).astype(np.float32)
+  host = conditioning.fit_conditioning(x, unit_rows=unit_rows, max_dim=12)
+  host_z = conditioning.apply_conditioning(host, x)
+  monkeypatch.setattr(conditioning, "on_accelerator", lambda: True)  # the jitted batches, run on the CPU here
+  dev = conditioning.fit_conditioning(x, unit_rows=unit_rows, max_dim=12)
+  np.testing.assert_allclose(dev.mean, host.mean, rtol=1e-6, atol=1e-5)
+  np.testing.assert_allclose(np.abs(np.sum(dev.components * host.components, axis=1)), 1, atol=1e-6)
+  assert dev.scale == pytest.approx(host.scale, rel=1e-5) and dev.explained == pytest.approx(host.explained, rel=1e-6)
+  signs = np.sign(np.sum(dev.components * host.components, axis=1))  # an eigenvector's sign is arbitrary
+  dev_z = conditioning.apply_conditioning(dev, x) * signs
+  assert dev_z.shape == host_z.shape == (len(x), 12)
+  np.testing.assert_allclose(dev_z, host_z, atol=2e-4 * np.abs(host_z).max())
+
+
 def test_plan_fits_the_budget_and_scales_the_milestones():
   assert plan_iterations(0.1, 600, 4) == 300  # fits: the preset's 300
   assert plan_iterations(1.0, 600, 4) == 150  # cut to the budget

@@ -84,3 +84,17 @@ def test_cli_seeds(tmp_path):
   assert np.load(os.path.join(out, "task_encoder.npz"))["E"].shape == (3, 4, 16)
   assert np.load(os.path.join(out, "labels_train_vote.npy")).shape == (600,)
   assert json.load(open(os.path.join(out, "metrics.json")))["best_seed"] == res["best_seed"]
+
+
+def test_vote_matched_equals_a_vote_table_with_its_tie_rules():
+  from hume_jax.ensemble import vote_matched
+
+  rng = np.random.default_rng(3)
+  for runs, k in [(1, 3), (2, 2), (3, 10), (4, 5), (9, 3)]:
+    matched, reference = rng.integers(0, k, (runs, 400)), int(rng.integers(runs))
+    votes = np.zeros((k, 400), np.int64)  # the plain [k, n] table: counts per label and sample
+    for row in matched:
+      votes[row, np.arange(400)] += 1
+    ref = matched[reference]
+    expected = np.where(votes[ref, np.arange(400)] == votes.max(0), ref, votes.argmax(0))
+    np.testing.assert_array_equal(vote_matched(matched, reference, k), expected)
