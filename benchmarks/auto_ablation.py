@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from hume_jax.auto import AUTO, fit_auto, vote_labels
-from hume_jax.conditioning import MAX_DIM, condition_spaces
-from hume_jax.metrics import evaluate
+from hume_jax.evaluation.metrics import evaluate
+from hume_jax.search.auto import AUTO, fit_auto, vote_labels
+from hume_jax.search.conditioning import MAX_DIM, condition_spaces
 
 VARIANTS = {
   "default": {},

@@ -18,7 +18,7 @@ import sys
 import time
 
 from hume_jax import OFFICIAL, cv_score, fit, hungarian_accuracy, predict
-from hume_jax.data import l2_normalize, load_default
+from hume_jax.io.data import l2_normalize, load_default
 
 MODELS = ("efficientnet_lite0", "open_nsfw")
 # (phi1 model, num_subsets, subset_size, adaptation_steps, inner_lr, outer_lr)

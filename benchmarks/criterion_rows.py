@@ -19,8 +19,8 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.cluster import KMeans
 
-from hume_jax.conditioning import condition_spaces
-from hume_jax.metrics import separability_per_space
+from hume_jax.evaluation.metrics import separability_per_space
+from hume_jax.search.conditioning import condition_spaces
 
 
 def pool(a: np.ndarray, b: np.ndarray, y: np.ndarray, seed: int = 0) -> dict:

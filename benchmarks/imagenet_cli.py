@@ -9,7 +9,7 @@ ViT-L; class means drawn independently per view) as float32 ``.npy`` files in DI
 default device in row blocks straight into memory-mapped files (the host never holds a whole view),
 then times each command in a child process: wall and CPU seconds, the child's peak resident
 memory, and the run's metrics.json (ACC on the val split, sizes found). The inputs are memory-mapped
-by the command line (``hume_jax.data.load_array``). The official settings' CV score is
+by the command line (``hume_jax.io.data.load_array``). The official settings' CV score is
 scikit-learn's, exactly as the official ``evaluate.py``: ``--official-val`` rows keep it short.
 """
 

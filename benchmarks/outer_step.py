@@ -97,7 +97,7 @@ def main() -> None:
   import numpy as np
 
   from hume_jax import HumeConfig, init_state, outer_step
-  from hume_jax._plan import execution_plan
+  from hume_jax.core._plan import execution_plan
 
   spec = dict(CONFIGS[args.config])
   n, d1, d2 = spec.pop("n"), spec.pop("d1"), spec.pop("d2")

@@ -56,14 +56,14 @@ def _step(config: str):
   phi1 = rng.normal(size=(n, d1)).astype(np.float32)
   phi2 = rng.normal(size=(n, d2)).astype(np.float32)
   if config == "turtle":
-    from hume_jax.turtle import TurtleConfig, _turtle_step_jit, init_turtle
+    from hume_jax.training.turtle import TurtleConfig, _turtle_step_jit, init_turtle
 
     cfg = TurtleConfig(**spec)
     xs = (jnp.asarray(phi1), jnp.asarray(phi2))
     state = init_turtle(jax.random.PRNGKey(0), cfg, (d1, d2))
     return lambda st: _turtle_step_jit(st, xs, config=cfg), state, lambda: _turtle_step_jit.lower(state, xs, config=cfg)
   from hume_jax import HumeConfig, init_state
-  from hume_jax._fit import _outer_step_jit, step_config
+  from hume_jax.training._fit import _outer_step_jit, step_config
 
   cfg = step_config(HumeConfig(**spec))
   phi1 /= np.linalg.norm(phi1, axis=1, keepdims=True)

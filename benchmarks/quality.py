@@ -16,10 +16,10 @@ empty classes and wall time. Baselines run at their authors' defaults:
   10) on the two raw spaces;
 * HUME with the ``cpu`` preset on the raw spaces (``a`` as phi1, L2-normalised): what a
   user got before ``--preset auto``;
-* the default, ``python -m hume_jax.train``'s ``--preset auto`` (``hume_jax.auto.fit_auto``,
+* the default, ``python -m hume_jax.train``'s ``--preset auto`` (``hume_jax.search.auto.fit_auto``,
   ``--budget`` seconds);
 * a supervised linear probe (5-fold, labels used: the ceiling of a linear labeling);
-* ``kauto``: ``--k auto`` on the raw spaces (``hume_jax.kauto``), the K chosen against the true K;
+* ``kauto``: ``--k auto`` on the raw spaces (``hume_jax.search.kauto``), the K chosen against the true K;
 * class-size priors (named in ``--methods`` only): ``auto-kmeans-sizes`` (``--class-sizes k-means``:
   each run drawn to the sizes of its start's k-means, label-free) and ``auto-true-sizes`` (the true
   sizes given, labels used: what a prior can do at best).
@@ -32,7 +32,7 @@ the sizes found.
 With the default, each set also gets the premise analysis (``analysis``): kappa of the human
 labeling, of the labeling found and of each space's k-means partition in each space, whether the
 human labeling is the most separable of those, and whether the label-free warning
-(``hume_jax.premise``) was right.
+(``hume_jax.search.premise``) was right.
 
 Rows marked "(a)" / "(b)" are per space; for each baseline family the table also gives the
 better space *chosen with the labels*, an upper bound no label-free user could pick.
@@ -51,11 +51,11 @@ import warnings
 import numpy as np
 
 from hume_jax import CPU, fit, predict
-from hume_jax.auto import Watch, apply_conditioning, fit_auto, fit_conditioning, vote_labels
-from hume_jax.data import l2_normalize
-from hume_jax.metrics import evaluate, hungarian_map
-from hume_jax.sizes import as_prior
-from hume_jax.turtle import TurtleConfig, fit_turtle, predict_turtle
+from hume_jax.evaluation.metrics import evaluate, hungarian_map
+from hume_jax.io.data import l2_normalize
+from hume_jax.search.auto import Watch, apply_conditioning, fit_auto, fit_conditioning, vote_labels
+from hume_jax.search.sizes import as_prior
+from hume_jax.training.turtle import TurtleConfig, fit_turtle, predict_turtle
 
 
 def kmeans(x, k, seed=0):
@@ -153,12 +153,12 @@ def _record(rows, y, k, on_row):
 def analysis(a, b, y, found, k) -> dict:
   """The premise on this set, with the labels: kappa of the human labeling, of the labeling found
   and of each space's k-means partition, in each space (the conditioned spaces of
-  ``hume_jax.premise``), whether the human labeling is the most separable of the human and k-means
+  ``hume_jax.search.premise``), whether the human labeling is the most separable of the human and k-means
   labelings (each k-means judged in the space it was not clustered in), and the label-free
   warning's verdict."""
-  from hume_jax.conditioning import condition_spaces
-  from hume_jax.metrics import separability_per_space
-  from hume_jax.premise import premise_report
+  from hume_jax.evaluation.metrics import separability_per_space
+  from hume_jax.search.conditioning import condition_spaces
+  from hume_jax.search.premise import premise_report
 
   report = premise_report(a, b, found, k, names=("a", "b"))
   spaces = condition_spaces(a, b)
@@ -237,7 +237,7 @@ def run_set(
     turtle = lambda: predict_turtle(fit_turtle([a, b], TurtleConfig(k=k, seed=seed), progress=False)[0].encoder, [a, b])
     record("TURTLE mode, TURTLE defaults", "a+b", turtle)
   if "kauto" in methods:
-    from hume_jax.kauto import select_k_auto
+    from hume_jax.search.kauto import select_k_auto
 
     lo, hi = k_range or (2, 15)
     t0 = time.perf_counter()
@@ -349,8 +349,8 @@ def summary(results: dict[str, dict]) -> None:
 
 def _premise_table(results: dict) -> None:
   """Per set, the kappas of the premise analysis and the warning's verdict, judged again with the current
-  ``hume_jax.premise.MARGIN`` from the saved kappas (the same verdict a run of this version gives)."""
-  from hume_jax.premise import MARGIN, smallest_lead
+  ``hume_jax.search.premise.MARGIN`` from the saved kappas (the same verdict a run of this version gives)."""
+  from hume_jax.search.premise import MARGIN, smallest_lead
 
   sets = [n for n, v in results.items() if isinstance(v, dict) and "analysis" in v]
   if not sets:

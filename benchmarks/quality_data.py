@@ -30,7 +30,7 @@ pretrained views of the same texts):
   FOLDER``) as ``a``, all-MiniLM-L6-v2 as ``b``.
 
 Held-out pairs (``--only`` them; not in the default list): other pairs of the same samples, to
-check the premise warning (``hume_jax.premise``) on pairs that did not set its margin:
+check the premise warning (``hume_jax.search.premise``) on pairs that did not set its margin:
 
 * ``digits_lite2``: the digit scans; EfficientNet-Lite0 as ``a``, EfficientNet-Lite2 as ``b``.
 * ``cifar10_nsfw_lite2``: the CIFAR-10 test images; Open-NSFW as ``a``, EfficientNet-Lite2 as ``b``.

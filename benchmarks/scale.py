@@ -32,14 +32,14 @@ import time
 import jax
 import numpy as np
 
-from hume_jax import metrics as hm
-from hume_jax._fit import outer_step_jit, predict
-from hume_jax._outer import init_state
-from hume_jax.budget import plan_search
-from hume_jax.conditioning import condition_spaces, kept_dims, kmeans_starts
 from hume_jax.config import AUTO, IMAGENET
-from hume_jax.premise import premise_report
-from hume_jax.refine import refine
+from hume_jax.core._outer import init_state
+from hume_jax.evaluation import metrics as hm
+from hume_jax.search.budget import plan_search
+from hume_jax.search.conditioning import condition_spaces, kept_dims, kmeans_starts
+from hume_jax.search.premise import premise_report
+from hume_jax.search.refine import refine
+from hume_jax.training._fit import outer_step_jit, predict
 
 
 def mixture(n: int, k: int, d1: int, d2: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

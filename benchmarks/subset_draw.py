@@ -1,7 +1,7 @@
 """CPU cost of one outer iteration's subset draws against n, and of the whole iteration (``--preset auto``'s
 config, k = 10, two 256-d views): ``jax.random.permutation(key, n)[:m]``
-(the draw up to 65,535 rows, bit for bit) and ``hume_jax._objective.draw_subsets`` (past that,
-``hume_jax._shuffle.distinct_draws``: rows drawn with replacement, repeats skipped).
+(the draw up to 65,535 rows, bit for bit) and ``hume_jax.core._objective.draw_subsets`` (past that,
+``hume_jax.core._shuffle.distinct_draws``: rows drawn with replacement, repeats skipped).
 
     python benchmarks/subset_draw.py [--sizes 10000,100000,300000,1000000] [--subsets 8] [--rows 2000]
 """
@@ -17,9 +17,9 @@ import time
 import jax
 import numpy as np
 
-from hume_jax._objective import draw_subsets
-from hume_jax._outer import init_state, outer_step
 from hume_jax.config import AUTO
+from hume_jax.core._objective import draw_subsets
+from hume_jax.core._outer import init_state, outer_step
 
 
 def cpu_ms(f, repeats: int = 5) -> float:

@@ -31,11 +31,11 @@ import time
 
 import numpy as np
 
-from hume_jax.auto import fit_auto, vote_labels
-from hume_jax.conditioning import condition_spaces
 from hume_jax.config import TurtleConfig
-from hume_jax.metrics import evaluate, separability_per_space
-from hume_jax.turtle import fit_turtle, predict_turtle
+from hume_jax.evaluation.metrics import evaluate, separability_per_space
+from hume_jax.search.auto import fit_auto, vote_labels
+from hume_jax.search.conditioning import condition_spaces
+from hume_jax.training.turtle import fit_turtle, predict_turtle
 
 VARIANTS = ("raw", "pca128", "pca256", "proj128", "pca128_fast")
 

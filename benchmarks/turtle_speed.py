@@ -57,7 +57,7 @@ def main() -> None:
   import numpy as np
   import torch
 
-  from hume_jax.turtle import TurtleConfig, init_turtle, turtle_step
+  from hume_jax.training.turtle import TurtleConfig, init_turtle, turtle_step
 
   torch.set_num_threads(args.threads)
   sys.path.insert(0, HERE)

@@ -2,7 +2,7 @@
 asks the loop to stop after the batch in flight (which keeps the images done, a partial chunk
 included); a second one stops the process at once (the operating system's default).
 
-The same contract as ``hume_jax.stopping``, written here because extract_torch never imports
+The same contract as ``hume_jax.training.stopping``, written here because extract_torch never imports
 hume_jax (each package installs and runs without the other).
 """
 

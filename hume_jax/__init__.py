@@ -14,14 +14,6 @@ official seeds protocol (``fit_seeds``, ``best_and_vote``, ``train_seeds``), the
 (``fit_turtle``). The paper's pieces (Eq. 3, 5, 7) are pure functions, re-exported below.
 """
 
-from hume_jax._fit import fit, outer_step_jit, predict
-from hume_jax._inner import Linear, cross_entropy_grad, init_linear, inner_sgd, soft_cross_entropy
-from hume_jax._loop import Stopped
-from hume_jax._objective import SubsetStats, draw_subsets, entropy, hume_loss, init_inner, subset_loss
-from hume_jax._outer import StepMetrics, TrainState, anneal_factor, init_state, make_optimizer, outer_step
-from hume_jax._sparsemax import sparsemax
-from hume_jax._task_encoder import TaskEncoder, encoder_matrix, init_task_encoder, task_labels, task_logits
-from hume_jax.auto import AutoResult, fit_auto, vote_labels
 from hume_jax.config import (
   AUTO,
   CPU,
@@ -33,11 +25,27 @@ from hume_jax.config import (
   check_config,
   check_turtle_config,
 )
-from hume_jax.ensemble import KSelection, SeedProtocol, best_and_vote, fit_seeds, majority_vote, predict_seeds, select_k
+from hume_jax.core._inner import Linear, cross_entropy_grad, init_linear, inner_sgd, soft_cross_entropy
+from hume_jax.core._objective import SubsetStats, draw_subsets, entropy, hume_loss, init_inner, subset_loss
+from hume_jax.core._outer import StepMetrics, TrainState, anneal_factor, init_state, make_optimizer, outer_step
+from hume_jax.core._sparsemax import sparsemax
+from hume_jax.core._task_encoder import TaskEncoder, encoder_matrix, init_task_encoder, task_labels, task_logits
 from hume_jax.estimator import HUME
-from hume_jax.metrics import cv_kappa, cv_score, evaluate, hungarian_accuracy, separability
+from hume_jax.evaluation.metrics import cv_kappa, cv_score, evaluate, hungarian_accuracy, separability
 from hume_jax.runs import HUME_METHOD, TURTLE_METHOD, Method, Run, summarize, train_auto, train_one, train_seeds
-from hume_jax.turtle import TurtleState, fit_turtle, predict_turtle
+from hume_jax.search.auto import AutoResult, fit_auto, vote_labels
+from hume_jax.training._fit import fit, outer_step_jit, predict
+from hume_jax.training._loop import Stopped
+from hume_jax.training.ensemble import (
+  KSelection,
+  SeedProtocol,
+  best_and_vote,
+  fit_seeds,
+  majority_vote,
+  predict_seeds,
+  select_k,
+)
+from hume_jax.training.turtle import TurtleState, fit_turtle, predict_turtle
 
 # fmt: off
 __all__ = [

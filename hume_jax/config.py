@@ -5,7 +5,7 @@ and the checks that reject a configuration before any compute.
 CIFAR-100-20); ``IMAGENET`` the official README's ImageNet-1000 settings; ``CPU`` the
 smaller preset of the default Fashion-MNIST run, chosen by the label-free CV score
 (``benchmarks/cpu_preset.py``); ``AUTO`` the default for a user's own representations, run
-by ``hume_jax.auto`` on conditioned inputs within a time budget. ``TurtleConfig`` holds
+by ``hume_jax.search.auto`` on conditioned inputs within a time budget. ``TurtleConfig`` holds
 TURTLE's official defaults (``run_turtle.py``).
 
 Each config keeps its official code's names: ``HumeConfig.gamma`` is HUME's annealing factor
@@ -57,7 +57,7 @@ class HumeConfig:
     remat: recompute the inner steps' activations in the backward pass instead of storing
       them. Same result, less memory. Not a HUME hyperparameter.
     row_block: rows of ``phi2`` per block in each inner step (see ``inner_sgd``); 0:
-      whole-matrix products; -1: automatic (``hume_jax._plan.execution_plan``: 128 on a single CPU thread
+      whole-matrix products; -1: automatic (``hume_jax.core._plan.execution_plan``: 128 on a single CPU thread
       when a subset's inner block outgrows L2, else 0). Same result up to summation order. Not a
       HUME hyperparameter.
     shared_rows: 1 to compute the subsets of a chunk over all rows at once, as row masks,
@@ -65,9 +65,9 @@ class HumeConfig:
       -1: automatic (``execution_plan``: on a CPU when each subset covers most rows). Same
       result up to summation order. Not a HUME hyperparameter.
     prior: class sizes the labeling is drawn towards, as shares of the samples: ``k`` positive
-      numbers, largest first, summing to 1 (``hume_jax.sizes.as_prior`` makes them from counts).
+      numbers, largest first, summing to 1 (``hume_jax.search.sizes.as_prior`` makes them from counts).
       The ``H_reg`` term becomes ``H(prior) - KL(sizes by rank || prior)``
-      (``hume_jax._objective.size_term``). None: the paper's entropy, which favours equal sizes and
+      (``hume_jax.core._objective.size_term``). None: the paper's entropy, which favours equal sizes and
       equals the uniform prior's term.
   """
 
@@ -123,7 +123,7 @@ CPU = dataclasses.replace(
   OFFICIAL, num_subsets=8, subset_size=2000, adaptation_steps=50, inner_lr=6e-3, outer_lr=1e-2, num_iters=300
 )
 
-# The default for a user's own representations (hume_jax.auto): the CPU preset's subsets and
+# The default for a user's own representations (hume_jax.search.auto): the CPU preset's subsets and
 # steps on conditioned inputs, phi2 scaled to unit top eigenvalue so that inner_lr 0.9 is 0.9 of
 # 1 / lambda_max (under the stable limit 2 / lambda_max), whatever the features' scale.
 # num_iters is cut to fit the time budget.
@@ -207,7 +207,7 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
 
 def check_prior(prior, k: int, name: str = "prior") -> None:
   """Rejects a class-size prior that is not ``k`` positive finite shares, sorted largest first,
-  summing to 1 (``hume_jax.sizes.as_prior`` makes one from any sizes)."""
+  summing to 1 (``hume_jax.search.sizes.as_prior`` makes one from any sizes)."""
   if prior is None:
     return
   p = np.asarray(prior, dtype=np.float64)
@@ -217,7 +217,7 @@ def check_prior(prior, k: int, name: str = "prior") -> None:
     raise ValueError(f"{name}: expected positive finite class sizes, got {p.tolist()}")
   if abs(p.sum() - 1) > 1e-6 or np.any(np.diff(p) > 0):
     raise ValueError(
-      f"{name}: expected shares sorted largest first that sum to 1 (hume_jax.sizes.as_prior), got {p.tolist()}"
+      f"{name}: expected shares sorted largest first that sum to 1 (hume_jax.search.sizes.as_prior), got {p.tolist()}"
     )
 
 

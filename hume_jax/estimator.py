@@ -17,10 +17,10 @@ import dataclasses
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from hume_jax import metrics as hm
-from hume_jax.budget import DEFAULT_BUDGET
 from hume_jax.config import PRESETS, TurtleConfig
-from hume_jax.sizes import as_prior
+from hume_jax.evaluation import metrics as hm
+from hume_jax.search.budget import DEFAULT_BUDGET
+from hume_jax.search.sizes import as_prior
 
 
 class HUME(ClusterMixin, BaseEstimator):
@@ -28,7 +28,7 @@ class HUME(ClusterMixin, BaseEstimator):
 
   Args:
     k: number of classes.
-    preset: ``"auto"`` (default: ``hume_jax.auto.fit_auto`` on raw features), ``"official"``,
+    preset: ``"auto"`` (default: ``hume_jax.search.auto.fit_auto`` on raw features), ``"official"``,
       ``"cpu"`` or ``"imagenet"`` (``hume_jax.config``; phi1 L2-normalised, phi2 as given).
     budget: seconds for the ``"auto"`` search.
     num_iters: outer iterations (default: the preset's; for ``"auto"``, fitted to ``budget``).
@@ -36,7 +36,7 @@ class HUME(ClusterMixin, BaseEstimator):
     method: ``"hume"`` or ``"turtle"`` (TURTLE's official settings; ``preset`` is then unused).
     progress: show progress bars.
     class_sizes: the class sizes the labeling is drawn towards (``k`` counts or shares, any order;
-      ``"k-means"`` with ``"auto"``: label-free, ``hume_jax.sizes.run_priors``); None: equal sizes.
+      ``"k-means"`` with ``"auto"``: label-free, ``hume_jax.search.sizes.run_priors``); None: equal sizes.
 
   Attributes (after ``fit``):
     labels_: ``[n]`` labels of the training samples.
@@ -75,10 +75,10 @@ class HUME(ClusterMixin, BaseEstimator):
 
   def fit(self, phi1: np.ndarray, phi2: np.ndarray, y=None) -> "HUME":
     """Trains on ``phi1 [n, d1]`` and ``phi2 [n, d2]`` (``y`` is ignored: HUME uses no labels)."""
-    from hume_jax._fit import fit
-    from hume_jax.auto import fit_auto
-    from hume_jax.data import l2_normalize
-    from hume_jax.turtle import fit_turtle
+    from hume_jax.io.data import l2_normalize
+    from hume_jax.search.auto import fit_auto
+    from hume_jax.training._fit import fit
+    from hume_jax.training.turtle import fit_turtle
 
     config = self._config()
     phi1, phi2 = np.asarray(phi1, np.float32), np.asarray(phi2, np.float32)
@@ -106,10 +106,10 @@ class HUME(ClusterMixin, BaseEstimator):
   def predict(self, phi1: np.ndarray, phi2: np.ndarray | None = None) -> np.ndarray:
     """Labels ``[m]`` of new samples (``phi2`` needed by ``"auto"``, whose labels are a vote of
     runs reading either space, and by TURTLE)."""
-    from hume_jax._fit import predict
-    from hume_jax.auto import vote_labels
-    from hume_jax.data import l2_normalize
-    from hume_jax.turtle import predict_turtle
+    from hume_jax.io.data import l2_normalize
+    from hume_jax.search.auto import vote_labels
+    from hume_jax.training._fit import predict
+    from hume_jax.training.turtle import predict_turtle
 
     if not hasattr(self, "result_"):
       raise ValueError("HUME: call fit before predict")

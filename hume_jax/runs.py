@@ -1,5 +1,5 @@
 """One trained run, whatever the method or protocol: the ``Run`` result type and the ways to train
-(one run, seeds, ``--preset auto``) with a ``Method`` (``hume_jax.methods``: HUME and TURTLE as
+(one run, seeds, ``--preset auto``) with a ``Method`` (``hume_jax.training.methods``: HUME and TURTLE as
 values, not branches). Splits are dicts with ``phi1``, ``phi2`` and ``labels`` (or None); nothing
 here sees flags, paths or ``argv``.
 
@@ -14,11 +14,11 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from hume_jax import metrics as hm
-from hume_jax.budget import DEFAULT_BUDGET
-from hume_jax.methods import HUME_METHOD, METHODS, TURTLE_METHOD, Method  # noqa: F401  (re-exported)
-from hume_jax.sampling import ROWS
-from hume_jax.sizes import short_classes
+from hume_jax.evaluation import metrics as hm
+from hume_jax.evaluation.sampling import ROWS
+from hume_jax.search.budget import DEFAULT_BUDGET
+from hume_jax.search.sizes import short_classes
+from hume_jax.training.methods import HUME_METHOD, METHODS, TURTLE_METHOD, Method  # noqa: F401  (re-exported)
 
 
 class Run(NamedTuple):
@@ -53,10 +53,10 @@ def result_arrays(result, names: dict[str, str] | None = None) -> dict[str, np.n
   E.T)`` gives its labels), then every run ``run{i}_*`` with the space it reads (named by
   ``names``, e.g. ``{"a": "--phi1"}``), its conditioning and its map to the kept run's numbering,
   from which a few lines of numpy rebuild the vote; and, when the labels are refined
-  (``hume_jax.refine``), each space's ``refine_{a,b}_*``: ``(x - mean) @ components.T`` is what
+  (``hume_jax.search.refine``), each space's ``refine_{a,b}_*``: ``(x - mean) @ components.T`` is what
   its classifier (``coef``, ``intercept``) reads, and the labels are the argmax of the summed
   log-softmax of both classifiers' logits (``vote_labels`` does all of it)."""
-  from hume_jax._task_encoder import encoder_matrix
+  from hume_jax.core._task_encoder import encoder_matrix
 
   names = names or {"a": "a", "b": "b"}
   enc = result.state.encoder
@@ -144,7 +144,7 @@ def train_seeds(
   """The official protocol: one run per seed, the run with the best CV score, and the majority
   vote of all runs matched to it (``preds["<split>_vote"]``); per-seed scores (and metrics
   when the evaluation split has labels) in ``extra``."""
-  from hume_jax.ensemble import best_and_vote
+  from hume_jax.training.ensemble import best_and_vote
 
   t0 = time.perf_counter()
   states = method.fit_seeds(config, train, seeds, dict(hooks or {}, say=say))
@@ -194,12 +194,12 @@ def train_auto(
   resume=None,
   prior=None,
 ) -> tuple[Run, dict, dict | None]:
-  """``hume_jax.auto.fit_auto`` on the raw spaces of ``train`` (``phi1`` is space ``a``), its
+  """``hume_jax.search.auto.fit_auto`` on the raw spaces of ``train`` (``phi1`` is space ``a``), its
   labels (the vote) of each split, and the splits in the chosen order: ``(run, train, val)``
   with ``phi1``/``phi2`` swapped when the search kept ``phi2`` as HUME's phi1. ``watch`` and
-  ``resume`` are ``fit_auto``'s (``hume_jax.auto.Watch``, ``Resume``); ``prior`` too (default:
+  ``resume`` are ``fit_auto``'s (``hume_jax.search.auto.Watch``, ``Resume``); ``prior`` too (default:
   ``config.prior``)."""
-  from hume_jax.auto import Resume, Watch, fit_auto
+  from hume_jax.search.auto import Resume, Watch, fit_auto
 
   watch, resume = watch or Watch(), resume or Resume()
   watch = watch._replace(names=watch.names or {"a": "phi1", "b": "phi2"})
@@ -221,9 +221,9 @@ def train_auto(
 
 
 def auto_run(res, train: dict, val: dict | None, seconds: float, watch=None) -> tuple[Run, dict, dict | None]:
-  """The ``Run`` of a ``hume_jax.auto.AutoResult``: its vote's labels of each split, the CV score,
+  """The ``Run`` of a ``hume_jax.search.auto.AutoResult``: its vote's labels of each split, the CV score,
   and the splits in the chosen order (``phi1``/``phi2`` swapped when the search kept ``phi2``)."""
-  from hume_jax.auto import Watch, vote_labels
+  from hume_jax.search.auto import Watch, vote_labels
 
   watch = watch or Watch(names={"a": "phi1", "b": "phi2"})
   preds = _predictions(lambda split: vote_labels(res, split["phi1"], split["phi2"]), train, val)
@@ -248,7 +248,7 @@ def _auto_report(res, names: dict) -> dict:
     "majority vote of the runs, matched to the kept run"
     if res.vote["used"]
     else "the kept run (the vote left a class empty)"
-  ) + (", refined in both spaces (hume_jax.refine)" if res.refiner is not None else "")
+  ) + (", refined in both spaces (hume_jax.search.refine)" if res.refiner is not None else "")
   return {
     "phi1": names[res.order[0]],
     "phi2": names[res.order[1]],
@@ -274,7 +274,7 @@ def summarize(
 ) -> dict:
   """``metrics.json``: the CV score, the class counts of every split (and ACC/NMI/ARI where the
   split has labels), the run's extra entries and (``premise``) the label-free check of whether
-  the representations favour the labeling found (``hume_jax.premise``). ``names`` is how the
+  the representations favour the labeling found (``hume_jax.search.premise``). ``names`` is how the
   spaces in the roles ``phi1`` and ``phi2`` are called (kept as ``spaces``; the premise check
   names them so), e.g. ``{"phi1": "--phi2 (b.npy)", "phi2": "--phi1 (a.npy)"}`` after a swap;
   ``say`` announces the premise check."""
@@ -298,7 +298,7 @@ def summarize(
     results["splits"][split] = entry
   results.update(run.extra)
   if premise:
-    from hume_jax.premise import premise_report
+    from hume_jax.search.premise import premise_report
 
     evaluation = val if run.cv_split == "val" else train
     reported = run.preds.get(f"{run.cv_split}_vote", run.preds[run.cv_split])

@@ -1,4 +1,4 @@
-"""``--preset auto`` (hume_jax.auto): conditioning in closed form, the plan, the criterion, and
+"""``--preset auto`` (hume_jax.search.auto): conditioning in closed form, the plan, the criterion, and
 the cause of empty classes (an un-centred cone of features) removed."""
 
 import dataclasses
@@ -10,7 +10,7 @@ import pytest
 from conftest import cone, planted
 
 from hume_jax import HumeConfig, fit, hungarian_accuracy, predict, train
-from hume_jax.auto import (
+from hume_jax.search.auto import (
   apply_conditioning,
   fit_auto,
   fit_conditioning,
@@ -20,7 +20,7 @@ from hume_jax.auto import (
   separability,
   vote_labels,
 )
-from hume_jax.ensemble import majority_vote
+from hume_jax.training.ensemble import majority_vote
 
 CFG = HumeConfig(
   k=4,
@@ -64,8 +64,8 @@ def test_conditioning_of_phi1_gives_unit_rows_and_reuses_train_statistics():
 
 @pytest.mark.parametrize("unit_rows", [False, True])
 def test_conditioning_past_rows_on_an_accelerator_matches_the_hosts_float64(monkeypatch, unit_rows):
-  from hume_jax import conditioning
-  from hume_jax.sampling import ROWS
+  from hume_jax.evaluation.sampling import ROWS
+  from hume_jax.search import conditioning
 
   rng = np.random.default_rng(2)
   scales = np.linspace(4.0, 0.2, 40)
@@ -125,7 +125,7 @@ def test_uncentred_cone_leaves_classes_empty_and_auto_does_not():
   raw = np.stack(
     [predict(r.encoder, apply_conditioning(r.conditioning, phi1 if r.phi1 == "a" else phi2)) for r in res.members]
   )
-  vote = vote_labels(res._replace(refiner=None), phi1, phi2)  # without the refinement of hume_jax.refine
+  vote = vote_labels(res._replace(refiner=None), phi1, phi2)  # without the refinement of hume_jax.search.refine
   assert res.vote["used"]
   np.testing.assert_array_equal(vote, majority_vote(raw, res.reference, 4))
   assert np.bincount(vote, minlength=4).min() > 50 and hungarian_accuracy(vote, y) > 0.85
@@ -177,7 +177,7 @@ def test_cli_default_for_user_data_is_auto_and_reports_classes(tmp_path, capsys)
   kept = runs[int(enc["kept_run"])]
   rebuilt = np.where(votes[np.arange(len(kept)), kept] == votes.max(1), kept, votes.argmax(1))
   assert bool(enc["labels_are_vote"]) and res["auto"]["vote"]["used"]
-  # ... and the saved refinement of the vote (hume_jax.refine) gives the labels reported.
+  # ... and the saved refinement of the vote (hume_jax.search.refine) gives the labels reported.
   assert bool(enc["labels_are_refined"]) and res["auto"]["refinement"]["used"]
   shifted = lambda z: z - z.max(1, keepdims=True)
   log_softmax = lambda z: shifted(z) - np.log(np.exp(shifted(z)).sum(1, keepdims=True))
@@ -302,7 +302,7 @@ def test_k_auto_on_raw_features_finds_the_planted_k(tmp_path, capsys, monkeypatc
 
 def test_k_auto_warns_when_the_runs_agree_little_at_every_k():
   """The chosen K's stability below WEAK gives a warning that says so; agreement above it none."""
-  from hume_jax.kauto import WEAK, weak_agreement
+  from hume_jax.search.kauto import WEAK, weak_agreement
 
   assert weak_agreement(WEAK + 0.01) is None and weak_agreement(0.71) is None
   note = weak_agreement(0.17)

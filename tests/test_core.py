@@ -27,7 +27,7 @@ from hume_jax import (
 
 
 def test_householder_product_matches_lapack():
-  from hume_jax._task_encoder import householder_product
+  from hume_jax.core._task_encoder import householder_product
 
   a = jax.random.normal(jax.random.PRNGKey(0), (9, 4))
   tau = 2 / (1 + jnp.sum(jnp.tril(a, -1) ** 2, 0))
@@ -176,8 +176,8 @@ def test_chunked_and_rematerialised_steps_give_the_same_update(rand_init):
 def test_subsets_as_row_masks_give_hume_loss_and_its_gradient(m, shared_w0):
   """hume_loss_shared_rows (all rows at once, subsets as masks, stacked classifiers) against
   hume_loss (each subset gathered), float64: subsets of all rows (m = n) and of some."""
-  from hume_jax._objective import draw_subsets, hume_loss, hume_loss_shared_rows, init_inner
-  from hume_jax._task_encoder import init_task_encoder
+  from hume_jax.core._objective import draw_subsets, hume_loss, hume_loss_shared_rows, init_inner
+  from hume_jax.core._task_encoder import init_task_encoder
 
   rng = np.random.default_rng(0)
   phi1 = rng.normal(size=(60, 7))
@@ -208,8 +208,8 @@ def test_subsets_as_row_masks_give_hume_loss_and_its_gradient(m, shared_w0):
 def test_cpu_execution_plan(monkeypatch):
   """The CPU plan as measured (benchmarks/README.md): row masks for subsets covering most rows,
   otherwise one subset at a time; row blocks only on a single thread and past 16 MiB blocks."""
-  from hume_jax import _plan
-  from hume_jax._plan import CPU_ROW_BLOCK, execution_plan
+  from hume_jax.core import _plan
+  from hume_jax.core._plan import CPU_ROW_BLOCK, execution_plan
 
   paper = HumeConfig(num_subsets=20, subset_size=10000)  # 10k-row subsets of 10k samples
   raw = HumeConfig(num_subsets=8, subset_size=2000)  # 1,800 training rows of 10k
@@ -224,7 +224,7 @@ def test_cpu_execution_plan(monkeypatch):
 
 
 def test_memory_plan_escalates_until_it_fits():
-  from hume_jax.memory import plan_memory, step_memory_bytes
+  from hume_jax.training.memory import plan_memory, step_memory_bytes
 
   # All four subsets at once (the accelerators' plan; a CPU runs them one at a time by itself).
   cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50, subset_chunk=4)
@@ -250,7 +250,7 @@ def test_memory_plan_escalates_until_it_fits():
 @pytest.mark.parametrize("remat", [False, True])
 @pytest.mark.parametrize("row_block", [0, 16, 40, 64])  # 16: 3 blocks, the last padded; 64 > n
 def test_inner_sgd_reverse_pass_matches_autodiff(remat, row_block):
-  from hume_jax._inner import inner_sgd_autodiff
+  from hume_jax.core._inner import inner_sgd_autodiff
 
   k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(5), 4)
   phi2 = jax.random.normal(k1, (40, 7))
@@ -275,7 +275,7 @@ def test_inner_sgd_reverse_pass_matches_autodiff(remat, row_block):
 @pytest.mark.parametrize("scale", [1e-3, 0.5, 1.0, 3.0, 1e4])
 def test_clipping_is_pytorchs_clip_grad_norm(scale):
   torch = pytest.importorskip("torch")
-  from hume_jax._outer import clip_grad_norm
+  from hume_jax.core._outer import clip_grad_norm
 
   rng = np.random.default_rng(0)
   grads = [rng.normal(size=(7, 3)), rng.normal(size=(5,))]
@@ -291,7 +291,7 @@ def test_clipping_is_pytorchs_clip_grad_norm(scale):
 
 
 def test_memory_plan_covers_the_vmapped_seeds():
-  from hume_jax.memory import plan_memory, step_memory_bytes
+  from hume_jax.training.memory import plan_memory, step_memory_bytes
 
   cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50, subset_chunk=4)
   one = step_memory_bytes(cfg, 3000, 32, 64)
@@ -311,7 +311,7 @@ def test_memory_plan_covers_the_vmapped_seeds():
 def test_inner_sgd_reverse_pass_in_float32_matches_float64_autodiff(remat, row_block):
   """Users run float32: the hand-written reverse pass in float32 against autodiff in float64
   (the oracle), at float32 tolerance relative to the gradient's scale."""
-  from hume_jax._inner import inner_sgd_autodiff
+  from hume_jax.core._inner import inner_sgd_autodiff
 
   k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(6), 4)
   phi2 = jax.random.normal(k1, (40, 7))

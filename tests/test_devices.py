@@ -49,7 +49,7 @@ def seed_runs():
   from conftest import planted
 
   from hume_jax import HumeConfig
-  from hume_jax.ensemble import fit_seeds
+  from hume_jax.training.ensemble import fit_seeds
 
   phi1, phi2, _ = planted()
   cfg = HumeConfig(k=4, num_iters=3, num_subsets=2, subset_size=300, adaptation_steps=5, inner_lr=0.05, outer_lr=0.01)

@@ -27,7 +27,7 @@ def test_the_site_builds_strictly_and_documents_the_public_api(site):
   html = page.read_text()
   for name in ("fit_auto", "fit", "fit_seeds", "select_k", "HUME", "HumeConfig"):
     assert f'id="hume_jax.{name}"' in html, name
-  assert (site / "reference" / "auto" / "index.html").read_text().count('id="hume_jax.auto.fit_auto"') == 1
+  assert (site / "reference" / "auto" / "index.html").read_text().count('id="hume_jax.search.auto.fit_auto"') == 1
 
 
 def test_the_readme_links_to_files_that_exist_and_anchors_the_site_has(site):

@@ -4,7 +4,7 @@ import numpy as np
 from conftest import CFG, planted
 
 from hume_jax import fit, predict
-from hume_jax.ensemble import fit_seeds, majority_vote, predict_seeds
+from hume_jax.training.ensemble import fit_seeds, majority_vote, predict_seeds
 
 
 def test_seeds_in_one_program_equal_runs_one_by_one():
@@ -87,7 +87,7 @@ def test_cli_seeds(tmp_path):
 
 
 def test_vote_matched_equals_a_vote_table_with_its_tie_rules():
-  from hume_jax.ensemble import vote_matched
+  from hume_jax.training.ensemble import vote_matched
 
   rng = np.random.default_rng(3)
   for runs, k in [(1, 3), (2, 2), (3, 10), (4, 5), (9, 3)]:

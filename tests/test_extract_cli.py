@@ -206,7 +206,7 @@ def test_tfds_end_to_end_with_mock_data(tmp_path):
 
 
 def test_hume_reads_the_features_of_an_extraction_file(tmp_path):
-  from hume_jax.data import load_array
+  from hume_jax.io.data import load_array
 
   np.savez(tmp_path / "e.npz", features=np.ones((3, 2), np.float32), labels=np.arange(3), meta=np.array("{}"))
   assert load_array(str(tmp_path / "e.npz"), "--phi1").shape == (3, 2)

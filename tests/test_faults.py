@@ -219,7 +219,7 @@ RUN += ["--inner-lr", "0.05", "--outer-lr", "0.01", "--quiet", "--no-baselines",
 def _hold_lock(out: str) -> subprocess.Popen:
   """Another process that takes ``out``'s lock as a run does (and made its partial folder), then waits."""
   code = (
-    "import sys, time; from hume_jax.workdir import Workdir; "
+    "import sys, time; from hume_jax.io.workdir import Workdir; "
     f"Workdir({out!r}).prepare(resume=False); print('held', flush=True); time.sleep(600)"
   )
   holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -251,7 +251,8 @@ def test_a_second_writer_is_refused_at_once_and_a_stale_lock_is_taken_over(files
 def test_the_lock_is_held_for_the_whole_run(files, tmp_path, monkeypatch):
   import fcntl
 
-  from hume_jax import checkpoint, train
+  from hume_jax import train
+  from hume_jax.io import checkpoint
 
   out = str(tmp_path / "out")
   probes = []
@@ -279,9 +280,9 @@ def test_concurrent_checkpoint_writers_use_their_own_temporary_files(tmp_path, m
   of two runs on one folder) leaves both saves whole."""
   import jax
 
-  from hume_jax import checkpoint
-  from hume_jax._outer import init_state
   from hume_jax.config import HumeConfig
+  from hume_jax.core._outer import init_state
+  from hume_jax.io import checkpoint
 
   config = HumeConfig(k=3)
   state = init_state(jax.random.PRNGKey(0), config, 8, 6)
@@ -322,7 +323,8 @@ def test_a_crash_between_the_commit_renames_is_cleaned_by_the_next_run(files, tm
 
 def _stop_after_checkpoint(monkeypatch, argv, at: int = 4) -> None:
   """Runs the CLI and stops it (Ctrl-C) right after the checkpoint of iteration ``at``."""
-  from hume_jax import checkpoint, train
+  from hume_jax import train
+  from hume_jax.io import checkpoint
 
   real_save = checkpoint.save_checkpoint
 
@@ -377,9 +379,9 @@ def test_a_checksum_catches_what_the_archive_does_not(tmp_path):
   """An archive rewritten whole with one value changed (its zip checks hold) is refused."""
   import jax
 
-  from hume_jax import checkpoint
-  from hume_jax._outer import init_state
   from hume_jax.config import HumeConfig
+  from hume_jax.core._outer import init_state
+  from hume_jax.io import checkpoint
 
   config = HumeConfig(k=3)
   state = init_state(jax.random.PRNGKey(0), config, 8, 6)

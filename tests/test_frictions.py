@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import cone, planted
 
-from hume_jax import metrics as hm
 from hume_jax import train
-from hume_jax.baselines import cv_probe, kmeans, linear_probe, run_baselines
+from hume_jax.evaluation import metrics as hm
+from hume_jax.evaluation.baselines import cv_probe, kmeans, linear_probe, run_baselines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--preset", "official", "--k", "4", "--num-iters", "20", "--num-subsets", "2", "--subset-size", "300"]
@@ -85,8 +85,8 @@ def test_the_command_line_cross_validates_the_probe_when_there_is_no_val_split(t
 
 
 def test_after_a_swap_rows_premise_and_map_name_each_space_by_its_file(tmp_path, capsys, monkeypatch):
-  from hume_jax import plots
-  from hume_jax.premise import premise_report
+  from hume_jax.report import plots
+  from hume_jax.search.premise import premise_report
 
   drawn = []
   draw = plots.embedding_map

@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from hume_jax.kmeans import kmeans
+from hume_jax.evaluation.kmeans import kmeans
 
 
 def blobs(n=1500, k=6, d=8, seed=0, spread=4.0):
@@ -43,8 +43,8 @@ def test_the_same_seed_gives_the_same_partition_and_labels_are_nearest_centres()
 def test_an_accelerator_clusters_with_jax_past_rows_on_a_subsample(monkeypatch):
   """``cluster``: scikit-learn on a CPU, this k-means elsewhere; past ``sampling.ROWS`` rows it fits a
   seeded subsample and every row takes its nearest centre."""
-  import hume_jax.kmeans as hk
-  from hume_jax.sampling import ROWS
+  import hume_jax.evaluation.kmeans as hk
+  from hume_jax.evaluation.sampling import ROWS
 
   x, y = blobs(n=ROWS + 2000, k=5, d=4, spread=5.0)
   cpu_centers, cpu_labels = hk.cluster(x, 5, seed=0)

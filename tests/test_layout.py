@@ -10,7 +10,18 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MATHS = ("_sparsemax", "_task_encoder", "_inner", "_objective", "_outer")
-ABOVE_THE_MATHS = ("_fit", "_loop", "ensemble", "runs", "workdir", "train", "auto", "budget", "stopping", "estimator")
+ABOVE_THE_MATHS = (
+  "training._fit",
+  "training._loop",
+  "training.ensemble",
+  "runs",
+  "io.workdir",
+  "train",
+  "search.auto",
+  "search.budget",
+  "training.stopping",
+  "estimator",
+)
 ARGPARSE_TABLES = ("build_parser",)  # a function that only lists flags
 
 
@@ -98,3 +109,74 @@ def test_the_public_face_holds_every_protocol_and_nothing_private():
     assert name in hume_jax.__all__, name
   assert not [n for n in hume_jax.__all__ if n.startswith("_")] and "householder_product" not in hume_jax.__all__
   assert sys.modules.get("torch") is None or "hume_jax" not in getattr(sys.modules["torch"], "__file__", "")
+
+
+FLAT_MAX = 12  # modules directly in hume_jax/
+LAYERS = (  # lowest first: a module imports only modules of its own layer or of the layers before it
+  "hume_jax.config",
+  "hume_jax.core",
+  "hume_jax.evaluation",
+  "hume_jax.io",
+  "hume_jax.training",
+  "hume_jax.search",
+  "hume_jax.runs",
+  "hume_jax.estimator",
+  "hume_jax.report",
+  "hume_jax.train",
+  "hume_jax",
+)
+
+
+def _module_name(path):
+  parts = os.path.splitext(path)[0].split(os.sep)
+  return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _graph():
+  """Each module of hume_jax and the modules of hume_jax it imports, anywhere in the file."""
+  trees = {_module_name(path): tree for path, tree, _ in _modules("hume_jax")}
+  graph = {}
+  for name, tree in trees.items():
+    targets = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Import):
+        targets.update(alias.name for alias in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.module:
+        subs = [f"{node.module}.{alias.name}" for alias in node.names]
+        targets.update(s if s in trees else node.module for s in subs)
+    graph[name] = {t for t in targets if t in trees and t != name}
+  return graph
+
+
+def _layer(name):
+  found = [layer for layer in LAYERS if name == layer or name.startswith(layer + ".")]
+  assert found, f"{name} is in no layer of LAYERS"
+  return LAYERS.index(max(found, key=len))
+
+
+def test_few_modules_flat_and_no_layer_imports_a_higher_one():
+  flat = sorted(n for n in os.listdir(os.path.join(ROOT, "hume_jax")) if n.endswith(".py"))
+  assert len(flat) <= FLAT_MAX, f"{len(flat)} modules directly in hume_jax/: {flat}"
+  for name, targets in _graph().items():
+    if name.endswith(".__main__"):  # an entry point (python -m) hands over to the command line
+      continue
+    higher = sorted(t for t in targets if _layer(t) > _layer(name))
+    assert not higher, f"{name} (layer {LAYERS[_layer(name)]}) imports the higher {higher}"
+
+
+def test_the_import_graph_has_no_cycles():
+  graph, done, path = _graph(), set(), []
+
+  def visit(name):
+    if name in path:
+      raise AssertionError("import cycle: " + " -> ".join(path[path.index(name) :] + [name]))
+    if name in done:
+      return
+    path.append(name)
+    for target in sorted(graph[name]):
+      visit(target)
+    path.pop()
+    done.add(name)
+
+  for name in sorted(graph):
+    visit(name)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from hume_jax.logistic import _fit_one, crossval_kappas, crossval_predict
-from hume_jax.metrics import cv_kappa, separability_per_space
+from hume_jax.evaluation.logistic import _fit_one, crossval_kappas, crossval_predict
+from hume_jax.evaluation.metrics import cv_kappa, separability_per_space
 
 
 def mixture(n=600, k=4, d=6, seed=0, spread=1.5):
@@ -71,8 +71,8 @@ def test_a_single_class_scores_zero():
 def test_an_accelerator_refines_and_scores_as_scikit_learn_does(monkeypatch):
   """On an accelerator the refinement's cross-fitted regressions and the search's CV score run in JAX:
   the same labels and score as scikit-learn's on a CPU, up to the optimiser's last digits."""
-  import hume_jax.refine as hr
-  from hume_jax.metrics import cv_score
+  import hume_jax.search.refine as hr
+  from hume_jax.evaluation.metrics import cv_score
 
   rng = np.random.default_rng(3)
   x, y = mixture(n=900, k=4, d=6, spread=1.2)

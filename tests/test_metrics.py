@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from hume_jax import metrics as hm
-from hume_jax import plots
+from hume_jax.evaluation import metrics as hm
+from hume_jax.report import plots
 
 
 def test_hungarian_accuracy_is_permutation_invariant():

@@ -1,11 +1,11 @@
-"""The label-free premise check (hume_jax.premise) and the scikit-learn-style estimator."""
+"""The label-free premise check (hume_jax.search.premise) and the scikit-learn-style estimator."""
 
 import numpy as np
 import pytest
 from conftest import planted
 
 from hume_jax import HUME
-from hume_jax.premise import MARGIN, premise_report, summary_line
+from hume_jax.search.premise import MARGIN, premise_report, summary_line
 
 
 def test_a_labeling_both_spaces_share_stands_out():

@@ -1,4 +1,4 @@
-"""Cross-space refinement (hume_jax.refine) against an independent sklearn formulation, its fixed
+"""Cross-space refinement (hume_jax.search.refine) against an independent sklearn formulation, its fixed
 point, its consistency with the saved classifiers, and what it does for fit_auto."""
 
 import warnings
@@ -8,8 +8,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, cross_val_predict
 
-from hume_jax.conditioning import condition_spaces
-from hume_jax.refine import Refiner, refine, refined_labels
+from hume_jax.search.conditioning import condition_spaces
+from hume_jax.search.refine import Refiner, refine, refined_labels
 
 
 def two_views(n=600, k=4, noise=0.8, seed=0):
@@ -83,7 +83,7 @@ def test_classes_the_labels_lack_are_never_given(present):
 
 
 def test_fit_auto_refines_a_vote_both_spaces_can_improve():
-  from hume_jax.auto import fit_auto, vote_labels
+  from hume_jax.search.auto import fit_auto, vote_labels
 
   a, b, y = two_views(n=400, noise=2.0, seed=5)
   res = fit_auto(a, b, 4, num_iters=3, progress=False, say=lambda s: None)  # a short search: an imperfect vote
@@ -97,7 +97,7 @@ def test_fit_auto_refines_a_vote_both_spaces_can_improve():
 
 
 def test_fit_auto_keeps_a_vote_the_refinement_cannot_make_more_separable_in_each_space():
-  from hume_jax.auto import fit_auto, vote_labels
+  from hume_jax.search.auto import fit_auto, vote_labels
 
   a, b, y = two_views(n=400, noise=1.2, seed=5)  # the vote is already separable in both spaces
   said = []

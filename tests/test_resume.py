@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from hume_jax import checkpoint, train
+from hume_jax import train
+from hume_jax.io import checkpoint
 
 SMALL = [
   "--preset",
@@ -92,7 +93,7 @@ def test_resume_rejects_other_settings_and_data(files, tmp_path, monkeypatch):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(files, tmp_path, monkeypatch):
   import jax.numpy as jnp
 
-  from hume_jax import _fit as fit_module
+  from hume_jax.training import _fit as fit_module
 
   real_step = fit_module.outer_step_jit
 

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hume_jax._objective import draw_subsets
-from hume_jax._shuffle import MAX_N, distinct_draws, permutation_prefix, sample_rows, stable_argsort
+from hume_jax.core._objective import draw_subsets
+from hume_jax.core._shuffle import MAX_N, distinct_draws, permutation_prefix, sample_rows, stable_argsort
 
 
 @pytest.mark.parametrize("n, m", [(1, 1), (2, 2), (7, 3), (1625, 1000), (1626, 1626), (5000, 2000), (MAX_N, 50)])

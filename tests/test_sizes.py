@@ -10,13 +10,13 @@ import pytest
 from conftest import CFG
 
 from hume_jax import HumeConfig, hungarian_accuracy
-from hume_jax._fit import fit, predict
-from hume_jax._objective import draw_subsets, entropy, hume_loss, hume_loss_shared_rows, init_inner, size_term
-from hume_jax._outer import init_state
-from hume_jax._task_encoder import init_task_encoder, task_encoder_from
-from hume_jax.conditioning import spherical_kmeans
 from hume_jax.config import check_config
-from hume_jax.sizes import as_prior, exponential, from_partition, imbalance, short_classes
+from hume_jax.core._objective import draw_subsets, entropy, hume_loss, hume_loss_shared_rows, init_inner, size_term
+from hume_jax.core._outer import init_state
+from hume_jax.core._task_encoder import init_task_encoder, task_encoder_from
+from hume_jax.search.conditioning import spherical_kmeans
+from hume_jax.search.sizes import as_prior, exponential, from_partition, imbalance, short_classes
+from hume_jax.training._fit import fit, predict
 
 
 def numpy_size_term(p, prior):

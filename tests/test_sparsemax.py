@@ -63,7 +63,7 @@ def test_dtype_kept(dtype):
 def test_pairwise_sort_is_the_sort(k, dtype):
   # up to PAIRWISE_MAX_K classes the rows are sorted by pairwise comparisons: bit for bit what
   # XLA's sort gives, so the labels do not depend on which one ran; ties in and out of the support
-  from hume_jax._sparsemax import PAIRWISE_MAX_K, _sorted_pairwise
+  from hume_jax.core._sparsemax import PAIRWISE_MAX_K, _sorted_pairwise
 
   assert k <= PAIRWISE_MAX_K
   z = np.asarray(jax.random.normal(jax.random.PRNGKey(k), (600, k), dtype)) * 3

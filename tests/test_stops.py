@@ -12,7 +12,7 @@ import pytest
 from conftest import cone, planted
 
 from hume_jax import HumeConfig, Stopped, fit, train
-from hume_jax.auto import Clock, replan
+from hume_jax.search.auto import Clock, replan
 
 SMALL = [
   "--preset",
@@ -73,7 +73,7 @@ def test_a_signal_outside_the_training_loops_stops_at_once_and_inside_one_after_
   """The command line's training phase runs inside ``interrupting()``: a stage outside the loops
   (conditioning, k-means starts, criteria, refinement) is stopped at once; a loop finishes its
   iteration and checkpoints it."""
-  from hume_jax.stopping import stop_on_signals
+  from hume_jax.training.stopping import stop_on_signals
 
   with stop_on_signals() as stop:
     with pytest.raises(Stopped), stop.interrupting():

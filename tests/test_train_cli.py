@@ -388,7 +388,7 @@ def test_api_validates_inputs_like_the_cli():
     fit(phi1 * 3, phi2, cfg, progress=False)
   with pytest.raises(ValueError, match="phi2: expected finite values"):
     fit(phi1, np.where(np.arange(600)[:, None] == 5, np.nan, phi2), cfg, progress=False)
-  from hume_jax.auto import fit_auto  # raw spaces: any scale, but the same rows and finite
+  from hume_jax.search.auto import fit_auto  # raw spaces: any scale, but the same rows and finite
 
   with pytest.raises(ValueError, match=r"same number of rows .* found \{'phi_a': 600, 'phi_b': 100\}"):
     fit_auto(phi1 * 3, phi2[:100], 4, progress=False, say=lambda s: None)
@@ -432,7 +432,7 @@ def test_baselines_by_default_when_labels_are_given(files, tmp_path, capsys):
 
 
 def test_labels_given_as_class_names(files, tmp_path):
-  from hume_jax.metrics import evaluate
+  from hume_jax.evaluation.metrics import evaluate
 
   """String labels (class names) are numbered in sorted order, one numbering for both splits,
   and give the same scores as the integers; the names are recorded and label the figures."""

@@ -7,8 +7,8 @@ import pytest
 from conftest import planted
 
 from hume_jax import hungarian_accuracy
-from hume_jax._inner import init_linear
-from hume_jax.turtle import Classifier, TurtleConfig, fit_turtle, init_turtle, predict_turtle, turtle_step
+from hume_jax.core._inner import init_linear
+from hume_jax.training.turtle import Classifier, TurtleConfig, fit_turtle, init_turtle, predict_turtle, turtle_step
 
 torch = pytest.importorskip("torch")
 import torch_reference as tr  # noqa: E402

@@ -2,7 +2,7 @@
 
 The command line only translates: flags become values (``flags.py``), files become splits
 (``inputs.py``), a ``hume_jax.runs`` protocol trains, the output folder's life is
-``hume_jax.workdir``, and ``report.py`` prints and draws. ``main`` reads top to bottom.
+``hume_jax.io.workdir``, and ``report.py`` prints and draws. ``main`` reads top to bottom.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ if getattr(sys.modules.get("hume_jax"), "__file__", None) is None:  # a namespac
   )
 
 from hume_jax import runs  # noqa: E402  (after the check above)
-from hume_jax.budget import DEFAULT_BUDGET  # noqa: E402
+from hume_jax.io.workdir import Workdir, command, resume_command, versions  # noqa: E402
+from hume_jax.search.budget import DEFAULT_BUDGET  # noqa: E402
 from hume_jax.train import inputs, report  # noqa: E402
 from hume_jax.train.checks import check_flags_apply, check_method_flags  # noqa: E402
 from hume_jax.train.flags import build_parser  # noqa: E402
 from hume_jax.train.flags import resolve_config as resolve_config  # noqa: E402  (re-exported: tests and users call it)
-from hume_jax.workdir import Workdir, command, resume_command, versions  # noqa: E402
 
 DEFAULTS = {"budget": DEFAULT_BUDGET, "k_range": (2, 20), "k_seeds": 3, "checkpoint_every": 50, "log_every": 10}
 K_AUTO_BUDGET = 1800.0  # --k auto under --preset auto: the search over K and the chosen K's full search
@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> dict:
   report.config_line(mode, config, args.budget)
   config = _memory_plan(args, mode, config, train)
   # -- run ------------------------------------------------------------------------------------
-  from hume_jax.stopping import stop_on_signals
+  from hume_jax.training.stopping import stop_on_signals
 
   with stop_on_signals() as stop:  # a stop is acted on in training and at each stage after it
     try:
-      with stop.interrupting():  # a stop outside the training loops acts at once (hume_jax.stopping)
+      with stop.interrupting():  # a stop outside the training loops acts at once (hume_jax.training.stopping)
         run, train, val, k_selection = _train(args, mode, config, train, val, wd, stop)
       stop.check()
       # -- write: the trained state is kept; a stop here leaves it for --resume to evaluate -----
@@ -91,7 +91,7 @@ def _write(args, mode, run, splits: tuple, k_selection, wd: Workdir, images, dat
   """After training: ``metrics.json`` (the premise check with it), the baselines, the figures and
   ``report.html``, each announced unless ``--quiet``, the spaces called by their flags and files
   (``report.space_names``) in their roles after any swap. ``splits`` is ``(train, val, labeled)``,
-  ``dataset`` ``(name, class names)``; ``stop`` (``hume_jax.stopping.StopRequest``) is checked as each
+  ``dataset`` ``(name, class names)``; ``stop`` (``hume_jax.training.stopping.StopRequest``) is checked as each
   stage starts. Returns ``(results, table or None, report.html or None)``."""
   (train, val, labeled), (name, class_names) = splits, dataset
   announce = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
@@ -169,7 +169,7 @@ def _memory_plan(args, mode, config, train):
   given = args.remat is not None or args.subset_chunk is not None
   if mode.method is not runs.HUME_METHOD or mode.budgeted or given:
     return config
-  from hume_jax.memory import device_memory_bytes, plan_memory
+  from hume_jax.training.memory import device_memory_bytes, plan_memory
 
   budget = device_memory_bytes()
   # Plan the program that is compiled: --seeds vmaps a chunk of runs; --k auto vmaps --k-seeds
@@ -196,7 +196,7 @@ def _memory_plan(args, mode, config, train):
 def _train(args, mode, config, train, val, wd: Workdir, stop):
   """The protocol the flags ask for; returns ``(run, train, val, K selection or None)`` (auto may
   swap phi1 and phi2 of the splits)."""
-  from hume_jax.checkpoint import data_fingerprint
+  from hume_jax.io.checkpoint import data_fingerprint
   from hume_jax.train import resume
 
   data_id = data_fingerprint(train["phi1"], train["phi2"])
@@ -261,7 +261,7 @@ def _table_with_baselines(args, run, results: dict, labeled: dict, val, train, n
   if labeled["labels"] is None:
     print("note: no --labels for the training split: baselines skipped")
     return table
-  from hume_jax.baselines import run_baselines
+  from hume_jax.evaluation.baselines import run_baselines
 
   probe = "a linear probe on each, 5-fold cross-validated" if val is None else "a linear probe on each"
   say(f"computing baselines (k-means on each space and on both, {probe}) ...")

@@ -59,7 +59,7 @@ class Mode(NamedTuple):
 
   @property
   def auto_k(self) -> bool:
-    """``--k auto`` on raw features: a ``--preset auto`` search for every K (``hume_jax.kauto``)."""
+    """``--k auto`` on raw features: a ``--preset auto`` search for every K (``hume_jax.search.kauto``)."""
     return self.auto and self.seeds == 1 and self.k_auto
 
   @property

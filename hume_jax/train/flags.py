@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from hume_jax.budget import DEFAULT_BUDGET
 from hume_jax.config import PRESETS, TurtleConfig
-from hume_jax.sizes import as_prior
+from hume_jax.search.budget import DEFAULT_BUDGET
+from hume_jax.search.sizes import as_prior
 
 DESCRIPTION = """Train HUME from the command line.
 

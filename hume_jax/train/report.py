@@ -11,15 +11,18 @@ import os
 import numpy as np
 
 from hume_jax import runs
-from hume_jax.sizes import SHORT
+from hume_jax.search.sizes import SHORT
 
 ESTIMATE_ABOVE = 120.0  # seconds of work left above which a run says how long it will take
-DEFAULT_MODELS = ("open_nsfw", "efficientnet_lite0")  # the shipped default's phi1 and phi2 (hume_jax.data.load_default)
+DEFAULT_MODELS = (
+  "open_nsfw",
+  "efficientnet_lite0",
+)  # the shipped default's phi1 and phi2 (hume_jax.io.data.load_default)
 
 
 def _model(spec: str) -> str:
   """The model an extraction file (``python -m extract_torch``) records in its meta, else the file's name."""
-  from hume_jax import data as hd
+  from hume_jax.io import data as hd
 
   path = hd._split_key(spec)[0]
   if path.endswith(".npz") and os.path.isfile(path):
@@ -153,7 +156,7 @@ def final(results: dict, k: int, table: dict | None, n_eval: int, out: str, page
   for cut in results.get("auto", {}).get("plan", {}).get("cuts", []):
     print(f"budget: {cut}")
   if "premise" in results:
-    from hume_jax.premise import summary_line
+    from hume_jax.search.premise import summary_line
 
     print(summary_line(results["premise"]))
     if results["premise"]["warning"]:
@@ -181,7 +184,7 @@ def plots(
   if importlib.util.find_spec("matplotlib") is None:
     print("note: matplotlib is not installed: no plots (pip install matplotlib)")
     return
-  from hume_jax import plots as hp
+  from hume_jax.report import plots as hp
 
   for split in (run.cv_split, f"{run.cv_split}_vote"):
     if split not in run.preds:

@@ -9,8 +9,8 @@ import os
 import numpy as np
 
 from hume_jax import runs
+from hume_jax.io.workdir import Workdir
 from hume_jax.train import report
-from hume_jax.workdir import Workdir
 
 
 def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict) -> runs.Run:
@@ -97,8 +97,8 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
   with ``--resume``, reused; the run in flight at a stop starts again. Returns ``(run, train, val)``."""
   import jax
 
-  from hume_jax._outer import init_state
-  from hume_jax.auto import Candidate, Resume, Watch
+  from hume_jax.core._outer import init_state
+  from hume_jax.search.auto import Candidate, Resume, Watch
 
   if args.resume:
     check_resumable(wd, ("k", "auto") if args.k == "auto" else ("auto",), "--preset auto")
@@ -150,7 +150,7 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
 def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
   """``--k auto``: every K's scores kept as it finishes and reused with ``--resume`` (the K in
   flight at a stop starts again)."""
-  from hume_jax.ensemble import select_k
+  from hume_jax.training.ensemble import select_k
 
   if args.resume:
     check_resumable(wd, ("k", "checkpoint", "seeds"), "--k auto")
@@ -174,9 +174,9 @@ def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: 
 
 
 def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
-  """``--k auto`` under ``--preset auto`` (``hume_jax.kauto``): each K's scores kept as it finishes."""
-  from hume_jax.auto import Watch
-  from hume_jax.kauto import select_k_auto
+  """``--k auto`` under ``--preset auto`` (``hume_jax.search.kauto``): each K's scores kept as it finishes."""
+  from hume_jax.search.auto import Watch
+  from hume_jax.search.kauto import select_k_auto
 
   if args.resume:
     check_resumable(wd, ("k", "auto"), "--k auto with --preset auto")
