@@ -19,8 +19,12 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from hume_jax.config import PRESETS, TurtleConfig
 from hume_jax.evaluation import metrics as hm
+from hume_jax.io.data import l2_normalize
+from hume_jax.search.auto import fit_auto, vote_labels
 from hume_jax.search.budget import DEFAULT_BUDGET
 from hume_jax.search.sizes import as_prior
+from hume_jax.training._fit import fit, predict
+from hume_jax.training.turtle import fit_turtle, predict_turtle
 
 
 class HUME(ClusterMixin, BaseEstimator):
@@ -75,11 +79,6 @@ class HUME(ClusterMixin, BaseEstimator):
 
   def fit(self, phi1: np.ndarray, phi2: np.ndarray, y=None) -> "HUME":
     """Trains on ``phi1 [n, d1]`` and ``phi2 [n, d2]`` (``y`` is ignored: HUME uses no labels)."""
-    from hume_jax.io.data import l2_normalize
-    from hume_jax.search.auto import fit_auto
-    from hume_jax.training._fit import fit
-    from hume_jax.training.turtle import fit_turtle
-
     config = self._config()
     phi1, phi2 = np.asarray(phi1, np.float32), np.asarray(phi2, np.float32)
     if self.method == "turtle":
@@ -106,11 +105,6 @@ class HUME(ClusterMixin, BaseEstimator):
   def predict(self, phi1: np.ndarray, phi2: np.ndarray | None = None) -> np.ndarray:
     """Labels ``[m]`` of new samples (``phi2`` needed by ``"auto"``, whose labels are a vote of
     runs reading either space, and by TURTLE)."""
-    from hume_jax.io.data import l2_normalize
-    from hume_jax.search.auto import vote_labels
-    from hume_jax.training._fit import predict
-    from hume_jax.training.turtle import predict_turtle
-
     if not hasattr(self, "result_"):
       raise ValueError("HUME: call fit before predict")
     two = self.method == "turtle" or self.preset == "auto"

@@ -14,10 +14,14 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from hume_jax.core._task_encoder import encoder_matrix
 from hume_jax.evaluation import metrics as hm
 from hume_jax.evaluation.sampling import ROWS
+from hume_jax.search.auto import Resume, Watch, fit_auto, vote_labels
 from hume_jax.search.budget import DEFAULT_BUDGET
+from hume_jax.search.premise import premise_report
 from hume_jax.search.sizes import short_classes
+from hume_jax.training.ensemble import best_and_vote
 from hume_jax.training.methods import HUME_METHOD, METHODS, TURTLE_METHOD, Method  # noqa: F401  (re-exported)
 
 
@@ -56,8 +60,6 @@ def result_arrays(result, names: dict[str, str] | None = None) -> dict[str, np.n
   (``hume_jax.search.refine``), each space's ``refine_{a,b}_*``: ``(x - mean) @ components.T`` is what
   its classifier (``coef``, ``intercept``) reads, and the labels are the argmax of the summed
   log-softmax of both classifiers' logits (``vote_labels`` does all of it)."""
-  from hume_jax.core._task_encoder import encoder_matrix
-
   names = names or {"a": "a", "b": "b"}
   enc = result.state.encoder
   arrays = {"raw": np.asarray(enc.raw), "base": np.asarray(enc.base), "E": np.asarray(encoder_matrix(enc))}
@@ -144,8 +146,6 @@ def train_seeds(
   """The official protocol: one run per seed, the run with the best CV score, and the majority
   vote of all runs matched to it (``preds["<split>_vote"]``); per-seed scores (and metrics
   when the evaluation split has labels) in ``extra``."""
-  from hume_jax.training.ensemble import best_and_vote
-
   t0 = time.perf_counter()
   states = method.fit_seeds(config, train, seeds, dict(hooks or {}, say=say))
   seconds = time.perf_counter() - t0
@@ -199,8 +199,6 @@ def train_auto(
   with ``phi1``/``phi2`` swapped when the search kept ``phi2`` as HUME's phi1. ``watch`` and
   ``resume`` are ``fit_auto``'s (``hume_jax.search.auto.Watch``, ``Resume``); ``prior`` too (default:
   ``config.prior``)."""
-  from hume_jax.search.auto import Resume, Watch, fit_auto
-
   watch, resume = watch or Watch(), resume or Resume()
   watch = watch._replace(names=watch.names or {"a": "phi1", "b": "phi2"})
   t0 = time.perf_counter()
@@ -223,8 +221,6 @@ def train_auto(
 def auto_run(res, train: dict, val: dict | None, seconds: float, watch=None) -> tuple[Run, dict, dict | None]:
   """The ``Run`` of a ``hume_jax.search.auto.AutoResult``: its vote's labels of each split, the CV score,
   and the splits in the chosen order (``phi1``/``phi2`` swapped when the search kept ``phi2``)."""
-  from hume_jax.search.auto import Watch, vote_labels
-
   watch = watch or Watch(names={"a": "phi1", "b": "phi2"})
   preds = _predictions(lambda split: vote_labels(res, split["phi1"], split["phi2"]), train, val)
   if res.order == ("b", "a"):  # the vote reads the raw spaces in the given order, so it comes first
@@ -298,8 +294,6 @@ def summarize(
     results["splits"][split] = entry
   results.update(run.extra)
   if premise:
-    from hume_jax.search.premise import premise_report
-
     evaluation = val if run.cv_split == "val" else train
     reported = run.preds.get(f"{run.cv_split}_vote", run.preds[run.cv_split])
     roles = names or {"phi1": "phi1", "phi2": "phi2"}

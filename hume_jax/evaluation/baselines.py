@@ -7,6 +7,12 @@ import warnings
 
 import jax
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from hume_jax.evaluation import metrics as hm
 from hume_jax.evaluation.kmeans import cluster
@@ -18,7 +24,6 @@ def kmeans(phi_fit: np.ndarray, phi_eval: np.ndarray, k: int, seed: int = 0) -> 
   subsample of that many; ``hume_jax.evaluation.kmeans.cluster``); cluster of each row of ``phi_eval``."""
   if jax.default_backend() != "cpu":
     return nearest(phi_eval, cluster(phi_fit, k, seed)[0])
-  from sklearn.cluster import KMeans
 
   fit_rows = take(phi_fit, subsample(len(phi_fit), seed=seed))
   return KMeans(n_clusters=k, n_init=10, random_state=seed).fit(fit_rows).predict(phi_eval)
@@ -27,10 +32,6 @@ def kmeans(phi_fit: np.ndarray, phi_eval: np.ndarray, k: int, seed: int = 0) -> 
 def linear_probe(phi_fit: np.ndarray, y_fit: np.ndarray, phi_eval: np.ndarray) -> np.ndarray:
   """Logistic regression (L2, ``C=1``, standardised inputs) trained on labels (past ``sampling.ROWS``
   rows, on a seeded subsample of that many); predictions on ``phi_eval``."""
-  from sklearn.linear_model import LogisticRegression
-  from sklearn.pipeline import make_pipeline
-  from sklearn.preprocessing import StandardScaler
-
   rows = subsample(len(phi_fit))
   clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
   with warnings.catch_warnings():
@@ -49,8 +50,6 @@ def cv_probe(phi: np.ndarray, y: np.ndarray, seed: int = 0, folds: int = 5) -> n
   """Each row's prediction by a ``linear_probe`` trained on the other folds of ``folds``-fold cross-validation
   (stratified and shuffled by ``seed``; plain shuffled folds when a class has fewer than ``folds`` rows):
   the probe of a split that has no other labeled split, never scored on the rows it was trained on."""
-  from sklearn.base import BaseEstimator, ClassifierMixin
-  from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
   class Probe(ClassifierMixin, BaseEstimator):  # linear_probe as an estimator: fitted on each fold's training rows
     def fit(self, x, t):

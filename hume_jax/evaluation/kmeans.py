@@ -16,6 +16,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from sklearn.cluster import KMeans
 
 from hume_jax.evaluation.sampling import nearest, subsample, take
 
@@ -88,8 +89,6 @@ def cluster(x: np.ndarray, k: int, seed: int = 0, n_init: int = 10) -> tuple[np.
   rows = subsample(len(x), seed=seed)
   fit = take(x, rows)
   if jax.default_backend() == "cpu":
-    from sklearn.cluster import KMeans
-
     km = KMeans(k, n_init=n_init, random_state=seed).fit(fit)
     centers, labels = km.cluster_centers_, km.labels_.astype(np.int64)
   else:

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from sklearn.metrics import cohen_kappa_score
+from sklearn.model_selection import KFold
 
 MAX_ITER = 100
 
@@ -104,9 +106,6 @@ def crossval_kappas(spaces: list[np.ndarray], labels: np.ndarray, folds: int = 5
   """Cohen's kappa of ``labels [n]`` against their ``folds``-fold out-of-fold predictions from each
   space (unpenalised, the folds of ``metrics.cv_kappa``: shuffled, ``random_state=1``), every
   fold of every space in one program; a single-class labeling scores 0."""
-  from sklearn.metrics import cohen_kappa_score
-  from sklearn.model_selection import KFold
-
   labels = np.asarray(labels, np.int64)
   if len(np.unique(labels)) < 2:
     return [0.0] * len(spaces)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import jax
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn import metrics as skm
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold, cross_val_predict, cross_val_score
 
 from hume_jax.evaluation.logistic import crossval_kappas, crossval_predict
+from hume_jax.evaluation.sampling import subsample, take
 
 
 def contingency(pred: np.ndarray, ref: np.ndarray, k: int | None = None) -> np.ndarray:
@@ -69,11 +73,6 @@ def cv_score(
   ``"jax"`` (``logistic.crossval_predict``, every fold in one program on the default device) or
   None (JAX on an accelerator, scikit-learn on a CPU).
   """
-  from sklearn.linear_model import LogisticRegression
-  from sklearn.model_selection import KFold, cross_val_score
-
-  from hume_jax.evaluation.sampling import subsample, take
-
   keep = None if rows is None else subsample(len(pred), rows)
   phi2, pred = take(phi2, keep), take(np.asarray(pred), keep)
   if len(np.unique(pred)) < 2:
@@ -100,9 +99,6 @@ def cv_kappa(phi2: np.ndarray, pred: np.ndarray, folds: int = 10, n_jobs: int | 
   labeling is predicted by chance with accuracy 1/K), so it prefers small K. Kappa,
   ``(accuracy - chance) / (1 - chance)``, removes that. A single-class labeling scores 0.
   """
-  from sklearn.linear_model import LogisticRegression
-  from sklearn.model_selection import KFold, cross_val_predict
-
   pred = np.asarray(pred)
   if len(np.unique(pred)) < 2:
     return 0.0
@@ -121,8 +117,6 @@ def stability(preds: np.ndarray) -> float:
   they split a true class in arbitrary, run-dependent ways, and with too few they merge
   different pairs of classes. ARI is corrected for chance, so small K gains nothing by luck.
   """
-  import itertools
-
   pairs = list(itertools.combinations(range(len(preds)), 2))
   return float(np.mean([skm.adjusted_rand_score(preds[i], preds[j]) for i, j in pairs]))
 
@@ -139,8 +133,6 @@ def separability_per_space(
   and space in one jitted program on the default device), or None: JAX on an accelerator,
   scikit-learn on a CPU, where both cost the same and scikit-learn's is the measured reference.
   """
-  from hume_jax.evaluation.sampling import subsample, take
-
   rows = subsample(len(labels))
   labels = take(np.asarray(labels), rows)
   xs = [take(x, rows)[:, :dims] for x in spaces]

@@ -8,6 +8,7 @@ conditioning), so inputs larger than memory pass through; an ``.npz`` member is 
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import zipfile
@@ -248,8 +249,6 @@ FASHION_MNIST_CLASSES = (
 def load_default_images(path: str = FASHION_MNIST_IMAGES) -> np.ndarray | None:
   """The images of the shipped test split, ``uint8 [10000, 28, 28]``, or None when the
   Fashion-MNIST files are not installed. IDX format: a 16-byte header, then the pixels."""
-  import gzip
-
   if not os.path.exists(path):
     return None
   with gzip.open(path, "rb") as f:

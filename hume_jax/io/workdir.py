@@ -25,7 +25,10 @@ import shlex
 import shutil
 import sys
 
+import jax
 import numpy as np
+import optax
+import sklearn
 
 from hume_jax.io import checkpoint
 
@@ -277,10 +280,6 @@ def resume_command(argv: list[str] | None, out: str, out_given: bool) -> str:
 
 
 def versions() -> dict[str, str]:
-  import jax
-  import optax
-  import sklearn
-
   return {
     "python": platform.python_version(),
     "jax": jax.__version__,

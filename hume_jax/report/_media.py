@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import struct
 import zlib
@@ -109,8 +110,6 @@ def _array_images(dataset: str, indices: np.ndarray | None) -> np.ndarray | None
 def recorded(features_file: str, root: str | None = None) -> Media | None:
   """The samples an extraction file (``python -m extract_torch``) records: image files under its
   ``sources_root`` (or ``root``), texts, or the images of an ``npy:`` dataset; None without a record."""
-  import json
-
   if not features_file.endswith(".npz") or not os.path.isfile(features_file):
     return None
   with np.load(features_file, allow_pickle=False) as f:

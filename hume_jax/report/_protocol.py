@@ -9,6 +9,8 @@ from html import escape
 
 import numpy as np
 
+from hume_jax.search.premise import smallest_lead
+
 
 def _cell(v) -> str:
   if isinstance(v, tuple) and len(v) == 3:  # ("td", attributes, html)
@@ -66,7 +68,6 @@ def premise_section(premise: dict | None) -> str:
   """The premise verdict (``hume_jax.search.premise``) in plain words, its measurements below."""
   if not premise:
     return ""
-  from hume_jax.search.premise import smallest_lead
 
   names = tuple(premise["found"])
   lead, own, other = smallest_lead(premise, names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.decomposition import PCA
 
 from hume_jax.evaluation import metrics as hm
 
@@ -54,7 +55,6 @@ def embedding_map(
   per class, the colour bar ticked at each class's number); ``space`` names it in the title and
   axes (e.g. ``"--phi1 (a.npy)"`` when that file serves as phi2)."""
   import matplotlib.colors as mcolors
-  from sklearn.decomposition import PCA
 
   idx = np.random.default_rng(seed).permutation(len(pred))[:max_points]
   xy = PCA(2, random_state=seed).fit_transform(phi2[idx])

@@ -19,10 +19,13 @@ import dataclasses
 import time
 from typing import Callable, NamedTuple
 
+import jax
 import numpy as np
 
 from hume_jax.config import AUTO, HumeConfig
-from hume_jax.evaluation.metrics import separability, separability_per_space  # noqa: F401
+from hume_jax.core._outer import init_state
+from hume_jax.core._task_encoder import task_encoder_from
+from hume_jax.evaluation.metrics import hungarian_map, separability, separability_per_space  # noqa: F401
 from hume_jax.io.data import check_fit_inputs
 from hume_jax.search.budget import (  # noqa: F401
   DEFAULT_BUDGET,
@@ -48,6 +51,8 @@ from hume_jax.search.conditioning import (  # noqa: F401
 )
 from hume_jax.search.refine import CRITERIA, refine_search, refined_labels
 from hume_jax.search.sizes import run_priors
+from hume_jax.training._fit import fit, predict
+from hume_jax.training.ensemble import vote_matched, vote_runs
 
 STARTS = ("k-means", "random")
 STARTS_SAID = {"k-means": "spherical k-means centroids of phi1", "random": "the official random start"}
@@ -116,8 +121,6 @@ class AutoResult(NamedTuple):
 def member_labels(members: list, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
   """Every run's labels of the samples ``phi_a [m, d_a]``, ``phi_b [m, d_b]`` (raw), in the
   kept run's numbering: ``int [N, m]``."""
-  from hume_jax.training._fit import predict
-
   spaces = {"a": phi_a, "b": phi_b}
   return np.stack(
     [r.to_reference[predict(r.encoder, apply_conditioning(r.conditioning, spaces[r.phi1]))] for r in members]
@@ -128,8 +131,6 @@ def vote_labels(result: AutoResult, phi_a: np.ndarray, phi_b: np.ndarray) -> np.
   """The labels of ``fit_auto``: the classes its refiner (``hume_jax.search.refine``) finds most probable
   in both spaces; without one, the runs' majority vote (ties: the kept run), or the kept run's
   labels when the vote was found to leave a class empty on the training rows."""
-  from hume_jax.training.ensemble import vote_matched
-
   if result.refiner is not None:
     return refined_labels(result.refiner, phi_a, phi_b)
   preds = member_labels(result.members, phi_a, phi_b)
@@ -177,8 +178,6 @@ def _runs(spaces: Spaces, k: int, max_dim: int, say, starts=STARTS) -> list[tupl
 def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, say, refine=True, min_runs=1) -> dict:
   """The runs, their iterations and the refinement that fit ``budget`` by the fixed cost model
   (``budget.plan_search``: the same plan on any machine, whatever its load), said before training."""
-  import jax
-
   shapes = [(spaces.cond1[o[0]].shape[1], spaces.cond2[o[1]].shape[1]) for o, _ in runs]
   kmeans_dims = [spaces.cond1[s].shape[1] for s in dict.fromkeys(o[0] for o, s0 in runs if s0 == "k-means")]
   n = len(spaces.cond1["a"])
@@ -220,12 +219,6 @@ def _run_candidate(
 ) -> Candidate:
   """One run of the search on the conditioned spaces, from k-means centroids or the official start;
   its criterion only when ``judged`` (a run that is all the search will have needs none)."""
-  import jax
-
-  from hume_jax.core._outer import init_state
-  from hume_jax.core._task_encoder import task_encoder_from
-  from hume_jax.training._fit import fit, predict
-
   t0 = time.perf_counter()
   (p1, p2), start = run
   x1, x2 = spaces.cond1[p1], spaces.cond2[p2]
@@ -363,9 +356,6 @@ def _choose_and_vote(
 ) -> AutoResult:
   """The most separable run without empty classes (or of all, when every run leaves one
   empty), and the majority vote of the runs matched to it on the training rows."""
-  from hume_jax.evaluation.metrics import hungarian_map
-  from hume_jax.training.ensemble import vote_runs
-
   k = config.k
   done = sorted(candidates)
   cands = [candidates[i] for i in done]

@@ -16,6 +16,7 @@ import time
 
 from hume_jax.config import AUTO, HumeConfig
 from hume_jax.core._shuffle import sorted_rows
+from hume_jax.evaluation.sampling import ROWS
 
 MIN_ITERS = 60
 DEFAULT_BUDGET = 600.0  # seconds of a --preset auto search: the default of the CLI, the estimator and fit_auto
@@ -147,8 +148,6 @@ def plan_search(
   ``MIN_ITERS``). Each cut is a note in ``plan["cuts"]`` that names the budget the whole search
   needs. ``num_iters`` given: no budget applies.
   """
-  from hume_jax.evaluation.sampling import ROWS
-
   rows = min(n, ROWS)
   step_s = max(step_seconds(config, n, d1, d2, platform) for d1, d2 in shapes)
   sep_s = criterion_seconds(rows, config.k, platform=platform)

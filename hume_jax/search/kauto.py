@@ -17,9 +17,13 @@ import time
 from typing import Callable
 
 import numpy as np
+from sklearn.metrics import adjusted_rand_score
+from tqdm.auto import tqdm
 
 from hume_jax.config import AUTO, HumeConfig
+from hume_jax.evaluation.metrics import hungarian_accuracy
 from hume_jax.search.auto import Watch, fit_auto, member_labels
+from hume_jax.search.conditioning import condition_spaces, kept_dims
 from hume_jax.training._fit import release_compiled
 from hume_jax.training.ensemble import KSelection
 
@@ -47,10 +51,6 @@ def select_k_auto(
   found K classes. ``labels`` (optional) only add each K's accuracy to its scores; ``done`` /
   ``on_k`` keep the scores of each K across a stop (as ``ensemble.select_k``). After each K the
   process's compiled JAX programs are released (``_fit.release_compiled``)."""
-  from tqdm.auto import tqdm
-
-  from hume_jax.search.conditioning import condition_spaces, kept_dims
-
   watch = watch or Watch()
   ks = list(range(k_range[0], k_range[1] + 1))
   spaces = condition_spaces(phi_a, phi_b, kept_dims(k_range[1]))
@@ -109,10 +109,6 @@ def weak_agreement(stability: float) -> str | None:
 
 def _score_k(phi_a, phi_b, k: int, spaces, share: float, seed: int, config, num_iters, labels, watch: Watch) -> dict:
   """One K: its two runs (``fit_auto`` from random starts, each space as phi1) and their agreement."""
-  from sklearn.metrics import adjusted_rand_score
-
-  from hume_jax.evaluation.metrics import hungarian_accuracy
-
   t0 = time.perf_counter()
   quiet = watch._replace(say=lambda s: None, progress=False)
   res = fit_auto(

@@ -25,6 +25,10 @@ held-out pairs that did not set ``MARGIN``.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+from hume_jax.evaluation.metrics import separability_per_space
+from hume_jax.search.conditioning import condition_spaces, kept_dims, spherical_kmeans
 
 MARGIN = 0.2  # kappa; the largest lead of the labeling found over the human one measured on the quality sets
 SAME = 0.8  # adjusted Rand index above which a k-means partition is the found labeling itself
@@ -45,11 +49,6 @@ def premise_report(
   every k-means partition that differs from it by at least ``MARGIN`` in the space it was not
   clustered in.
   """
-  from sklearn.metrics import adjusted_rand_score
-
-  from hume_jax.evaluation.metrics import separability_per_space
-  from hume_jax.search.conditioning import condition_spaces, kept_dims, spherical_kmeans
-
   spaces = condition_spaces(phi1, phi2, kept_dims(k))
   judged = [spaces.cond2["a"], spaces.cond2["b"]]
   found = separability_per_space(judged, labels)

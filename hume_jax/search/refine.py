@@ -28,9 +28,13 @@ from typing import NamedTuple
 import jax
 import numpy as np
 from scipy.special import log_softmax
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
 
 from hume_jax.evaluation import logistic
+from hume_jax.evaluation.metrics import separability_per_space
 from hume_jax.evaluation.sampling import ROWS, subsample, take
+from hume_jax.search.conditioning import apply_conditioning
 
 ROUNDS = 3
 C = 1.0  # inverse L2 strength of sklearn's LogisticRegression, on spaces scaled to unit top eigenvalue
@@ -55,8 +59,6 @@ class Refiner(NamedTuple):
 def _logistic(x: np.ndarray, labels: np.ndarray, k: int, c: float) -> tuple[np.ndarray, np.ndarray]:
   """``(coef [k, d], intercept [k])`` of a logistic regression on ``x [n, d]``; a class absent
   from ``labels`` gets the logit ``FLOOR``."""
-  from sklearn.linear_model import LogisticRegression
-
   if jax.default_backend() != "cpu":  # on an accelerator: the same regression in JAX (hume_jax.evaluation.logistic)
     coef, intercept = logistic.fit(x, labels, k, c)
     return coef, np.where(np.bincount(labels, minlength=k) > 0, intercept, FLOOR)
@@ -73,8 +75,6 @@ def _logistic(x: np.ndarray, labels: np.ndarray, k: int, c: float) -> tuple[np.n
 
 def _crossfit_log_proba(x: np.ndarray, labels: np.ndarray, k: int, c: float, folds: int) -> np.ndarray:
   """``[n, k]`` out-of-fold log-probabilities of ``labels`` from ``x [n, d]``."""
-  from sklearn.model_selection import KFold
-
   if jax.default_backend() != "cpu":  # every fold at once on the device, all rows (cost linear in n)
     held_out = [rows for _, rows in KFold(folds, shuffle=True, random_state=1).split(x)]
     log_p = logistic.crossval_predict([x], labels, held_out, k, c, proba=True)[0]
@@ -115,8 +115,6 @@ def _predict(models: dict, x: dict) -> np.ndarray:
 
 def refined_labels(refiner: Refiner, phi_a: np.ndarray, phi_b: np.ndarray) -> np.ndarray:
   """Labels ``[m]`` of raw samples ``phi_a [m, d_a]``, ``phi_b [m, d_b]`` by the refiner's classifiers."""
-  from hume_jax.search.conditioning import apply_conditioning
-
   raw = {"a": phi_a, "b": phi_b}
   x = {s: apply_conditioning(refiner.conditioning[s], raw[s]).astype(np.float64)[:, : refiner.dims] for s in raw}
   models = {s: (refiner.coef[s], refiner.intercept[s]) for s in raw}
@@ -131,8 +129,6 @@ def refine_search(spaces, labels: np.ndarray, k: int, before=None, say=print) ->
   is more separable than they are (``before``: their separability per space, measured when not
   given) by ``GAIN`` in *each* space. A gain in one space alone means the rounds followed that
   space's own structure (on the quality sets: the weak view's), not a labeling both spaces share."""
-  from hume_jax.evaluation.metrics import separability_per_space
-
   judged = {s: spaces.cond2[s] for s in ("a", "b")}
   if before is None or np.isnan(before).any():
     before = separability_per_space([judged["a"], judged["b"]], labels)

@@ -22,13 +22,19 @@ if getattr(sys.modules.get("hume_jax"), "__file__", None) is None:  # a namespac
     f"writes, would stand for the package's modules. Run the command inside it (cd {_shadow}) or from another folder"
   )
 
+import jax  # noqa: E402
+
 from hume_jax import runs  # noqa: E402  (after the check above)
+from hume_jax.evaluation.baselines import run_baselines  # noqa: E402
+from hume_jax.io.checkpoint import data_fingerprint  # noqa: E402
 from hume_jax.io.workdir import Workdir, command, resume_command, versions  # noqa: E402
 from hume_jax.search.budget import DEFAULT_BUDGET  # noqa: E402
-from hume_jax.train import inputs, report  # noqa: E402
+from hume_jax.train import inputs, report, resume  # noqa: E402
 from hume_jax.train.checks import check_flags_apply, check_method_flags  # noqa: E402
 from hume_jax.train.flags import build_parser  # noqa: E402
 from hume_jax.train.flags import resolve_config as resolve_config  # noqa: E402  (re-exported: tests and users call it)
+from hume_jax.training.memory import device_memory_bytes, plan_memory  # noqa: E402
+from hume_jax.training.stopping import stop_on_signals  # noqa: E402
 
 DEFAULTS = {"budget": DEFAULT_BUDGET, "k_range": (2, 20), "k_seeds": 3, "checkpoint_every": 50, "log_every": 10}
 K_AUTO_BUDGET = 1800.0  # --k auto under --preset auto: the search over K and the chosen K's full search
@@ -60,14 +66,10 @@ def main(argv: list[str] | None = None) -> dict:
     setattr(args, key, value if getattr(args, key) is None else getattr(args, key))
   _notes(args, mode, config, train, name)
   # -- plan -----------------------------------------------------------------------------------
-  import jax
-
   report.banner(mode.method.name, name, train, val, f"{jax.devices()[0].platform} ({versions()['device']})")
   report.config_line(mode, config, args.budget)
   config = _memory_plan(args, mode, config, train)
   # -- run ------------------------------------------------------------------------------------
-  from hume_jax.training.stopping import stop_on_signals
-
   with stop_on_signals() as stop:  # a stop is acted on in training and at each stage after it
     try:
       with stop.interrupting():  # a stop outside the training loops acts at once (hume_jax.training.stopping)
@@ -141,8 +143,6 @@ def _failed(wd: Workdir, e: Exception) -> SystemExit:
 
 
 def _start_distributed(args) -> None:
-  import jax
-
   jax.config.update("jax_cpu_collectives_implementation", "gloo")  # for CPU devices; GPUs use NCCL
   jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   if jax.process_index() != 0:  # same computation, replicated results: only process 0 keeps them
@@ -169,7 +169,6 @@ def _memory_plan(args, mode, config, train):
   given = args.remat is not None or args.subset_chunk is not None
   if mode.method is not runs.HUME_METHOD or mode.budgeted or given:
     return config
-  from hume_jax.training.memory import device_memory_bytes, plan_memory
 
   budget = device_memory_bytes()
   # Plan the program that is compiled: --seeds vmaps a chunk of runs; --k auto vmaps --k-seeds
@@ -196,9 +195,6 @@ def _memory_plan(args, mode, config, train):
 def _train(args, mode, config, train, val, wd: Workdir, stop):
   """The protocol the flags ask for; returns ``(run, train, val, K selection or None)`` (auto may
   swap phi1 and phi2 of the splits)."""
-  from hume_jax.io.checkpoint import data_fingerprint
-  from hume_jax.train import resume
-
   data_id = data_fingerprint(train["phi1"], train["phi2"])
   hooks = {
     "progress": not args.quiet,
@@ -261,7 +257,6 @@ def _table_with_baselines(args, run, results: dict, labeled: dict, val, train, n
   if labeled["labels"] is None:
     print("note: no --labels for the training split: baselines skipped")
     return table
-  from hume_jax.evaluation.baselines import run_baselines
 
   probe = "a linear probe on each, 5-fold cross-validated" if val is None else "a linear probe on each"
   say(f"computing baselines (k-means on each space and on both, {probe}) ...")

@@ -12,6 +12,7 @@ import numpy as np
 from hume_jax import runs
 from hume_jax.config import check_config, check_turtle_config
 from hume_jax.io import data as hd
+from hume_jax.search.conditioning import condition_splits, kept_dims
 from hume_jax.train.checks import Mode
 from hume_jax.train.flags import resolve_config, turtle_config
 
@@ -74,8 +75,6 @@ def load_inputs(args: argparse.Namespace) -> tuple[dict, dict | None, str, list[
 
 def configure(args: argparse.Namespace, train: dict, name: str) -> tuple[Mode, object]:
   """The mode and config of a command line, checked against the data (before any work)."""
-  from hume_jax.search.conditioning import kept_dims
-
   if args.method == "turtle":
     if args.k == "auto":
       raise ValueError("--k auto works with --method hume")
@@ -95,8 +94,6 @@ def splits(args, mode: Mode, train: dict, val: dict | None, name: str):
   """The splits as trained on: conditioned (seeds / K auto under --preset auto), phi1
   L2-normalised (explicit presets) and, transductive, train + val. Returns ``(train, val,
   the labeled training split of the baselines)``."""
-  from hume_jax.search.conditioning import condition_splits, kept_dims
-
   if mode.auto and not mode.budgeted:  # seeds: the conditioned spaces, in the given order, from random inits
     train, val = condition_splits(train, val, kept_dims(int(args.k)))
   elif args.normalize_phi1 and mode.method is runs.HUME_METHOD and not mode.auto:

@@ -3,6 +3,7 @@ the results table and the figures."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib.util
 import json
@@ -11,6 +12,11 @@ import os
 import numpy as np
 
 from hume_jax import runs
+from hume_jax.io import data as hd
+from hume_jax.report import __doc__ as doc
+from hume_jax.report import plots as hp
+from hume_jax.report import write_report
+from hume_jax.search.premise import summary_line
 from hume_jax.search.sizes import SHORT
 
 ESTIMATE_ABOVE = 120.0  # seconds of work left above which a run says how long it will take
@@ -22,8 +28,6 @@ DEFAULT_MODELS = (
 
 def _model(spec: str) -> str:
   """The model an extraction file (``python -m extract_torch``) records in its meta, else the file's name."""
-  from hume_jax.io import data as hd
-
   path = hd._split_key(spec)[0]
   if path.endswith(".npz") and os.path.isfile(path):
     try:
@@ -156,8 +160,6 @@ def final(results: dict, k: int, table: dict | None, n_eval: int, out: str, page
   for cut in results.get("auto", {}).get("plan", {}).get("cuts", []):
     print(f"budget: {cut}")
   if "premise" in results:
-    from hume_jax.search.premise import summary_line
-
     print(summary_line(results["premise"]))
     if results["premise"]["warning"]:
       print(f"warning: {results['premise']['warning']}")
@@ -184,7 +186,6 @@ def plots(
   if importlib.util.find_spec("matplotlib") is None:
     print("note: matplotlib is not installed: no plots (pip install matplotlib)")
     return
-  from hume_jax.report import plots as hp
 
   for split in (run.cv_split, f"{run.cv_split}_vote"):
     if split not in run.preds:
@@ -217,8 +218,6 @@ def entropy_max(method, k: int, prior=None) -> float:
 def html(folder: str, images=None, shown_as: str | None = None, say=print) -> str | None:
   """``report.html`` of the run in ``folder`` (``hume_jax.report``); returns its path, or None with
   a note when it cannot be written (the run's results are kept either way). ``say`` announces it."""
-  from hume_jax.report import write_report
-
   say("writing report.html (the classes found, with examples) ...")
   try:
     return write_report(folder, images=images, shown_as=shown_as)
@@ -229,11 +228,6 @@ def html(folder: str, images=None, shown_as: str | None = None, say=print) -> st
 
 def report_main(argv: list[str] | None = None) -> None:
   """``python -m hume_jax.report RUN_DIR [--images FILE] [--root FOLDER]``."""
-  import argparse
-
-  from hume_jax.report import __doc__ as doc
-  from hume_jax.report import write_report
-
   p = argparse.ArgumentParser(
     prog="python -m hume_jax.report", description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
   )

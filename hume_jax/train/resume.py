@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import os
 
+import jax
 import numpy as np
 
 from hume_jax import runs
+from hume_jax.core._outer import init_state
 from hume_jax.io.workdir import Workdir
+from hume_jax.search import kauto
+from hume_jax.search.auto import Candidate, Resume, Watch
 from hume_jax.train import report
+from hume_jax.training import ensemble
 
 
 def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict) -> runs.Run:
@@ -95,11 +100,6 @@ def seed_parts(wd: Workdir, config, data_id: str, resume: bool) -> dict:
 def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
   """``--preset auto``: each finished run of the search kept (its state, labels and report) and,
   with ``--resume``, reused; the run in flight at a stop starts again. Returns ``(run, train, val)``."""
-  import jax
-
-  from hume_jax.core._outer import init_state
-  from hume_jax.search.auto import Candidate, Resume, Watch
-
   if args.resume:
     check_resumable(wd, ("k", "auto") if args.k == "auto" else ("auto",), "--preset auto")
   n = len(train["phi1"])
@@ -150,15 +150,13 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
 def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
   """``--k auto``: every K's scores kept as it finishes and reused with ``--resume`` (the K in
   flight at a stop starts again)."""
-  from hume_jax.training.ensemble import select_k
-
   if args.resume:
     check_resumable(wd, ("k", "checkpoint", "seeds"), "--k auto")
   evaluation = val if val is not None else train
   done, on_k = _k_parts(args, wd, config, data_id)
 
   seeds = [config.seed + i for i in range(args.k_seeds)]
-  return select_k(
+  return ensemble.select_k(
     train["phi1"],
     train["phi2"],
     config,
@@ -175,15 +173,12 @@ def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: 
 
 def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
   """``--k auto`` under ``--preset auto`` (``hume_jax.search.kauto``): each K's scores kept as it finishes."""
-  from hume_jax.search.auto import Watch
-  from hume_jax.search.kauto import select_k_auto
-
   if args.resume:
     check_resumable(wd, ("k", "auto"), "--k auto with --preset auto")
   done, on_k = _k_parts(args, wd, config, data_id)
 
   watch = Watch(progress=hooks["progress"], stop=hooks["stop"], names={"a": "--phi1", "b": "--phi2"})
-  return select_k_auto(
+  return kauto.select_k_auto(
     train["phi1"],
     train["phi2"],
     args.k_range,

@@ -14,7 +14,9 @@ import concurrent.futures
 import time
 from typing import Any, Callable, NamedTuple
 
+import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from hume_jax.evaluation import metrics as hm
 
@@ -23,8 +25,6 @@ _WAITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hume-wait
 
 def _wait(out) -> None:
   """``jax.block_until_ready(out)``, with the main thread free to run signal handlers meanwhile."""
-  import jax
-
   _WAITER.submit(jax.block_until_ready, out).result()
 
 
@@ -86,8 +86,6 @@ def run_loop(step, state, num_iters: int, *, desc: str, metrics, predict, finite
 
   Returns ``(final state, log records)``; raises ``FloatingPointError`` on a non-finite loss.
   """
-  from tqdm.auto import tqdm
-
   h = Hooks(**hooks)
   start = int(np.asarray(state.step).reshape(-1)[0])
   log = _Log(desc, metrics, lambda: predict(state), labels, h.on_log, start)

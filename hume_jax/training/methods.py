@@ -8,7 +8,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, NamedTuple
 
+import jax
 import numpy as np
+
+from hume_jax.core._outer import init_state
+from hume_jax.core._task_encoder import encoder_matrix
+from hume_jax.training._fit import compute_dtype, fit, predict
+from hume_jax.training.ensemble import fit_seeds, predict_seeds
+from hume_jax.training.turtle import fit_turtle, init_turtle, predict_turtle
 
 
 class Method(NamedTuple):
@@ -39,25 +46,15 @@ class Method(NamedTuple):
 
 def _encoder_arrays(encoder) -> dict[str, np.ndarray]:
   """``raw``, ``base`` and ``E`` of one task encoder, or of stacked ones (``[N, ...]``)."""
-  import jax
-
-  from hume_jax.core._task_encoder import encoder_matrix
-
   E = jax.vmap(encoder_matrix)(encoder) if encoder.raw.ndim == 3 else encoder_matrix(encoder)
   return {"raw": np.asarray(encoder.raw), "base": np.asarray(encoder.base), "E": np.asarray(E)}
 
 
 def _hume_init(config, train):
-  import jax
-
-  from hume_jax.core._outer import init_state
-
   return init_state(jax.random.PRNGKey(config.seed), config, train["phi1"].shape[1], train["phi2"].shape[1])
 
 
 def _hume_fit(config, train, state, hooks):
-  from hume_jax.training._fit import fit
-
   return fit(train["phi1"], train["phi2"], config, labels=train["labels"], state=state, **hooks)[0]
 
 
@@ -65,8 +62,6 @@ _SEED_HOOKS = ("progress", "log_every", "stop", "checkpoint_every", "on_estimate
 
 
 def _hume_seeds(config, train, seeds, hooks):
-  from hume_jax.training.ensemble import fit_seeds
-
   return fit_seeds(
     train["phi1"],
     train["phi2"],
@@ -78,14 +73,10 @@ def _hume_seeds(config, train, seeds, hooks):
 
 
 def _hume_label(state, split):
-  from hume_jax.training._fit import predict
-
   return predict(state.encoder, split["phi1"])
 
 
 def _hume_label_seeds(states, split):
-  from hume_jax.training.ensemble import predict_seeds
-
   return predict_seeds(states, split["phi1"])
 
 
@@ -102,24 +93,15 @@ HUME_METHOD = Method(
 
 
 def _turtle_init(config, train):
-  import jax
-
-  from hume_jax.training._fit import compute_dtype
-  from hume_jax.training.turtle import init_turtle
-
   phis = (train["phi1"], train["phi2"])
   return init_turtle(jax.random.PRNGKey(config.seed), config, tuple(x.shape[1] for x in phis), compute_dtype(phis[0]))
 
 
 def _turtle_fit(config, train, state, hooks):
-  from hume_jax.training.turtle import fit_turtle
-
   return fit_turtle([train["phi1"], train["phi2"]], config, labels=train["labels"], state=state, **hooks)[0]
 
 
 def _turtle_label(state, split):
-  from hume_jax.training.turtle import predict_turtle
-
   return predict_turtle(state.encoder, [split["phi1"], split["phi2"]])
 
 

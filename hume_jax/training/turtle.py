@@ -24,6 +24,8 @@ from hume_jax.config import TurtleConfig, check_turtle_config
 from hume_jax.core._inner import init_linear
 from hume_jax.core._objective import size_term
 from hume_jax.core._shuffle import sample_rows
+from hume_jax.io.data import check_fit_inputs
+from hume_jax.training._fit import compute_dtype
 from hume_jax.training._loop import run_loop
 
 
@@ -209,9 +211,6 @@ def fit_turtle(
   work as in ``hume_jax.fit``. Every iteration's draws come from ``fold_in(key, iteration)``, so
   a resumed run ends bit-identical to an uninterrupted one.
   """
-  from hume_jax.io.data import check_fit_inputs
-  from hume_jax.training._fit import compute_dtype
-
   for m in range(1, len(phis)):
     check_fit_inputs(phis[0], phis[m], labels, unit_phi1=False)
   check_turtle_config(config, len(phis[0]))
