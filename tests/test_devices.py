@@ -173,3 +173,45 @@ def test_seeds_split_over_devices_match_one(two_devices):
   one = np.asarray(seed_runs().encoder.raw)
   assert one.shape == (4, 16, 4)
   np.testing.assert_allclose(two_devices[2], one, rtol=0, atol=1e-10)
+
+
+ROWS_SCRIPT = """
+import sys, numpy as np, jax
+sys.path.insert(0, {tests!r})
+import test_devices
+np.savez({out!r}, **test_devices.row_stages())
+print(jax.device_count())
+"""
+
+
+def row_stages() -> dict:
+  """The stages that label or condition rows in batches (``sampling.row_blocks``) on 20,500 rows:
+  the nearest centre of each row, and conditioning's moments and projection on the device path."""
+  from hume_jax.evaluation.sampling import nearest, row_blocks
+  from hume_jax.search import conditioning
+
+  rng = np.random.default_rng(5)
+  x = (rng.normal(size=(20_500, 24)) * np.linspace(3, 0.3, 24) + 2).astype(np.float32)
+  host = conditioning.on_accelerator
+  conditioning.on_accelerator = lambda: True  # the device path, here on CPU devices
+  try:
+    c = conditioning.fit_conditioning(x, unit_rows=False, max_dim=6)
+    mapped = conditioning.apply_conditioning(c, x)
+  finally:
+    conditioning.on_accelerator = host
+  block, _ = next(row_blocks(x))
+  devices = np.array(len(block.sharding.device_set))
+  return {"nearest": nearest(x, x[:7]), "components": c.components, "mapped": mapped, "devices": devices}
+
+
+def test_row_batches_split_over_two_devices_give_the_one_device_result(tmp_path):
+  out = str(tmp_path / "rows.npz")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  code = ROWS_SCRIPT.format(tests=os.path.dirname(__file__), out=out)
+  res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+  assert res.returncode == 0 and res.stdout.split()[-1] == "2", res.stderr[-2000:]
+  two, one = np.load(out), row_stages()
+  assert int(two["devices"]) == 2 and int(one["devices"]) == 1  # each batch's rows on both devices
+  np.testing.assert_array_equal(two["nearest"], one["nearest"])
+  np.testing.assert_allclose(two["components"], one["components"], atol=1e-6)
+  np.testing.assert_allclose(two["mapped"], one["mapped"], atol=1e-5)

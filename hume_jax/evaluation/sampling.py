@@ -42,14 +42,34 @@ def _nearest_batch(x: jax.Array, centers: jax.Array, squared: bool = True) -> ja
   return jnp.argmin(scores, axis=1)
 
 
-def nearest(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
-  """Index of the nearest of ``centers [k, d]`` (Euclidean) for each row of ``x [n, d]``: ``int64 [n]``,
-  computed in batches of ``BATCH`` rows (the last one padded), so memory stays ``BATCH x k``."""
-  c = jnp.asarray(np.asarray(centers, np.float32))
-  out = np.empty(len(x), np.int64)
+def row_sharding() -> jax.sharding.NamedSharding | None:
+  """A batch's rows split over every local device (``[BATCH, d]`` as ``BATCH / D`` rows each), as the
+  step splits its subsets; None on one device, or when ``BATCH`` does not split evenly."""
+  devices = jax.local_devices()
+  if len(devices) < 2 or BATCH % len(devices):
+    return None
+  mesh = jax.sharding.Mesh(np.array(devices), ("rows",))
+  return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("rows", None))
+
+
+def row_blocks(x: np.ndarray):
+  """``(block, rows)`` for each batch of ``BATCH`` rows of ``x [n, d]``: the rows as float32 on the
+  devices (``row_sharding``), the last batch zero-padded so that every batch runs one compiled program,
+  and how many of its rows are real. A memory map is read one batch at a time."""
+  sharding = row_sharding()
   for start in range(0, len(x), BATCH):
     block = np.asarray(x[start : start + BATCH], np.float32)
-    padded = np.zeros((BATCH, block.shape[1]), np.float32)
-    padded[: len(block)] = block
-    out[start : start + len(block)] = np.asarray(_nearest_batch(jnp.asarray(padded), c))[: len(block)]
+    if len(block) < BATCH:
+      block = np.concatenate([block, np.zeros((BATCH - len(block), block.shape[1]), np.float32)])
+    yield (jnp.asarray(block) if sharding is None else jax.device_put(block, sharding)), min(BATCH, len(x) - start)
+
+
+def nearest(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
+  """Index of the nearest of ``centers [k, d]`` (Euclidean) for each row of ``x [n, d]``: ``int64 [n]``,
+  computed in batches of ``BATCH`` rows split over the local devices (``row_blocks``), so memory
+  stays ``BATCH x k``."""
+  c = jnp.asarray(np.asarray(centers, np.float32))
+  out = np.empty(len(x), np.int64)
+  for start, (block, rows) in zip(range(0, len(x), BATCH), row_blocks(x)):
+    out[start : start + rows] = np.asarray(_nearest_batch(block, c))[:rows]
   return out

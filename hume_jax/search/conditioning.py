@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hume_jax.evaluation.kmeans import cluster
-from hume_jax.evaluation.sampling import BATCH, ROWS
+from hume_jax.evaluation.sampling import BATCH, ROWS, row_blocks
 
 MAX_DIM = 128
 
@@ -103,7 +103,7 @@ def _principal_axes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, np.maximum(var[::-1], 0.0), vecs[:, ::-1].T
   shift = np.asarray(x[: min(n, BATCH)], np.float64).mean(0)  # one pass: moments about a shift near the mean
   moments = (jnp.zeros(x.shape[1], jnp.float32), jnp.zeros((x.shape[1], x.shape[1]), jnp.float32))
-  for block, rows in _blocks(x):
+  for block, rows in row_blocks(x):
     moments = _add_moments(moments, block, rows, jnp.asarray(shift, jnp.float32))
   offset = np.asarray(moments[0], np.float64) / n  # mean - shift
   cov = np.asarray(moments[1], np.float64) / n - np.outer(offset, offset)
@@ -114,16 +114,6 @@ def _principal_axes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def on_accelerator() -> bool:
   """Whether conditioning past ``ROWS`` rows runs on the default device (a GPU or TPU) rather than the host."""
   return jax.default_backend() != "cpu"
-
-
-def _blocks(x: np.ndarray):
-  """``(block [BATCH, d] float32 on the device, number of real rows)`` for each batch of ``x``'s rows,
-  the last one zero-padded, so every batch runs one compiled program."""
-  for i in range(0, len(x), BATCH):
-    block = np.asarray(x[i : i + BATCH], np.float32)
-    if len(block) < BATCH:
-      block = np.concatenate([block, np.zeros((BATCH - len(block), block.shape[1]), np.float32)])
-    yield jnp.asarray(block), min(BATCH, len(x) - i)
 
 
 @jax.jit
@@ -145,7 +135,7 @@ def _mapped(c: Conditioning, x: np.ndarray, unit_rows: tuple[bool, ...]) -> list
   outs = [np.empty((len(x), c.components.shape[0]), np.float32) for _ in unit_rows]
   if len(x) > ROWS and on_accelerator():
     mean, comps = jnp.asarray(c.mean, jnp.float32), jnp.asarray(c.components.T, jnp.float32)
-    for i, (block, rows) in zip(range(0, len(x), BATCH), _blocks(x)):
+    for i, (block, rows) in zip(range(0, len(x), BATCH), row_blocks(x)):
       for out, z in zip(outs, _map_block(block, mean, comps, c.scale, unit_rows)):
         out[i : i + rows] = np.asarray(z)[:rows]
     return outs
