@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 
+import conftest
 import numpy as np
 import pytest
 from conftest import cone, planted
@@ -22,17 +23,7 @@ from hume_jax.search.auto import (
 )
 from hume_jax.training.ensemble import majority_vote
 
-CFG = HumeConfig(
-  k=4,
-  num_iters=60,
-  num_subsets=4,
-  subset_size=300,
-  adaptation_steps=30,
-  inner_lr=0.9,
-  outer_lr=0.01,
-  milestones=(40, 50),
-  seed=0,
-)
+CFG = dataclasses.replace(conftest.CFG, inner_lr=0.9)  # auto's inner lr: a fraction of 1 / lambda_max
 
 
 def test_conditioning_of_phi2_centres_projects_and_scales_to_unit_top_eigenvalue():
