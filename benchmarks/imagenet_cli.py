@@ -7,8 +7,8 @@ ImageNet settings (``--preset imagenet``) on files of ImageNet-1000's size, as a
 Writes a two-view Gaussian mixture (k classes; d1 = 2048 and d2 = 1536 as a ResNet-50 and a
 ViT-L; class means drawn independently per view) as float32 ``.npy`` files in DIR, generated on the
 default device in row blocks straight into memory-mapped files (the host never holds a whole view),
-then times each command in a child process: wall and CPU seconds, the child's peak resident
-memory, and the run's metrics.json (ACC on the val split, sizes found). The inputs are memory-mapped
+then times each command in a child process: wall and CPU seconds, and, when it finished, the
+run's metrics.json (ACC on the val split, sizes found). The inputs are memory-mapped
 by the command line (``hume_jax.io.data.load_array``). The official settings' CV score is
 scikit-learn's, exactly as the official ``evaluate.py``: ``--official-val`` rows keep it short.
 """
@@ -48,7 +48,7 @@ def write_mixture(folder: str, name: str, n: int, k: int, dims: tuple[int, int],
 
 
 def run(command: list[str], limit: int) -> dict:
-  """Runs ``command`` with a time limit: exit status, wall and CPU seconds, peak MiB of the children."""
+  """Runs ``command`` with a time limit: exit status, wall and CPU seconds (of the child)."""
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
   start = time.perf_counter()
   print("$", " ".join(command), flush=True)
@@ -58,7 +58,7 @@ def run(command: list[str], limit: int) -> dict:
     rc = "timeout"
   after = resource.getrusage(resource.RUSAGE_CHILDREN)
   cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-  return {"rc": rc, "wall": time.perf_counter() - start, "cpu": cpu, "peak_mib_children": after.ru_maxrss / 1024}
+  return {"rc": rc, "wall": time.perf_counter() - start, "cpu": cpu}
 
 
 def summary(out: str) -> dict:
@@ -120,7 +120,9 @@ def main() -> None:
   for name, command in runs.items():
     if command is None or name in a.skip.split(","):
       continue
-    record[name] = run(command, a.limit) | summary(os.path.join(a.out, name))
+    record[name] = run(command, a.limit)
+    if record[name]["rc"] == 0:  # a run that failed leaves the previous run's results in place: not its own
+      record[name] |= summary(os.path.join(a.out, name))
     print(name, json.dumps(record[name]), flush=True)
     json.dump(record, open(os.path.join(a.out, "imagenet_cli.json"), "w"), indent=1)
 

@@ -152,3 +152,12 @@ def test_turtle_interrupted_at_10_resumed_to_20_is_bit_identical(files, tmp_path
     np.testing.assert_array_equal(ours[name], theirs[name])
   iterations = [int(line.split('"iteration": ')[1].split(",")[0]) for line in open(os.path.join(out, "log.jsonl"))]
   assert iterations == [5, 10, 15, 20]
+
+
+def test_a_log_line_cut_off_by_a_kill_ends_the_resumed_log(tmp_path):
+  from hume_jax.io.workdir import _logged_up_to
+
+  path = tmp_path / "log.jsonl"
+  path.write_text('{"iteration": 1, "loss": 0.5}\n\n{"iteration": 2, "loss": 0.4}\n{"iteration": 3, "lo')
+  assert _logged_up_to(str(path), 5) == ['{"iteration": 1, "loss": 0.5}\n', '{"iteration": 2, "loss": 0.4}\n']
+  assert _logged_up_to(str(path), 1) == ['{"iteration": 1, "loss": 0.5}\n']

@@ -126,10 +126,11 @@ def data_fingerprint(*arrays: np.ndarray) -> str:
   """SHA-1 of the arrays' shapes, dtypes and bytes: identifies a run's inputs. Read in row batches
   (the digest of the whole C-ordered bytes), so a memory-mapped input is never copied whole."""
   h = hashlib.sha1()
-  for a in arrays:
+  for a in map(np.asarray, arrays):
     h.update(f"{a.shape}{a.dtype}".encode())
-    for i in range(0, len(a), 65_536):
-      h.update(np.ascontiguousarray(a[i : i + 65_536]).data)
+    rows = a.reshape(1) if a.ndim == 0 else a
+    for i in range(0, len(rows), 65_536):
+      h.update(np.ascontiguousarray(rows[i : i + 65_536]).tobytes())
   return h.hexdigest()
 
 

@@ -62,7 +62,8 @@ def load_array(spec: str, what: str, default_key: str = "features") -> np.ndarra
         f"{what}: {path} holds Python objects (a pickled array); expected a numeric "
         "array. Save it with np.save(path, np.asarray(x, dtype=np.float32))"
       ) from None
-    raise ValueError(f"{what}: cannot read {path} as .npy/.npz ({e})") from None
+    cut = ", it may be truncated" if "length is greater than file size" in str(e) else ""
+    raise ValueError(f"{what}: cannot read {path} as .npy/.npz{cut} ({e})") from None
   except (OSError, EOFError, zipfile.BadZipFile) as e:
     raise ValueError(f"{what}: cannot read {path} as .npy/.npz, it may be truncated ({e})") from None
   if isinstance(loaded, np.lib.npyio.NpzFile):

@@ -165,7 +165,7 @@ class Workdir:
     path = os.path.join(self.partial, "log.jsonl")
     kept = []
     if resume_from is not None and os.path.exists(path):
-      kept = [line for line in open(path) if line.strip() and json.loads(line)["iteration"] <= resume_from]
+      kept = _logged_up_to(path, resume_from)
     with open(path + ".tmp", "w") as tmp:  # the records kept replace the log at once: a stop loses none
       tmp.writelines(kept)
     os.replace(path + ".tmp", path)
@@ -288,3 +288,19 @@ def versions() -> dict[str, str]:
     "scikit-learn": sklearn.__version__,
     "device": str(jax.devices()[0].device_kind),
   }
+
+
+def _logged_up_to(path: str, last: int) -> list[str]:
+  """The lines of ``log.jsonl`` up to iteration ``last``; a line cut off by a kill ends the log (the
+  records before it are whole)."""
+  kept = []
+  for line in open(path):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:
+      break
+    if record["iteration"] <= last:
+      kept.append(line)
+  return kept

@@ -90,7 +90,7 @@ def training_curves(log: list[dict], path: str, entropy_max: float | None = None
     if key == "entropy" and entropy_max:
       target = "the prior's sizes" if sized else "balanced"
       ax.axhline(entropy_max, color="gray", ls="--", lw=0.8, label=f"maximum {entropy_max:.3f} ({target})")
-      ax.set_ylim(0, 1.05 * entropy_max)
+      ax.set_ylim(min(0.0, *(r[key] for r in log)), 1.05 * entropy_max)  # a size term can go below 0
       ax.legend(fontsize=7, loc="lower right")
   fig.tight_layout()
   fig.savefig(path, dpi=120)

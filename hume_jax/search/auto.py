@@ -50,7 +50,7 @@ from hume_jax.search.conditioning import (  # noqa: F401
   spherical_kmeans,
 )
 from hume_jax.search.refine import CRITERIA, refine_search, refined_labels
-from hume_jax.search.sizes import run_priors
+from hume_jax.search.sizes import from_kmeans, run_priors
 from hume_jax.training._fit import fit, predict
 from hume_jax.training.ensemble import vote_matched, vote_runs
 
@@ -323,7 +323,7 @@ def fit_auto(
   plan.update(budget_seconds=budget_seconds, max_dim=max_dim, min_runs=min_runs)
   runs = runs[: plan["runs"]]
   prior = config.prior if prior is None else prior
-  kmeans = kmeans_starts(spaces, k, seed) if any(s == "k-means" for _, s in runs) or isinstance(prior, str) else {}
+  kmeans = kmeans_starts(spaces, k, seed) if any(s == "k-means" for _, s in runs) or from_kmeans(prior) else {}
   config = dataclasses.replace(config, prior=run_priors(prior, kmeans, k))
   candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
   return _choose_and_vote(spaces, runs, candidates, config, plan, watch)

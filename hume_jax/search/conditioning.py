@@ -101,7 +101,8 @@ def _principal_axes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cov = sum((b := np.asarray(x[i : i + BATCH], np.float64) - mean).T @ b for i in batches) / n
     var, vecs = np.linalg.eigh(cov)
     return mean, np.maximum(var[::-1], 0.0), vecs[:, ::-1].T
-  shift = np.asarray(x[: min(n, BATCH)], np.float64).mean(0)  # one pass: moments about a shift near the mean
+  # one pass: moments about a shift near the mean, rounded to the float32 the device subtracts
+  shift = np.asarray(x[: min(n, BATCH)], np.float64).mean(0).astype(np.float32).astype(np.float64)
   moments = (jnp.zeros(x.shape[1], jnp.float32), jnp.zeros((x.shape[1], x.shape[1]), jnp.float32))
   for block, rows in row_blocks(x):
     moments = _add_moments(moments, block, rows, jnp.asarray(shift, jnp.float32))

@@ -48,6 +48,11 @@ def imbalance(prior) -> float:
   return float(p.max() / p.min())
 
 
+def from_kmeans(prior) -> bool:
+  """Whether ``prior`` asks for the k-means starts' sizes (``"k-means"``), whatever else it may be."""
+  return isinstance(prior, str) and prior == "k-means"
+
+
 def run_priors(prior, kmeans: dict, k: int):
   """The prior of the auto preset's runs: None (the paper's entropy), the sizes a user gave
   (``as_prior``), or ``"k-means"``: for each space, the sizes of its spherical k-means partition
