@@ -35,7 +35,7 @@ import numpy as np
 from hume_jax.config import AUTO, IMAGENET
 from hume_jax.core._outer import init_state
 from hume_jax.evaluation import metrics as hm
-from hume_jax.search.budget import plan_search
+from hume_jax.search.budget import conditioning_seconds, plan_search
 from hume_jax.search.conditioning import condition_spaces, kept_dims, kmeans_starts
 from hume_jax.search.premise import premise_report
 from hume_jax.search.refine import refine
@@ -104,7 +104,17 @@ def stages(a: np.ndarray, b: np.ndarray, k: int, config, iters: int) -> dict:
   record("cv_score", lambda: hm.cv_score(sp.cond2["b"], labels, rows=10_000))
   record("premise", lambda: premise_report(a, b, labels, k))
   shapes, platform = [(x1.shape[1], x2.shape[1])] * 4, jax.default_backend()
-  plan = plan_search(config, len(a), shapes, [x1.shape[1]] * 2, 600.0, refine_criteria=5, platform=platform)
+  conditioning_s = conditioning_seconds(len(a), (a.shape[1], b.shape[1]), x1.shape[1], platform)
+  plan = plan_search(
+    config,
+    len(a),
+    shapes,
+    [x1.shape[1]] * 2,
+    600.0,
+    refine_criteria=5,
+    platform=platform,
+    conditioning_s=conditioning_s,
+  )
   step_total = plan["runs"] * plan["num_iters"] * row["step"]["wall"]
   judged_n = plan["runs"] + 1 if plan["runs"] > 1 else 0
   around = (

@@ -21,6 +21,7 @@ from hume_jax.search.auto import (
   separability,
   vote_labels,
 )
+from hume_jax.search.conditioning import condition_spaces
 from hume_jax.training.ensemble import majority_vote
 
 CFG = dataclasses.replace(conftest.CFG, inner_lr=0.9)  # auto's inner lr: a fraction of 1 / lambda_max
@@ -72,6 +73,40 @@ def test_conditioning_past_rows_on_an_accelerator_matches_the_hosts_float64(monk
   dev_z = conditioning.apply_conditioning(dev, x) * signs
   assert dev_z.shape == host_z.shape == (len(x), 12)
   np.testing.assert_allclose(dev_z, host_z, atol=2e-4 * np.abs(host_z).max())
+
+
+def test_past_rows_the_directions_are_the_svds_signed_alike_on_the_host_and_a_device(monkeypatch):
+  from hume_jax.evaluation.sampling import ROWS
+  from hume_jax.search import conditioning
+
+  rng = np.random.default_rng(3)
+  x = (rng.normal(size=(ROWS + 500, 20)) * np.linspace(3, 0.1, 20) + 2.0).astype(np.float32)
+  mean, var, directions = conditioning._principal_axes(x)  # the host's covariance route
+  z = np.asarray(x, np.float64) - np.asarray(x, np.float64).mean(0)
+  _, s, vt = np.linalg.svd(z, full_matrices=False)  # an independent route: the SVD of the centred rows
+  np.testing.assert_allclose(var, s**2 / len(z), rtol=1e-9)
+  np.testing.assert_allclose(np.abs(np.sum(directions * vt, axis=1)), 1, atol=1e-9)
+  largest = directions[np.arange(20), np.argmax(np.abs(directions), axis=1)]
+  assert np.all(largest > 0)  # whatever sign LAPACK returns
+  monkeypatch.setattr(conditioning, "on_accelerator", lambda: True)  # the jitted batches, run on the CPU here
+  np.testing.assert_allclose(conditioning._principal_axes(x)[2], directions, atol=1e-5)  # the same signs
+
+
+def test_the_plan_counts_the_conditioning_the_search_does_on_its_clock():
+  from hume_jax.search.budget import conditioning_seconds
+
+  assert conditioning_seconds(10_000, (1024, 1280), 128) > 2 * conditioning_seconds(10_000, (256, 256), 128)
+  assert 9.5 < conditioning_seconds(1_000_000, (256,), 128) / conditioning_seconds(100_000, (256,), 128) <= 10  # ~ n
+  phi1, phi2, _ = planted()
+  plans = {}
+  for given in (False, True):
+    spaces = condition_spaces(phi1, phi2, 64) if given else None
+    res = fit_auto(phi1, phi2, 4, num_iters=2, starts=("random",), spaces=spaces, say=lambda s: None, progress=False)
+    plans[given] = res.plan
+  assert plans[True]["conditioning_seconds"] == 0.0  # conditioned before: not on this search's clock
+  expected = conditioning_seconds(len(phi1), (phi1.shape[1], phi2.shape[1]), 64)
+  assert plans[False]["conditioning_seconds"] == pytest.approx(expected) and expected > 0
+  assert plans[False]["estimate_seconds"] == pytest.approx(plans[True]["estimate_seconds"] + expected)
 
 
 def test_plan_fits_the_budget_and_scales_the_milestones():

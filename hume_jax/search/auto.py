@@ -32,6 +32,7 @@ from hume_jax.search.budget import (  # noqa: F401
   GUARD,
   MIN_ITERS,
   Clock,
+  conditioning_seconds,
   plan_iterations,
   plan_search,
   replan,
@@ -175,9 +176,10 @@ def _runs(spaces: Spaces, k: int, max_dim: int, say, starts=STARTS) -> list[tupl
   return [(o, s) for s in starts for o in orders]  # k-means starts first: a budget drops random starts first
 
 
-def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, say, refine=True, min_runs=1) -> dict:
+def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, say, refine=True, min_runs=1, raw=()):
   """The runs, their iterations and the refinement that fit ``budget`` by the fixed cost model
-  (``budget.plan_search``: the same plan on any machine, whatever its load), said before training."""
+  (``budget.plan_search``: the same plan on any machine, whatever its load), said before training;
+  ``raw``: the raw spaces' dimensions when the search conditioned them on its clock (its cost is counted)."""
   shapes = [(spaces.cond1[o[0]].shape[1], spaces.cond2[o[1]].shape[1]) for o, _ in runs]
   kmeans_dims = [spaces.cond1[s].shape[1] for s in dict.fromkeys(o[0] for o, s0 in runs if s0 == "k-means")]
   n = len(spaces.cond1["a"])
@@ -191,6 +193,7 @@ def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, sa
     refine_criteria=CRITERIA * refine,
     min_runs=min_runs,
     platform=jax.default_backend(),
+    conditioning_s=conditioning_seconds(n, raw, spaces.cond1["a"].shape[1], jax.default_backend()),
   )
   dims = {s: int(c.components.shape[0]) for s, c in spaces.as_phi1.items()}
   explained = {s: c.explained for s, c in spaces.as_phi1.items()}
@@ -297,7 +300,7 @@ def fit_auto(
   Args:
     phi_a, phi_b: ``[n, d_a]``, ``[n, d_b]`` raw representations of the training split.
     k: number of classes.
-    budget_seconds: time for the whole search (both orders, their k-means and criteria).
+    budget_seconds: time for the whole search (the conditioning, both orders, their k-means and criteria).
     seed: seed of k-means, of the encoder completion and of the runs.
     config: the runs' hyperparameters (``AUTO``; its ``k`` and ``seed`` are replaced).
     num_iters: iterations of each run, as given: no budget applies (default: cut to the budget).
@@ -312,14 +315,14 @@ def fit_auto(
       ``config.prior`` (None there too: the paper's equal sizes).
   """
   check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
-  watch = (watch or Watch())._replace(**watch_fields)
-  watch = watch._replace(names=watch.names or {"a": "phi_a", "b": "phi_b"})
+  watch = _watch(watch, watch_fields)
   watch.say(f"auto: space a is {watch.names['a']}, space b is {watch.names['b']}")
   clock = Clock(None if num_iters else GUARD * budget_seconds - resume.spent_seconds)  # a guard, not the plan
   config = dataclasses.replace(config, k=k, seed=seed)
+  raw_dims = () if spaces is not None else (phi_a.shape[1], phi_b.shape[1])  # conditioned here, on the clock
   spaces = spaces or condition_spaces(phi_a, phi_b, kept_dims(k, max_dim))
   runs = _runs(spaces, k, max_dim, watch.say, starts)
-  plan = _plan(spaces, runs, config, num_iters, budget_seconds, watch.say, refine, min_runs)
+  plan = _plan(spaces, runs, config, num_iters, budget_seconds, watch.say, refine, min_runs, raw_dims)
   plan.update(budget_seconds=budget_seconds, max_dim=max_dim, min_runs=min_runs)
   runs = runs[: plan["runs"]]
   prior = config.prior if prior is None else prior
@@ -327,6 +330,12 @@ def fit_auto(
   config = dataclasses.replace(config, prior=run_priors(prior, kmeans, k))
   candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
   return _choose_and_vote(spaces, runs, candidates, config, plan, watch)
+
+
+def _watch(watch: Watch | None, fields: dict) -> Watch:
+  """``watch`` (default ``Watch()``) with ``fields`` replaced, its spaces named ``phi_a`` and ``phi_b`` unless named."""
+  watch = (watch or Watch())._replace(**fields)
+  return watch._replace(names=watch.names or {"a": "phi_a", "b": "phi_b"})
 
 
 def _search(spaces, runs, config: HumeConfig, plan: dict, clock: Clock, kmeans, watch: Watch, resume: Resume):

@@ -31,13 +31,18 @@ GUARD = 2.0  # the clock cuts a search only past this multiple of its budget (a 
 # - "criterion": one separability (2 spaces x 5 folds of logistic regression, 100 L-BFGS iterations over
 #   rows x k x 64 dimensions): scikit-learn on a CPU, hume_jax.evaluation.logistic on an accelerator;
 # - "kmeans": spherical k-means of one space (10 starts x about 50 Lloyd iterations over rows x k x d);
+# - "conditioning": the PCA of both spaces (conditioning._principal_axes and one projection): n x d x (min(n, d) + r)
+#   per space at the first rate (its reads, moments and projection), min(n, d)^3 at the second (the eigenproblem);
+#   up to sampling.ROWS rows the host's SVD instead, SVD_COST times the CPU's covariance route;
 # - "compile": seconds to compile one step.
 COSTS = {
   "step": {"cpu": (6e9, 5e-6, 8e-7), "gpu": (7e12, 2.5e-5, 1e-9)},
   "criterion": {"cpu": 1e9, "gpu": 1e11},
   "kmeans": {"cpu": 2.5e9, "gpu": 2.5e11},
+  "conditioning": {"cpu": (2.5e10, 1e10), "gpu": (3.5e11, 1e10)},
   "compile": {"cpu": 8.0, "gpu": 10.0},
 }
+SVD_COST = 4.0  # the SVD of up to ROWS centred rows against the covariance route (3.9x at 10,000 x 1024 + 1280)
 
 
 def _rate(stage: str, platform: str):
@@ -62,6 +67,15 @@ def criterion_seconds(rows: int, k: int, dims: int = 64, platform: str = "cpu") 
 def kmeans_seconds(rows: int, d: int, k: int, platform: str = "cpu") -> float:
   """Modelled seconds of spherical k-means (``conditioning.spherical_kmeans``) of one space."""
   return 10 * 50 * rows * k * d / _rate("kmeans", platform)
+
+
+def conditioning_seconds(n: int, dims: tuple[int, ...], kept: int, platform: str = "cpu") -> float:
+  """Modelled seconds of conditioning spaces of ``dims`` dimensions on ``n`` rows, ``kept`` components each
+  (``conditioning.condition_spaces``): their reads, moments, eigenproblems and one projection."""
+  small = n <= ROWS  # on the host by the SVD of the centred rows (conditioning._principal_axes)
+  rate, eigen_rate = _rate("conditioning", "cpu" if small else platform)
+  seconds = sum(n * d * (min(n, d) + min(kept, d)) / rate + min(n, d) ** 3 / eigen_rate for d in dims)
+  return seconds * (SVD_COST if small else 1.0)
 
 
 def plan_iterations(
@@ -138,6 +152,7 @@ def plan_search(
   refine_criteria: int = 0,
   min_runs: int = 1,
   platform: str = "cpu",
+  conditioning_s: float = 0.0,
 ) -> dict:
   """The plan of a search from the cost model alone (no clock): the runs (``shapes``: ``(d1, d2)``
   of each, in the order a budget drops them from the end), their iterations and whether the
@@ -146,13 +161,14 @@ def plan_search(
   The preset's ``num_iters`` for every run when the whole search fits ``budget_seconds``; else the
   refinement goes first, then runs (never below ``min_runs``), then iterations (never below
   ``MIN_ITERS``). Each cut is a note in ``plan["cuts"]`` that names the budget the whole search
-  needs. ``num_iters`` given: no budget applies.
+  needs. ``num_iters`` given: no budget applies. ``conditioning_s``: seconds the search spends conditioning its
+  spaces on the budget's clock (``conditioning_seconds``; 0 when they come conditioned).
   """
   rows = min(n, ROWS)
   step_s = max(step_seconds(config, n, d1, d2, platform) for d1, d2 in shapes)
   sep_s = criterion_seconds(rows, config.k, platform=platform)
   fixed = sum(kmeans_seconds(rows, d, config.k, platform) for d in kmeans_dims)
-  fixed += _rate("compile", platform) * len(set(shapes))
+  fixed += _rate("compile", platform) * len(set(shapes)) + conditioning_s
   judged = lambda runs: sep_s if runs > 1 else 0.0  # a single run is not judged, nor voted
   cost = lambda runs, iters, refine: fixed + runs * (iters * step_s + judged(runs)) + judged(runs) + sep_s * refine
   runs, refine, iters, cuts = len(shapes), refine_criteria, num_iters or config.num_iters, []
@@ -176,6 +192,7 @@ def plan_search(
     step_seconds=step_s,
     criterion_seconds=sep_s,
     fixed_seconds=fixed,
+    conditioning_seconds=conditioning_s,
     num_iters=iters,
     runs=runs,
     refine_criteria=refine,

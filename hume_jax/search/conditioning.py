@@ -87,10 +87,11 @@ def _principal_axes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   Up to ``ROWS`` rows: the SVD of the centred rows in float64. Past that, the eigenvectors of the
   covariance accumulated over row batches (the same subspace; cost linear in n, memory ``BATCH x d +
   d x d``, a memory map read one batch at a time): in float64 on the host when the default device is
-  the CPU, else on the accelerator in float32 at full matmul precision (``on_accelerator``).
+  the CPU, else on the accelerator in float32 at full matmul precision (``on_accelerator``); each direction
+  signed so that its largest coordinate is positive, the same spaces from the host and from a device.
   """
   n = len(x)
-  if n <= ROWS:
+  if n <= ROWS:  # the SVD's signs as LAPACK gives them: the labels of the measured quality sets (benchmarks/LOG.md)
     x = np.asarray(x, np.float64)
     mean = x.mean(0)
     _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
@@ -100,7 +101,7 @@ def _principal_axes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = sum(np.asarray(x[i : i + BATCH], np.float64).sum(0) for i in batches) / n
     cov = sum((b := np.asarray(x[i : i + BATCH], np.float64) - mean).T @ b for i in batches) / n
     var, vecs = np.linalg.eigh(cov)
-    return mean, np.maximum(var[::-1], 0.0), vecs[:, ::-1].T
+    return mean, np.maximum(var[::-1], 0.0), _signed(vecs[:, ::-1].T)
   # one pass: moments about a shift near the mean, rounded to the float32 the device subtracts
   shift = np.asarray(x[: min(n, BATCH)], np.float64).mean(0).astype(np.float32).astype(np.float64)
   moments = (jnp.zeros(x.shape[1], jnp.float32), jnp.zeros((x.shape[1], x.shape[1]), jnp.float32))
@@ -109,7 +110,13 @@ def _principal_axes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   offset = np.asarray(moments[0], np.float64) / n  # mean - shift
   cov = np.asarray(moments[1], np.float64) / n - np.outer(offset, offset)
   var, vecs = np.linalg.eigh(cov)
-  return shift + offset, np.maximum(var[::-1], 0.0), vecs[:, ::-1].T
+  return shift + offset, np.maximum(var[::-1], 0.0), _signed(vecs[:, ::-1].T)
+
+
+def _signed(directions: np.ndarray) -> np.ndarray:
+  """``directions [r, d]``, each row's sign flipped where needed so that its largest-magnitude entry is positive."""
+  largest = directions[np.arange(len(directions)), np.argmax(np.abs(directions), axis=1)]
+  return directions * np.where(largest < 0, -1.0, 1.0)[:, None]
 
 
 def on_accelerator() -> bool:
