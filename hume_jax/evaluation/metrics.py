@@ -122,7 +122,12 @@ def stability(preds: np.ndarray) -> float:
 
 
 def separability_per_space(
-  spaces: list[np.ndarray], labels: np.ndarray, dims: int = 64, folds: int = 5, solver: str | None = None
+  spaces: list[np.ndarray],
+  labels: np.ndarray,
+  dims: int = 64,
+  folds: int = 5,
+  solver: str | None = None,
+  n_jobs: int | None = 1,
 ) -> list[float]:
   """Chance-corrected CV score (Cohen's kappa of ``folds``-fold logistic regression, as
   ``cv_kappa``) of ``labels [n]`` in each space ``[n, d]``, on its first ``dims`` columns (the
@@ -131,7 +136,8 @@ def separability_per_space(
 
   ``solver``: ``"sklearn"`` (``cv_kappa``), ``"jax"`` (``logistic.crossval_kappas``: every fold
   and space in one jitted program on the default device), or None: JAX on an accelerator,
-  scikit-learn on a CPU, where both cost the same and scikit-learn's is the measured reference.
+  scikit-learn on a CPU, where both cost the same and scikit-learn's is the measured reference. ``n_jobs``:
+  scikit-learn's folds in parallel (``-1``: every core; the same kappas); the search keeps 1.
   """
   rows = subsample(len(labels))
   labels = take(np.asarray(labels), rows)
@@ -139,7 +145,7 @@ def separability_per_space(
   solver = solver or ("sklearn" if jax.default_backend() == "cpu" else "jax")
   if solver == "jax" and len({x.shape[1] for x in xs}) == 1:
     return crossval_kappas(xs, labels, folds)
-  return [cv_kappa(x, labels, folds=folds, n_jobs=1) for x in xs]
+  return [cv_kappa(x, labels, folds=folds, n_jobs=n_jobs) for x in xs]
 
 
 def separability(spaces: list[np.ndarray], labels: np.ndarray, dims: int = 64, folds: int = 5) -> float:

@@ -51,11 +51,11 @@ def premise_report(
   """
   spaces = condition_spaces(phi1, phi2, kept_dims(k))
   judged = [spaces.cond2["a"], spaces.cond2["b"]]
-  found = separability_per_space(judged, labels)
+  found = separability_per_space(judged, labels, n_jobs=-1)  # after training: every core
   report = {"found": dict(zip(names, found))}
   for own in (0, 1):
     partition = spherical_kmeans(spaces.cond1["ab"[own]], min(k, len(phi1)), seed)[1]
-    kappas = separability_per_space(judged, partition)
+    kappas = separability_per_space(judged, partition, n_jobs=-1)
     agreement = float(adjusted_rand_score(labels, partition))
     report[f"k-means of {names[own]}"] = {**dict(zip(names, kappas)), "ari_to_found": agreement}
   gap, own, other = smallest_lead(report, names)
