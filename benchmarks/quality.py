@@ -264,6 +264,7 @@ def main() -> None:
     help=f"comma-separated, of {','.join(METHODS + CLASS_SIZE_METHODS)} (default: {','.join(METHODS)})",
   )
   p.add_argument("--budget", type=float, default=600.0, help="--preset auto's budget in seconds (default 600)")
+  p.add_argument("--seed", type=int, default=42, help="seed of the HUME and TURTLE runs (default 42)")
   p.add_argument("--k-range", default="2:15", help="kauto: the K tried (default 2:15)")
   p.add_argument("--k-budget", type=float, default=600.0, help="kauto: seconds for the search over K (default 600)")
   p.add_argument("--json", help="also write every row to this file; rows of an existing file are kept unless rerun")
@@ -303,6 +304,7 @@ def main() -> None:
     rows, extra = run_set(
       os.path.join(args.folder, f"{name.split('@ir')[0]}.npz"),
       args.budget,
+      seed=args.seed,
       on_row=save,
       methods=args.methods.split(","),
       k_range=k_range,

@@ -1,0 +1,85 @@
+"""What the label-free signals say about class sizes: on each set (long-tailed ones as ``quality.long_tailed`` cuts
+them), every candidate labeling the default could choose from, with its separability in each space (the auto
+preset's criterion, ``metrics.separability_per_space``), its sorted class sizes and, with the labels, its ACC.
+
+Candidates: k-means of each space (the search's spherical k-means start, and ``quality.py``'s raw and PCA-50
+whitened rows), each run of ``fit_auto`` at its default budget, the labels it returns, and the cross-space refinement
+(``refine.refine``, 3 more rounds) of each k-means and of those labels. Each space's k-means sizes are printed beside
+the true ones.
+
+    python benchmarks/size_candidates.py data/quality --only fortunes@10,digits@10,debian_sections@10,digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+from quality import kmeans as raw_kmeans
+from quality import long_tailed, pca_whiten
+
+from hume_jax.evaluation.metrics import evaluate, separability_per_space
+from hume_jax.search.auto import fit_auto, member_labels, vote_labels
+from hume_jax.search.conditioning import condition_spaces, kept_dims, kmeans_starts
+from hume_jax.search.refine import refine
+
+
+def candidates(a: np.ndarray, b: np.ndarray, k: int, seed: int = 42) -> tuple[dict, object]:
+  """``({name: labels [n]}, spaces)``: every candidate labeling of the raw spaces ``a``, ``b``."""
+  spaces = condition_spaces(a, b, kept_dims(k))
+  starts = kmeans_starts(spaces, k, seed)
+  res = fit_auto(a, b, k, spaces=spaces, seed=seed, progress=False, say=lambda s: None)
+  labels = {}
+  for s, x in (("a", a), ("b", b)):
+    labels[f"k-means sph {s}"] = starts[s][1]
+    labels[f"k-means raw {s}"] = raw_kmeans(x, k)
+    labels[f"k-means pca50w {s}"] = raw_kmeans(pca_whiten(x), k)
+  for entry, pred in zip(res.candidates, member_labels(res.members, a, b)):
+    labels[f"run {entry['phi1']} {entry['start']}"] = pred
+  labels["labels"] = vote_labels(res, a, b)
+  judged = {s: spaces.cond2[s] for s in "ab"}
+  for name in [n for n in labels if n.startswith("k-means") or n == "labels"]:
+    labels[f"refined({name})"] = refine(judged, labels[name], k)[0]
+  return labels, spaces
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("folder", help="the folder benchmarks/quality_data.py wrote")
+  p.add_argument("--only", default="fortunes@10,digits@10,debian_sections@10,fashion_mnist@10,fortunes,debian_sections")
+  p.add_argument("--json", help="also write every row to this file")
+  args = p.parse_args()
+  out = {}
+  for spec in args.only.split(","):
+    name, _, ratio = spec.partition("@")
+    t0 = time.time()
+    with np.load(os.path.join(args.folder, name + ".npz")) as f:
+      a, b, y = f["phi_a"].astype(np.float32), f["phi_b"].astype(np.float32), f["labels"]
+    if ratio:
+      rows = long_tailed(y, float(ratio))
+      a, b, y = a[rows], b[rows], np.unique(y[rows], return_inverse=True)[1]
+    k = len(np.unique(y))
+    labels, spaces = candidates(a, b, k)
+    judged = [spaces.cond2["a"], spaces.cond2["b"]]
+    sizes = lambda lab: sorted(np.bincount(lab, minlength=k).tolist(), reverse=True)
+    print(f"\n{spec}: n={len(y)}, k={k}; true sizes {sizes(y)}")
+    print(f"  {'candidate':<30}{'ACC':>6}{'sep a':>8}{'sep b':>8}{'mean':>8}  sizes")
+    rows = {}
+    for cand, lab in labels.items():
+      sep = separability_per_space(judged, lab)
+      rows[cand] = {"acc": evaluate(lab, y)["acc"], "separability": sep, "sizes": sizes(lab)}
+      print(
+        f"  {cand:<30}{100 * rows[cand]['acc']:6.1f}{sep[0]:8.3f}{sep[1]:8.3f}{np.mean(sep):8.3f}  {sizes(lab)}",
+        flush=True,
+      )
+    out[spec] = {"true_sizes": sizes(y), "rows": rows, "seconds": round(time.time() - t0, 1)}
+    if args.json:
+      with open(args.json, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
