@@ -8,6 +8,10 @@ whitened rows), each run of ``fit_auto`` at its default budget, the labels it re
 the true ones.
 
     python benchmarks/size_candidates.py data/quality --only fortunes@10,digits@10,debian_sections@10,digits
+    python benchmarks/size_candidates.py data/quality --sizes-only   # each space's k-means sizes only, fast
+
+``--sizes-only``: the sizes of the search's spherical k-means of each space beside the true ones, and how even each
+is (entropy over its maximum, log k: 1 for equal sizes), without any run.
 """
 
 from __future__ import annotations
@@ -46,21 +50,49 @@ def candidates(a: np.ndarray, b: np.ndarray, k: int, seed: int = 42) -> tuple[di
   return labels, spaces
 
 
+def load(folder: str, spec: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """``(a, b, labels)`` of ``name`` or ``name@R`` (cut to a long tail of imbalance ratio R)."""
+  name, _, ratio = spec.partition("@")
+  with np.load(os.path.join(folder, name + ".npz")) as f:
+    a, b, y = f["phi_a"].astype(np.float32), f["phi_b"].astype(np.float32), f["labels"]
+  if ratio:
+    rows = long_tailed(y, float(ratio))
+    a, b, y = a[rows], b[rows], np.unique(y[rows], return_inverse=True)[1]
+  return a, b, y
+
+
+def evenness(labels: np.ndarray, k: int) -> float:
+  """Entropy of the class sizes of ``labels`` over its maximum ``log k`` (1: equal sizes)."""
+  p = np.bincount(labels, minlength=k) / len(labels)
+  return float(-np.sum(p[p > 0] * np.log(p[p > 0])) / np.log(k))
+
+
+def kmeans_sizes(folder: str, specs: list[str], seed: int = 42) -> None:
+  """Prints each set's true sizes and its spaces' k-means sizes (the search's starts), with their evenness."""
+  print(f"  {'set':<22}{'true':>7}{'a':>7}{'b':>7}  sizes: true | a | b")
+  for spec in specs:
+    a, b, y = load(folder, spec)
+    k = len(np.unique(y))
+    starts = kmeans_starts(condition_spaces(a, b, kept_dims(k)), k, seed)
+    parts = [y, starts["a"][1], starts["b"][1]]
+    even = "".join(f"{evenness(lab, k):7.2f}" for lab in parts)
+    sizes = " | ".join(str(sorted(np.bincount(lab, minlength=k).tolist(), reverse=True)) for lab in parts)
+    print(f"  {spec:<22}{even}  {sizes}", flush=True)
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("folder", help="the folder benchmarks/quality_data.py wrote")
   p.add_argument("--only", default="fortunes@10,digits@10,debian_sections@10,fashion_mnist@10,fortunes,debian_sections")
   p.add_argument("--json", help="also write every row to this file")
+  p.add_argument("--sizes-only", action="store_true", help="only each space's k-means sizes and their evenness")
   args = p.parse_args()
+  if args.sizes_only:
+    return kmeans_sizes(args.folder, args.only.split(","))
   out = {}
   for spec in args.only.split(","):
-    name, _, ratio = spec.partition("@")
     t0 = time.time()
-    with np.load(os.path.join(args.folder, name + ".npz")) as f:
-      a, b, y = f["phi_a"].astype(np.float32), f["phi_b"].astype(np.float32), f["labels"]
-    if ratio:
-      rows = long_tailed(y, float(ratio))
-      a, b, y = a[rows], b[rows], np.unique(y[rows], return_inverse=True)[1]
+    a, b, y = load(args.folder, spec)
     k = len(np.unique(y))
     labels, spaces = candidates(a, b, k)
     judged = [spaces.cond2["a"], spaces.cond2["b"]]

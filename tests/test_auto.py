@@ -11,6 +11,8 @@ import pytest
 from conftest import cone, planted
 
 from hume_jax import HumeConfig, fit, hungarian_accuracy, predict, train
+from hume_jax.evaluation.sampling import ROWS
+from hume_jax.search import conditioning
 from hume_jax.search.auto import (
   apply_conditioning,
   fit_auto,
@@ -21,6 +23,7 @@ from hume_jax.search.auto import (
   separability,
   vote_labels,
 )
+from hume_jax.search.budget import conditioning_seconds
 from hume_jax.search.conditioning import condition_spaces
 from hume_jax.training.ensemble import majority_vote
 
@@ -76,9 +79,6 @@ def test_conditioning_past_rows_on_an_accelerator_matches_the_hosts_float64(monk
 
 
 def test_past_rows_the_directions_are_the_svds_signed_alike_on_the_host_and_a_device(monkeypatch):
-  from hume_jax.evaluation.sampling import ROWS
-  from hume_jax.search import conditioning
-
   rng = np.random.default_rng(3)
   x = (rng.normal(size=(ROWS + 500, 20)) * np.linspace(3, 0.1, 20) + 2.0).astype(np.float32)
   mean, var, directions = conditioning._principal_axes(x)  # the host's covariance route
@@ -93,8 +93,6 @@ def test_past_rows_the_directions_are_the_svds_signed_alike_on_the_host_and_a_de
 
 
 def test_the_plan_counts_the_conditioning_the_search_does_on_its_clock():
-  from hume_jax.search.budget import conditioning_seconds
-
   assert conditioning_seconds(10_000, (1024, 1280), 128) > 2 * conditioning_seconds(10_000, (256, 256), 128)
   assert 9.5 < conditioning_seconds(1_000_000, (256,), 128) / conditioning_seconds(100_000, (256,), 128) <= 10  # ~ n
   phi1, phi2, _ = planted()
