@@ -53,7 +53,7 @@ import numpy as np
 from hume_jax import CPU, fit, predict
 from hume_jax.evaluation.metrics import evaluate, hungarian_map
 from hume_jax.io.data import l2_normalize
-from hume_jax.search.auto import Watch, apply_conditioning, fit_auto, fit_conditioning, vote_labels
+from hume_jax.search.auto import apply_conditioning, fit_auto, fit_conditioning, vote_labels
 from hume_jax.search.sizes import as_prior
 from hume_jax.training.turtle import TurtleConfig, fit_turtle, predict_turtle
 
@@ -242,13 +242,7 @@ def run_set(
     lo, hi = k_range or (2, 15)
     t0 = time.perf_counter()
     sel = select_k_auto(
-      a,
-      b,
-      (lo, hi),
-      budget_seconds=k_budget,
-      seed=seed,
-      labels=y,
-      watch=Watch(say=lambda s: print("    " + s), progress=False),
+      a, b, (lo, hi), budget_seconds=k_budget, seed=seed, labels=y, say=lambda s: print("    " + s), progress=False
     )
     extra["kauto"] = {"true_k": k, "chosen_k": sel.chosen_k, "scores": sel.scores, "seconds": time.perf_counter() - t0}
   return rows, extra

@@ -45,11 +45,12 @@ from hume_jax.training.ensemble import (
   predict_seeds,
   select_k,
 )
+from hume_jax.training.hooks import Hooks
 from hume_jax.training.turtle import TurtleState, fit_turtle, predict_turtle
 
 # fmt: off
 __all__ = [
-  "AUTO", "CPU", "HUME", "HUME_METHOD", "IMAGENET", "OFFICIAL", "PRESETS", "TURTLE_METHOD", "AutoResult",
+  "AUTO", "CPU", "HUME", "HUME_METHOD", "IMAGENET", "OFFICIAL", "PRESETS", "TURTLE_METHOD", "AutoResult", "Hooks",
   "HumeConfig", "KSelection", "Linear", "Method", "Run", "SeedProtocol", "StepMetrics", "Stopped", "SubsetStats",
   "TaskEncoder", "TrainState", "TurtleConfig", "TurtleState", "anneal_factor", "best_and_vote", "check_config",
   "check_turtle_config", "cross_entropy_grad", "cv_kappa", "cv_score", "draw_subsets", "encoder_matrix", "entropy",

@@ -13,6 +13,8 @@ alone). Parameters follow scikit-learn's rules (``get_params``, ``set_params``, 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from typing import Callable, NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
@@ -23,8 +25,8 @@ from hume_jax.io.data import l2_normalize
 from hume_jax.search.auto import fit_auto, vote_labels
 from hume_jax.search.budget import DEFAULT_BUDGET
 from hume_jax.search.sizes import as_prior
-from hume_jax.training._fit import fit, predict
-from hume_jax.training.turtle import fit_turtle, predict_turtle
+from hume_jax.training.hooks import Hooks
+from hume_jax.training.methods import METHODS
 
 
 class HUME(ClusterMixin, BaseEstimator):
@@ -77,27 +79,15 @@ class HUME(ClusterMixin, BaseEstimator):
       config = dataclasses.replace(config, prior=as_prior(self.class_sizes, self.k))
     return config if self.num_iters is None else dataclasses.replace(config, num_iters=self.num_iters)
 
+  def _protocol(self) -> str:
+    """The key of ``PROTOCOLS`` this model's ``method`` and ``preset`` name."""
+    return "turtle" if self.method == "turtle" else ("auto" if self.preset == "auto" else "hume")
+
   def fit(self, phi1: np.ndarray, phi2: np.ndarray, y=None) -> "HUME":
     """Trains on ``phi1 [n, d1]`` and ``phi2 [n, d2]`` (``y`` is ignored: HUME uses no labels)."""
     config = self._config()
-    phi1, phi2 = np.asarray(phi1, np.float32), np.asarray(phi2, np.float32)
-    if self.method == "turtle":
-      self.result_ = fit_turtle([phi1, phi2], config, progress=self.progress)[0]
-    elif self.preset == "auto":
-      self.result_ = fit_auto(
-        phi1,
-        phi2,
-        self.k,
-        budget_seconds=self.budget,
-        seed=self.seed,
-        config=config,
-        num_iters=self.num_iters,
-        progress=self.progress,
-        say=lambda s: None,
-        prior=self.class_sizes,
-      )
-    else:
-      self.result_ = fit(l2_normalize(phi1, "phi1"), phi2, config, progress=self.progress)[0]
+    protocol = PROTOCOLS[self._protocol()]
+    self.result_ = protocol.fit(self, config, protocol.split(phi1, phi2))
     self.labels_ = self.predict(phi1, phi2)
     self.cv_score_ = hm.cv_score(phi2, self.labels_)
     return self
@@ -107,19 +97,63 @@ class HUME(ClusterMixin, BaseEstimator):
     runs reading either space, and by TURTLE)."""
     if not hasattr(self, "result_"):
       raise ValueError("HUME: call fit before predict")
-    two = self.method == "turtle" or self.preset == "auto"
-    if two and phi2 is None:
+    protocol = PROTOCOLS[self._protocol()]
+    if protocol.two_spaces and phi2 is None:
       raise ValueError(
         f"phi2: this model ({'TURTLE' if self.method == 'turtle' else 'preset auto'}) labels "
         "samples from both spaces; call predict(phi1, phi2)"
       )
-    phi1 = np.asarray(phi1, np.float32)
-    if self.method == "turtle":
-      return predict_turtle(self.result_.encoder, [phi1, np.asarray(phi2, np.float32)])
-    if self.preset == "auto":
-      return vote_labels(self.result_, phi1, np.asarray(phi2, np.float32))
-    return predict(self.result_.encoder, l2_normalize(phi1, "phi1"))
+    return protocol.label(self.result_, protocol.split(phi1, phi2))
 
   def fit_predict(self, phi1: np.ndarray, phi2: np.ndarray, y=None) -> np.ndarray:
     """``fit(phi1, phi2).labels_``."""
     return self.fit(phi1, phi2).labels_
+
+
+def _split(phi1, phi2, normalize: bool = False) -> dict:
+  """A split of ``hume_jax.runs`` (float32; ``phi1`` L2-normalised for an explicit HUME preset)."""
+  phi1 = np.asarray(phi1, np.float32)
+  return {
+    "phi1": l2_normalize(phi1, "phi1") if normalize else phi1,
+    "phi2": None if phi2 is None else np.asarray(phi2, np.float32),
+    "labels": None,
+  }
+
+
+def _fit_auto(model: HUME, config, split: dict):
+  return fit_auto(
+    split["phi1"],
+    split["phi2"],
+    model.k,
+    budget_seconds=model.budget,
+    seed=model.seed,
+    config=config,
+    num_iters=model.num_iters,
+    progress=model.progress,
+    say=lambda s: None,
+    prior=model.class_sizes,
+  )
+
+
+class Protocol(NamedTuple):
+  """How the estimator trains and labels with one method: ``fit(model, config, split) -> result``,
+  ``label(result, split) -> [n]``, ``split(phi1, phi2)`` the split it reads, ``two_spaces`` whether labels
+  read ``phi2`` too. HUME and TURTLE are the command line's ``Method`` values (``hume_jax.runs.METHODS``)."""
+
+  fit: Callable
+  label: Callable
+  split: Callable
+  two_spaces: bool
+
+
+def _method(name: str, normalize: bool, two_spaces: bool) -> Protocol:
+  method = METHODS[name]
+  fit = lambda model, config, split: method.fit(config, split, None, Hooks(progress=model.progress))
+  return Protocol(fit, method.label, functools.partial(_split, normalize=normalize), two_spaces)
+
+
+PROTOCOLS = {
+  "hume": _method("hume", normalize=True, two_spaces=False),
+  "turtle": _method("turtle", normalize=False, two_spaces=True),
+  "auto": Protocol(_fit_auto, lambda res, split: vote_labels(res, split["phi1"], split["phi2"]), _split, True),
+}

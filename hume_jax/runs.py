@@ -17,11 +17,12 @@ import numpy as np
 from hume_jax.core._task_encoder import encoder_matrix
 from hume_jax.evaluation import metrics as hm
 from hume_jax.evaluation.sampling import ROWS
-from hume_jax.search.auto import Resume, Watch, fit_auto, vote_labels
+from hume_jax.search.auto import Resume, fit_auto, vote_labels
 from hume_jax.search.budget import DEFAULT_BUDGET
 from hume_jax.search.premise import premise_report
 from hume_jax.search.sizes import short_classes
 from hume_jax.training.ensemble import best_and_vote
+from hume_jax.training.hooks import Hooks, hooks_of
 from hume_jax.training.methods import HUME_METHOD, METHODS, TURTLE_METHOD, Method  # noqa: F401  (re-exported)
 
 
@@ -98,9 +99,9 @@ def _silent(line: str) -> None:
   """A ``say`` that says nothing."""
 
 
-def _stage(say: Callable[[str], None], hooks: dict | None) -> Callable[[str], None]:
-  """How a run announces a stage after training: by ``say``, unless its hooks turn progress off."""
-  return say if (hooks or {}).get("progress", True) else _silent
+def _stage(hooks: Hooks) -> Callable[[str], None]:
+  """How a run announces a stage after training: by ``hooks.say``, unless its hooks turn progress off."""
+  return hooks.say if hooks.progress else _silent
 
 
 def _eval_split(val) -> str:
@@ -112,23 +113,18 @@ def _predictions(label, train, val) -> dict[str, np.ndarray]:
 
 
 def train_one(
-  method: Method,
-  config,
-  train: dict,
-  val: dict | None = None,
-  *,
-  state=None,
-  hooks: dict | None = None,
-  say: Callable[[str], None] = print,
+  method: Method, config, train: dict, val: dict | None = None, *, state=None, hooks: Hooks | None = None, **fields
 ) -> Run:
   """One run of ``method`` on ``train`` (from ``state``, e.g. a checkpoint), labels of each
-  split, and the CV score on the evaluation split (val when given)."""
+  split, and the CV score on the evaluation split (val when given); ``hooks``
+  (``hume_jax.training.hooks.Hooks``, or its ``**fields``) watch and keep it."""
+  hooks = hooks_of(hooks, fields)
   t0 = time.perf_counter()
-  state = method.fit(config, train, state, dict(hooks or {}))
+  state = method.fit(config, train, state, hooks)
   seconds = time.perf_counter() - t0
   preds = _predictions(lambda split: method.label(state, split), train, val)
   split = _eval_split(val)
-  _stage(say, hooks)("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
+  _stage(hooks)("computing the CV score (10-fold logistic regression on phi2 of the found labels) ...")
   cv = hm.cv_score((val if val is not None else train)["phi2"], preds[split])
   return Run(method.name, preds, cv, split, seconds, ((method.name, split),), method.arrays(state), config, {})
 
@@ -140,18 +136,22 @@ def train_seeds(
   train: dict,
   val: dict | None = None,
   *,
-  hooks: dict | None = None,
-  say: Callable[[str], None] = print,
+  chunk: int | None = None,
+  hooks: Hooks | None = None,
+  **fields,
 ) -> Run:
-  """The official protocol: one run per seed, the run with the best CV score, and the majority
-  vote of all runs matched to it (``preds["<split>_vote"]``); per-seed scores (and metrics
-  when the evaluation split has labels) in ``extra``."""
+  """The official protocol: one run per seed (``chunk`` at a time where runs are stacked), the run with
+  the best CV score, and the majority vote of all runs matched to it (``preds["<split>_vote"]``);
+  per-seed scores (and metrics when the evaluation split has labels) in ``extra``. ``hooks``
+  (``hume_jax.training.hooks.Hooks``, or its ``**fields``) watch the runs and keep each part."""
+  hooks = hooks_of(hooks, fields)
+  say = hooks.say
   t0 = time.perf_counter()
-  states = method.fit_seeds(config, train, seeds, dict(hooks or {}, say=say))
+  states = method.fit_seeds(config, train, seeds, hooks, chunk)
   seconds = time.perf_counter() - t0
   all_preds = _predictions(lambda split: method.label_seeds(states, split), train, val)
   split, evaluation = _eval_split(val), (val if val is not None else train)
-  _stage(say, hooks)(f"computing the CV score of each of the {len(seeds)} runs ...")
+  _stage(hooks)(f"computing the CV score of each of the {len(seeds)} runs ...")
   protocol = best_and_vote(all_preds, evaluation["phi2"], split, config.k)
   per_seed = [{"seed": s, "cv_score": cv} for s, cv in zip(seeds, protocol.cv_scores)]
   extra = {"best_seed": seeds[protocol.best], "seeds": per_seed}
@@ -190,17 +190,18 @@ def train_auto(
   *,
   budget_seconds: float = DEFAULT_BUDGET,
   num_iters: int | None = None,
-  watch=None,
-  resume=None,
+  hooks: Hooks | None = None,
+  names: dict | None = None,
+  resume: Resume = Resume(),
   prior=None,
+  **fields,
 ) -> tuple[Run, dict, dict | None]:
   """``hume_jax.search.auto.fit_auto`` on the raw spaces of ``train`` (``phi1`` is space ``a``), its
   labels (the vote) of each split, and the splits in the chosen order: ``(run, train, val)``
-  with ``phi1``/``phi2`` swapped when the search kept ``phi2`` as HUME's phi1. ``watch`` and
-  ``resume`` are ``fit_auto``'s (``hume_jax.search.auto.Watch``, ``Resume``); ``prior`` too (default:
-  ``config.prior``)."""
-  watch, resume = watch or Watch(), resume or Resume()
-  watch = watch._replace(names=watch.names or {"a": "phi1", "b": "phi2"})
+  with ``phi1``/``phi2`` swapped when the search kept ``phi2`` as HUME's phi1. ``hooks`` (or its
+  ``**fields``), ``names`` (default ``phi1``, ``phi2``), ``resume`` and ``prior`` are ``fit_auto``'s
+  (``prior`` by default ``config.prior``)."""
+  hooks, names = hooks_of(hooks, fields), names or {"a": "phi1", "b": "phi2"}
   t0 = time.perf_counter()
   res = fit_auto(
     train["phi1"],
@@ -210,30 +211,33 @@ def train_auto(
     seed=config.seed,
     config=config,
     num_iters=num_iters,
-    watch=watch,
+    hooks=hooks,
+    names=names,
     resume=resume,
     prior=config.prior if prior is None else prior,
   )
   seconds = time.perf_counter() - t0 + resume.spent_seconds
-  return auto_run(res, train, val, seconds, watch)
+  return auto_run(res, train, val, seconds, hooks, names)
 
 
-def auto_run(res, train: dict, val: dict | None, seconds: float, watch=None) -> tuple[Run, dict, dict | None]:
+def auto_run(
+  res, train: dict, val: dict | None, seconds: float, hooks: Hooks = Hooks(), names: dict | None = None
+) -> tuple[Run, dict, dict | None]:
   """The ``Run`` of a ``hume_jax.search.auto.AutoResult``: its vote's labels of each split, the CV score,
-  and the splits in the chosen order (``phi1``/``phi2`` swapped when the search kept ``phi2``)."""
-  watch = watch or Watch(names={"a": "phi1", "b": "phi2"})
+  and the splits in the chosen order (``phi1``/``phi2`` swapped when the search kept ``phi2``); ``names``
+  (default ``phi1``, ``phi2``) name the spaces in its report."""
+  names = names or {"a": "phi1", "b": "phi2"}
   preds = _predictions(lambda split: vote_labels(res, split["phi1"], split["phi2"]), train, val)
   if res.order == ("b", "a"):  # the vote reads the raw spaces in the given order, so it comes first
     train, val = (None if d is None else {**d, "phi1": d["phi2"], "phi2": d["phi1"]} for d in (train, val))
   split = _eval_split(val)
   evaluation = val if val is not None else train
   rows = "" if len(evaluation["phi2"]) <= ROWS else f", on a seeded subsample of {ROWS} rows"
-  say = watch.say if watch.progress else _silent
-  say(f"computing the CV score (10-fold logistic regression on phi2 of the found labels{rows}) ...")
+  _stage(hooks)(f"computing the CV score (10-fold logistic regression on phi2 of the found labels{rows}) ...")
   cv = hm.cv_score(evaluation["phi2"], preds[split], rows=ROWS, solver=None)  # JAX on an accelerator
-  extra = {"auto": _auto_report(res, watch.names)}
+  extra = {"auto": _auto_report(res, names)}
   rows = (("HUME (auto)", split),)
-  run = Run("HUME (auto)", preds, cv, split, seconds, rows, result_arrays(res, watch.names), res.config, extra)
+  run = Run("HUME (auto)", preds, cv, split, seconds, rows, result_arrays(res, names), res.config, extra)
   return run, train, val
 
 

@@ -117,11 +117,11 @@ def test_a_deadline_cuts_the_loop_and_says_so():
 
 def test_replanning_against_the_clock_cuts_iterations_then_runs():
   plan = {"num_iters": 300, "criterion_seconds": 1.0, "cuts": []}
-  iters, deadline, fits = replan(plan, Clock(100.0), runs_left=4, step_s=0.05, say=lambda s: None)
+  plan, iters, deadline, fits = replan(plan, Clock(100.0), runs_left=4, step_s=0.05, say=lambda s: None)
   assert iters == 300 and fits == 4 and plan["cuts"] == []  # 4 x (15 s + 1 s) fit in 99 s
-  iters, _, fits = replan(plan, Clock(41.0), runs_left=4, step_s=0.05, say=lambda s: None)
+  plan, iters, _, fits = replan(plan, Clock(41.0), runs_left=4, step_s=0.05, say=lambda s: None)
   assert 178 <= iters <= 180 and fits == 4 and f"{iters} iterations instead of 300" in plan["cuts"][0]
-  iters, _, fits = replan(plan, Clock(10.0), runs_left=4, step_s=0.05, say=lambda s: None)
+  plan, iters, _, fits = replan(plan, Clock(10.0), runs_left=4, step_s=0.05, say=lambda s: None)
   assert 68 <= iters <= 70 and fits == 2 and "2 of the 4 runs left dropped" in plan["cuts"][-1]  # (4.5 - 1) / 0.05
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -54,6 +54,7 @@ from hume_jax.search.refine import CRITERIA, refine_search, refined_labels
 from hume_jax.search.sizes import from_kmeans, run_priors
 from hume_jax.training._fit import fit, predict
 from hume_jax.training.ensemble import vote_matched, vote_runs
+from hume_jax.training.hooks import Hooks, hooks_of
 
 STARTS = ("k-means", "random")
 STARTS_SAID = {"k-means": "spherical k-means centroids of phi1", "random": "the official random start"}
@@ -140,23 +141,12 @@ def vote_labels(result: AutoResult, phi_a: np.ndarray, phi_b: np.ndarray) -> np.
   return vote_matched(preds, result.reference, result.config.k)
 
 
-class Watch(NamedTuple):
-  """How a search is watched and steered: messages (``say``), progress bars, a stop request
-  (``hume_jax.training._loop.Hooks.stop``) and how messages name the spaces (``names``)."""
-
-  say: Callable[[str], None] = print
-  progress: bool = True
-  stop: Callable[[], bool] | None = None
-  names: dict | None = None
-
-
 class Resume(NamedTuple):
-  """A search resumed: the runs finished before (by index, as given to ``on_candidate(index,
+  """A search resumed: the runs finished before (by index, as given to ``Hooks.on_candidate(index,
   candidate)`` when each ends) and the seconds they took."""
 
   finished: dict = {}
   spent_seconds: float = 0.0
-  on_candidate: Callable[[int, Candidate], None] | None = None
 
 
 def _runs(spaces: Spaces, k: int, max_dim: int, say, starts=STARTS) -> list[tuple[tuple[str, str], str]]:
@@ -176,7 +166,7 @@ def _runs(spaces: Spaces, k: int, max_dim: int, say, starts=STARTS) -> list[tupl
   return [(o, s) for s in starts for o in orders]  # k-means starts first: a budget drops random starts first
 
 
-def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, say, refine=True, min_runs=1, raw=()):
+def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, say, refine, min_runs, raw, max_dim):
   """The runs, their iterations and the refinement that fit ``budget`` by the fixed cost model
   (``budget.plan_search``: the same plan on any machine, whatever its load), said before training;
   ``raw``: the raw spaces' dimensions when the search conditioned them on its clock (its cost is counted)."""
@@ -197,7 +187,8 @@ def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, sa
   )
   dims = {s: int(c.components.shape[0]) for s, c in spaces.as_phi1.items()}
   explained = {s: c.explained for s, c in spaces.as_phi1.items()}
-  plan.update(dims=dims, explained_variance=explained)
+  plan = {**plan, "dims": dims, "explained_variance": explained}
+  plan = {**plan, "budget_seconds": budget, "max_dim": max_dim, "min_runs": min_runs}
   say(
     f"auto: each space centred and reduced to its leading principal components (a: {dims['a']}, "
     f"{100 * explained['a']:.1f}% of the variance; b: {dims['b']}, {100 * explained['b']:.1f}%); phi1 "
@@ -218,7 +209,7 @@ def _plan(spaces: Spaces, runs, config: HumeConfig, num_iters, budget: float, sa
 
 
 def _run_candidate(
-  spaces: Spaces, run, config: HumeConfig, kmeans: dict, deadline, watch: Watch, judged: bool = True
+  spaces: Spaces, run, config: HumeConfig, kmeans: dict, deadline, hooks: Hooks, judged: bool = True
 ) -> Candidate:
   """One run of the search on the conditioned spaces, from k-means centroids or the official start;
   its criterion only when ``judged`` (a run that is all the search will have needs none)."""
@@ -235,9 +226,9 @@ def _run_candidate(
     x2,
     config,
     state=state,
-    progress=watch.progress,
+    progress=hooks.progress,
     log_every=max(config.num_iters, 1),
-    stop=watch.stop,
+    stop=hooks.stop,
     deadline=deadline,
   )
   loop_s, done = time.perf_counter() - t0, int(state.step)
@@ -263,7 +254,7 @@ def _run_candidate(
   )
   cut = "" if done == config.num_iters else f", cut at iteration {done} of {config.num_iters} by the budget"
   judgement = f"separability {entry['separability']:.4f} (label-free)" if judged else "the only run (not judged)"
-  watch.say(
+  hooks.say(
     f"auto: phi1 = {p1}, phi2 = {p2}, {start} start: {judgement}, {entry['nonempty_classes']} of "
     f"{config.k} classes non-empty, {entry['seconds']:.0f} s{cut}"
   )
@@ -280,14 +271,15 @@ def fit_auto(
   config: HumeConfig = AUTO,
   num_iters: int | None = None,
   max_dim: int = MAX_DIM,
-  watch: Watch | None = None,
+  hooks: Hooks | None = None,
+  names: dict | None = None,
   resume: Resume = Resume(),
   spaces: Spaces | None = None,
   min_runs: int = 1,
   starts: tuple[str, ...] = STARTS,
   refine: bool = True,
   prior=None,
-  **watch_fields,
+  **fields,
 ) -> AutoResult:
   """HUME on a user's two representations with every choice made without labels.
 
@@ -298,14 +290,14 @@ def fit_auto(
   separable run without empty classes is kept; the labels are the refined vote (``vote_labels``).
 
   Args:
-    phi_a, phi_b: ``[n, d_a]``, ``[n, d_b]`` raw representations of the training split.
-    k: number of classes.
+    phi_a, phi_b, k: ``[n, d_a]``, ``[n, d_b]`` raw representations of the training split; number of classes.
     budget_seconds: time for the whole search (the conditioning, both orders, their k-means and criteria).
     seed: seed of k-means, of the encoder completion and of the runs.
     config: the runs' hyperparameters (``AUTO``; its ``k`` and ``seed`` are replaced).
     num_iters: iterations of each run, as given: no budget applies (default: cut to the budget).
-    watch: ``Watch`` (or its fields as keywords: ``say``, ``progress``, ``stop``, ``names``).
-    resume: ``Resume``: the runs finished before.
+    hooks, resume: ``hume_jax.training.hooks.Hooks`` (or its fields as keywords): ``say``, ``progress``, ``stop``,
+      ``on_candidate(index, candidate)`` as each run ends; ``Resume``: the runs finished before.
+    names: how messages name the spaces (``{"a": ..., "b": ...}``; default ``phi_a``, ``phi_b``).
     max_dim: principal components kept of each space (``kept_dims``: at least ``k``).
     spaces: the spaces already conditioned (``condition_spaces(phi_a, phi_b, kept_dims(k, max_dim))``), to reuse.
     min_runs: runs the budget may never drop (``hume_jax.search.kauto`` needs two to measure agreement).
@@ -315,53 +307,48 @@ def fit_auto(
       ``config.prior`` (None there too: the paper's equal sizes).
   """
   check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
-  watch = _watch(watch, watch_fields)
-  watch.say(f"auto: space a is {watch.names['a']}, space b is {watch.names['b']}")
+  hooks, names = hooks_of(hooks, fields), names or {"a": "phi_a", "b": "phi_b"}
+  hooks.say(f"auto: space a is {names['a']}, space b is {names['b']}")
   clock = Clock(None if num_iters else GUARD * budget_seconds - resume.spent_seconds)  # a guard, not the plan
   config = dataclasses.replace(config, k=k, seed=seed)
   raw_dims = () if spaces is not None else (phi_a.shape[1], phi_b.shape[1])  # conditioned here, on the clock
   spaces = spaces or condition_spaces(phi_a, phi_b, kept_dims(k, max_dim))
-  runs = _runs(spaces, k, max_dim, watch.say, starts)
-  plan = _plan(spaces, runs, config, num_iters, budget_seconds, watch.say, refine, min_runs, raw_dims)
-  plan.update(budget_seconds=budget_seconds, max_dim=max_dim, min_runs=min_runs)
+  runs = _runs(spaces, k, max_dim, hooks.say, starts)
+  plan = _plan(spaces, runs, config, num_iters, budget_seconds, hooks.say, refine, min_runs, raw_dims, max_dim)
   runs = runs[: plan["runs"]]
   prior = config.prior if prior is None else prior
   kmeans = kmeans_starts(spaces, k, seed) if any(s == "k-means" for _, s in runs) or from_kmeans(prior) else {}
   config = dataclasses.replace(config, prior=run_priors(prior, kmeans, k))
-  candidates = _search(spaces, runs, config, plan, clock, kmeans, watch, resume)
-  return _choose_and_vote(spaces, runs, candidates, config, plan, watch)
+  candidates, plan = _search(spaces, runs, config, plan, clock, kmeans, hooks, resume)
+  return _choose_and_vote(spaces, runs, candidates, config, plan, hooks.say, names)
 
 
-def _watch(watch: Watch | None, fields: dict) -> Watch:
-  """``watch`` (default ``Watch()``) with ``fields`` replaced, its spaces named ``phi_a`` and ``phi_b`` unless named."""
-  watch = (watch or Watch())._replace(**fields)
-  return watch._replace(names=watch.names or {"a": "phi_a", "b": "phi_b"})
-
-
-def _search(spaces, runs, config: HumeConfig, plan: dict, clock: Clock, kmeans, watch: Watch, resume: Resume):
-  """Every run not finished before, each re-planned against the clock; returns ``{index: Candidate}``."""
+def _search(spaces, runs, config: HumeConfig, plan: dict, clock: Clock, kmeans, hooks: Hooks, resume: Resume):
+  """Every run not finished before, each re-planned against the clock; returns ``({index: Candidate}, the plan
+  as the clock left it)`` (``plan`` itself unchanged)."""
   candidates = dict(resume.finished)
   todo = [i for i in range(len(runs)) if i not in candidates]
   if candidates:
-    watch.say(f"auto: {len(candidates)} finished runs kept from before; {len(todo)} to run")
+    hooks.say(f"auto: {len(candidates)} finished runs kept from before; {len(todo)} to run")
   step_s = plan["step_seconds"]
   while todo:
     i = todo.pop(0)
     keep = plan["min_runs"] - len(candidates)
-    iters, deadline, fits = replan(plan, clock, len(todo) + 1, step_s, watch.say, keep, done=len(candidates))
+    plan, iters, deadline, fits = replan(plan, clock, len(todo) + 1, step_s, hooks.say, keep, len(candidates))
     todo = todo[: fits - 1]
     judged = len(candidates) + fits > 1
-    candidates[i] = _run_candidate(spaces, runs[i], scaled_config(config, iters), kmeans, deadline, watch, judged)
+    candidates[i] = _run_candidate(spaces, runs[i], scaled_config(config, iters), kmeans, deadline, hooks, judged)
     step_s = max(step_s, candidates[i].entry["step_seconds"])
     # the criterion's cost as measured on this run (under load it can exceed the plan's estimate)
-    plan["criterion_seconds"] = max(plan["criterion_seconds"], candidates[i].entry["criterion_seconds"] or 0.0)
-    if resume.on_candidate is not None:
-      resume.on_candidate(i, candidates[i])
-  return candidates
+    measured = candidates[i].entry["criterion_seconds"] or 0.0
+    plan = {**plan, "criterion_seconds": max(plan["criterion_seconds"], measured)}
+    if hooks.on_candidate is not None:
+      hooks.on_candidate(i, candidates[i])
+  return candidates, plan
 
 
 def _choose_and_vote(
-  spaces: Spaces, runs, candidates: dict, config: HumeConfig, plan: dict, watch: Watch
+  spaces: Spaces, runs, candidates: dict, config: HumeConfig, plan: dict, say, names: dict
 ) -> AutoResult:
   """The most separable run without empty classes (or of all, when every run leaves one
   empty), and the majority vote of the runs matched to it on the training rows."""
@@ -371,8 +358,7 @@ def _choose_and_vote(
   full = [j for j, c in enumerate(cands) if c.entry["nonempty_classes"] == k] or list(range(len(cands)))
   best = max(full, key=lambda j: np.nan_to_num(cands[j].entry["separability"], nan=-1.0))
   order, start = runs[done[best]]
-  names = watch.names
-  watch.say(
+  say(
     f"auto: kept phi1 = {order[0]} ({names[order[0]]}), phi2 = {order[1]} ({names[order[1]]}), {start} "
     "start (highest separability)"
   )
@@ -384,10 +370,10 @@ def _choose_and_vote(
     for i, c in zip(done, cands)
   ]
   matched = np.stack([m.to_reference[c.pred] for m, c in zip(members, cands)])
-  voted, vote = vote_runs(matched, best, cands[best].entry, [spaces.cond2["a"], spaces.cond2["b"]], k, watch.say)
+  voted, vote = vote_runs(matched, best, cands[best].entry, [spaces.cond2["a"], spaces.cond2["b"]], k, say)
   before = vote["separability_per_space"] if vote["used"] else cands[best].entry["separability_per_space"]
   refiner, refinement = (
-    refine_search(spaces, voted if vote["used"] else ref, k, list(before.values()), watch.say)
+    refine_search(spaces, voted if vote["used"] else ref, k, list(before.values()), say)
     if plan["refine_criteria"]
     else (None, {"used": False, "skipped": True})
   )

@@ -108,37 +108,36 @@ class Clock:
 
 def replan(
   plan: dict, clock: Clock, runs_left: int, step_s: float, say, keep: int = 1, done: int = 0
-) -> tuple[int, float | None, int]:
-  """Before a run, against the clock: ``(iterations, deadline of this run, runs that fit)``.
+) -> tuple[dict, int, float | None, int]:
+  """Before a run, against the clock: ``(plan, iterations, deadline of this run, runs that fit)``.
 
   The runs left share the time left, each run's criterion, the vote's (none when a single run is
   all there will be: nothing is chosen) and the refinement's (``plan["refine_criteria"]``
   criteria) kept aside; a run that no longer fits its planned
   iterations gets fewer, and when not even ``MIN_ITERS`` fit, later runs are dropped (never below
-  ``keep``; ``done`` runs are finished already). Each cut is logged and recorded in
-  ``plan["cuts"]``. Without a budget nothing changes.
+  ``keep``; ``done`` runs are finished already). Each cut is logged and recorded in the ``"cuts"``
+  of the plan returned (a new dict; ``plan`` is left as it was). Without a budget nothing changes.
   """
   if clock.end is None:
-    return plan["num_iters"], None, runs_left
+    return plan, plan["num_iters"], None, runs_left
   judged = lambda fits: plan["criterion_seconds"] if done + fits > 1 else 0.0
   closing = lambda fits: judged(fits) + plan["criterion_seconds"] * plan.get("refine_criteria", 0)
   share = lambda fits: (clock.left() - closing(fits)) / fits - judged(fits)
   fits = runs_left
   while fits > max(1, keep) and share(fits) / step_s < MIN_ITERS:
     fits -= 1
-  iters = plan["num_iters"]
+  iters, cuts = plan["num_iters"], []
   if iters * step_s > share(fits):
     iters = max(MIN_ITERS, int(share(fits) / step_s))
     if iters < plan["num_iters"]:
-      note = f"behind the budget: {iters} iterations instead of {plan['num_iters']} for the runs left"
-      plan["cuts"].append(note)
-      say("auto: " + note)
-      plan["num_iters"] = iters
+      cuts.append(f"behind the budget: {iters} iterations instead of {plan['num_iters']} for the runs left")
   if fits < runs_left:
-    note = f"behind the budget: {runs_left - fits} of the {runs_left} runs left dropped"
-    plan["cuts"].append(note)
+    cuts.append(f"behind the budget: {runs_left - fits} of the {runs_left} runs left dropped")
+  for note in cuts:
     say("auto: " + note)
-  return iters, time.perf_counter() + max(share(fits), 0.0), fits
+  planned = min(iters, plan["num_iters"])
+  plan = {**plan, "num_iters": planned, "cuts": plan["cuts"] + cuts}
+  return plan, iters, time.perf_counter() + max(share(fits), 0.0), fits
 
 
 def plan_search(

@@ -14,7 +14,6 @@ starts included (``fit_auto``), with the rest of the budget.
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
@@ -22,10 +21,11 @@ from tqdm.auto import tqdm
 
 from hume_jax.config import AUTO, HumeConfig
 from hume_jax.evaluation.metrics import hungarian_accuracy
-from hume_jax.search.auto import Watch, fit_auto, member_labels
+from hume_jax.search.auto import fit_auto, member_labels
 from hume_jax.search.conditioning import condition_spaces, kept_dims
 from hume_jax.training._fit import release_compiled
 from hume_jax.training.ensemble import KSelection
+from hume_jax.training.hooks import Hooks, hooks_of
 
 MIN_SHARE = 20.0  # seconds: a K's runs below this are planned at the budget's floor of iterations
 TINY = 0.1  # a class with fewer than this share of n / K samples counts as not found
@@ -42,56 +42,57 @@ def select_k_auto(
   config: HumeConfig = AUTO,
   num_iters: int | None = None,
   labels=None,
-  watch: Watch | None = None,
   done: dict[int, dict] | None = None,
-  on_k: Callable[[int, dict], None] | None = None,
+  hooks: Hooks | None = None,
+  **fields,
 ) -> KSelection:
   """Two ``fit_auto`` runs (random starts, each space as phi1) for each K of ``k_range``
   (inclusive), within ``budget_seconds`` in all; the K whose runs agree most among those that
   found K classes. ``labels`` (optional) only add each K's accuracy to its scores; ``done`` /
-  ``on_k`` keep the scores of each K across a stop (as ``ensemble.select_k``). After each K the
-  process's compiled JAX programs are released (``_fit.release_compiled``)."""
-  watch = watch or Watch()
+  ``hooks.on_k`` keep the scores of each K across a stop (as ``ensemble.select_k``; ``hooks``:
+  ``hume_jax.training.hooks.Hooks`` or its ``**fields``, ``say``, ``progress`` and ``stop`` too). After
+  each K the process's compiled JAX programs are released (``_fit.release_compiled``)."""
+  hooks = hooks_of(hooks, fields)
   ks = list(range(k_range[0], k_range[1] + 1))
   spaces = condition_spaces(phi_a, phi_b, kept_dims(k_range[1]))
-  watch.say(
+  hooks.say(
     f"K auto: {len(ks)} values of K, each two runs (random starts, each space as phi1): about "
     f"{budget_seconds:.0f} s in all, {budget_seconds / len(ks):.0f} s per K"
   )
   scores = []
-  for i, k in enumerate(tqdm(ks, desc="K auto", unit="K", disable=not watch.progress)):
+  for i, k in enumerate(tqdm(ks, desc="K auto", unit="K", disable=not hooks.progress)):
     if done and k in done:
       scores.append(done[k])
-      watch.say(f"K={k}: kept from before")
+      hooks.say(f"K={k}: kept from before")
       continue
     if k > max(x.shape[1] for x in spaces.cond1.values()) or k > len(phi_a):
-      watch.say(f"K={k}: skipped (more classes than dimensions in either space, or than samples)")
+      hooks.say(f"K={k}: skipped (more classes than dimensions in either space, or than samples)")
       continue
     share = max(budget_seconds / len(ks), MIN_SHARE)  # a fixed share (no clock): the same plan on any machine
-    entry = _score_k(phi_a, phi_b, k, spaces, share, seed, config, num_iters, labels, watch)
+    entry = _score_k(phi_a, phi_b, k, spaces, share, seed, config, num_iters, labels, hooks)
     release_compiled()  # this K's programs are not run again
     scores.append(entry)
-    if on_k is not None:
-      on_k(k, entry)
-    watch.say(
+    if hooks.on_k is not None:
+      hooks.on_k(k, entry)
+    hooks.say(
       f"K={k}: stability {entry['stability']:.4f}, separability {entry['kappa']:.4f}, smallest class "
       f"{entry['smallest_class']}"
       + ("" if entry["found_k"] else " (too small: not chosen)")
       + (f", ACC {entry['acc']:.4f} (not used)" if "acc" in entry else "")
     )
-  return _choose(scores, k_range, watch)
+  return _choose(scores, k_range, hooks)
 
 
-def _choose(scores: list[dict], k_range: tuple[int, int], watch: Watch) -> KSelection:
+def _choose(scores: list[dict], k_range: tuple[int, int], hooks: Hooks) -> KSelection:
   """The K whose runs agree most among those without tiny classes (of all, if every K has one)."""
   eligible = [e for e in scores if e["found_k"]] or scores
   if not eligible:
     raise ValueError(f"k_range {k_range[0]}:{k_range[1]}: holds no K that this data allows")
   best = max(eligible, key=lambda e: e["stability"])
-  watch.say(f"K auto: chose K={best['k']}")
+  hooks.say(f"K auto: chose K={best['k']}")
   warning = weak_agreement(best["stability"])
   if warning:
-    watch.say("K auto: warning: " + warning)
+    hooks.say("K auto: warning: " + warning)
   criterion = "stability: ARI between the runs of each space as phi1 (random starts), among K without tiny classes"
   return KSelection(best["k"], criterion, scores, warning)
 
@@ -107,10 +108,10 @@ def weak_agreement(stability: float) -> str | None:
   )
 
 
-def _score_k(phi_a, phi_b, k: int, spaces, share: float, seed: int, config, num_iters, labels, watch: Watch) -> dict:
+def _score_k(phi_a, phi_b, k: int, spaces, share: float, seed: int, config, num_iters, labels, hooks: Hooks) -> dict:
   """One K: its two runs (``fit_auto`` from random starts, each space as phi1) and their agreement."""
   t0 = time.perf_counter()
-  quiet = watch._replace(say=lambda s: None, progress=False)
+  quiet = Hooks(say=lambda s: None, progress=False, stop=hooks.stop)  # this K's runs: only the stop
   res = fit_auto(
     phi_a,
     phi_b,
@@ -119,7 +120,7 @@ def _score_k(phi_a, phi_b, k: int, spaces, share: float, seed: int, config, num_
     seed=seed,
     config=config,
     num_iters=num_iters,
-    watch=quiet,
+    hooks=quiet,
     spaces=spaces,
     min_runs=2,
     starts=("random",),

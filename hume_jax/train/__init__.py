@@ -33,6 +33,7 @@ from hume_jax.train import inputs, report, resume  # noqa: E402
 from hume_jax.train.checks import check_flags_apply, check_method_flags  # noqa: E402
 from hume_jax.train.flags import build_parser  # noqa: E402
 from hume_jax.train.flags import resolve_config as resolve_config  # noqa: E402  (re-exported: tests and users call it)
+from hume_jax.training.hooks import Hooks  # noqa: E402
 from hume_jax.training.memory import device_memory_bytes, plan_memory  # noqa: E402
 from hume_jax.training.stopping import stop_on_signals  # noqa: E402
 
@@ -193,41 +194,27 @@ def _memory_plan(args, mode, config, train):
 
 
 def _train(args, mode, config, train, val, wd: Workdir, stop):
-  """The protocol the flags ask for; returns ``(run, train, val, K selection or None)`` (auto may
-  swap phi1 and phi2 of the splits)."""
+  """The protocol the flags ask for, looked up by name (``resume.K_SEARCHES``, ``resume.PROTOCOLS``):
+  first K when it is to be chosen, then the training of that K; returns ``(run, train, val, K selection
+  or None)`` (auto may swap phi1 and phi2 of the splits)."""
   data_id = data_fingerprint(train["phi1"], train["phi2"])
-  hooks = {
-    "progress": not args.quiet,
-    "stop": stop,
-    "log_every": args.log_every,
-    "checkpoint_every": args.checkpoint_every,
-  }
+  hooks = Hooks(progress=not args.quiet, stop=stop, log_every=args.log_every, checkpoint_every=args.checkpoint_every)
   k_selection = None
-  if mode.auto_k:  # fixed shares of --budget (no clock): the search over K, then the chosen K's full search
-    share = lambda part: argparse.Namespace(**{**vars(args), "budget": args.budget * part})
-    k_selection = resume.select_k_auto(share(K_AUTO_SHARE), config, train, val, wd, data_id, hooks)
+  if mode.k_search is not None:
+    k_args, args = _k_budget(args, mode)
+    k_selection = resume.K_SEARCHES[mode.k_search](k_args, config, train, val, wd, data_id, hooks)
     config = dataclasses.replace(config, k=k_selection.chosen_k)
-    args = share(1 - K_AUTO_SHARE)
-  elif mode.k_auto:
-    k_selection = resume.select_k(args, config, train, val, wd, data_id, hooks)
-    config = dataclasses.replace(config, k=k_selection.chosen_k)
-  if mode.auto_k:  # the chosen K's full search, with what is left of --budget
-    return (*resume.train_auto(args, config, train, val, wd, data_id, hooks), k_selection)
-  if mode.single_auto:
-    return (*resume.train_auto(args, config, train, val, wd, data_id, hooks), k_selection)
-  if mode.seeds > 1:
-    seeds = [config.seed + i for i in range(args.seeds)]
-    parts = resume.seed_parts(wd, config, data_id, args.resume)
-    run = runs.train_seeds(
-      mode.method,
-      config,
-      seeds,
-      train,
-      val,
-      hooks=dict(hooks, chunk=args.seed_chunk, **parts, on_estimate=report.estimator(mode, "each chunk of seeds")),
-    )
-    return run, train, val, k_selection
-  return resume.train_one(args, mode, config, train, val, wd, data_id, hooks), train, val, k_selection
+  run, train, val = resume.PROTOCOLS[mode.protocol](args, mode, config, train, val, wd, data_id, hooks)
+  return run, train, val, k_selection
+
+
+def _k_budget(args, mode) -> tuple[argparse.Namespace, argparse.Namespace]:
+  """``(flags of the search over K, flags of the chosen K's training)``: under ``--preset auto`` fixed shares of
+  ``--budget`` (no clock), the search over K's, then the chosen K's full search; otherwise the same flags."""
+  if not mode.auto_k:
+    return args, args
+  share = lambda part: argparse.Namespace(**{**vars(args), "budget": args.budget * part})
+  return share(K_AUTO_SHARE), share(1 - K_AUTO_SHARE)
 
 
 def _interrupted(wd: Workdir, stop, command_line: str) -> SystemExit:

@@ -66,6 +66,16 @@ class Mode(NamedTuple):
   def budgeted(self) -> bool:
     return self.single_auto or self.auto_k
 
+  @property
+  def k_search(self) -> str | None:
+    """How K is chosen first (a key of ``hume_jax.train.resume.K_SEARCHES``), or None for a given K."""
+    return "auto" if self.auto_k else ("seeds" if self.k_auto else None)
+
+  @property
+  def protocol(self) -> str:
+    """How the (chosen) K is trained: a key of ``hume_jax.train.resume.PROTOCOLS``."""
+    return "auto" if self.budgeted else ("seeds" if self.seeds > 1 else "one")
+
 
 def check_flags_apply(args: argparse.Namespace, mode: Mode, has_val: bool) -> None:
   """Refuses a flag that the chosen method, preset or protocol would ignore, with the reason."""

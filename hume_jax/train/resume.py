@@ -13,14 +13,15 @@ from hume_jax import runs
 from hume_jax.core._outer import init_state
 from hume_jax.io.workdir import Workdir
 from hume_jax.search import kauto
-from hume_jax.search.auto import Candidate, Resume, Watch
+from hume_jax.search.auto import Candidate, Resume
 from hume_jax.train import report
 from hume_jax.training import ensemble
+from hume_jax.training.hooks import Hooks
 
 
-def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict) -> runs.Run:
+def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
   """One run with a checkpoint every ``--checkpoint-every`` iterations and at a stop, resumed
-  from it with ``--resume`` (its log kept up to the checkpoint's iteration)."""
+  from it with ``--resume`` (its log kept up to the checkpoint's iteration). Returns ``(run, train, val)``."""
   template = mode.method.init(config, train)
   state, done = None, None
   if args.resume:  # after --k auto's search, its K alone may be kept (stopped before a checkpoint)
@@ -32,17 +33,23 @@ def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, da
     print(f"resuming from iteration {done} ({wd.checkpoint})")
   on_log, close = wd.open_log(done)
   try:
-    return runs.train_one(
-      mode.method,
-      config,
-      train,
-      val,
-      state=state,
-      hooks=dict(hooks, on_log=on_log, on_checkpoint=wd.saver(config, data_id), on_estimate=report.estimator(mode)),
-    )
+    on_checkpoint, on_estimate = wd.saver(config, data_id), report.estimator(mode)
+    loop = hooks._replace(on_log=on_log, on_checkpoint=on_checkpoint, on_estimate=on_estimate)
+    return runs.train_one(mode.method, config, train, val, state=state, hooks=loop), train, val
   finally:
     close()
 
+
+def train_seeds(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
+  """``--seeds N``: one run per seed, each chunk of seeds kept as a part (``seed_parts``). Returns
+  ``(run, train, val)``."""
+  seeds = [config.seed + i for i in range(args.seeds)]
+  parts = seed_parts(wd, config, data_id, args.resume)
+  loop = hooks._replace(**parts, on_estimate=report.estimator(mode, "each chunk of seeds"))
+  return runs.train_seeds(mode.method, config, seeds, train, val, chunk=args.seed_chunk, hooks=loop), train, val
+
+
+NAMES = {"a": "--phi1", "b": "--phi2"}  # how the auto search's messages name the spaces
 
 # What each protocol keeps in OUT.partial (``Workdir.held``), for the messages of a resume.
 _KEPT = {
@@ -97,7 +104,7 @@ def seed_parts(wd: Workdir, config, data_id: str, resume: bool) -> dict:
   return {"resume_part": resume_part, "on_part": on_part}
 
 
-def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
+def train_auto(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
   """``--preset auto``: each finished run of the search kept (its state, labels and report) and,
   with ``--resume``, reused; the run in flight at a stop starts again. Returns ``(run, train, val)``."""
   if args.resume:
@@ -134,20 +141,20 @@ def train_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id
       },
     )
 
-  watch = Watch(progress=hooks["progress"], stop=hooks["stop"], names={"a": "--phi1", "b": "--phi2"})
   return runs.train_auto(
     config,
     train,
     val,
     budget_seconds=args.budget,
     num_iters=args.num_iters,
-    watch=watch,
-    resume=Resume(finished, spent, on_candidate),
+    hooks=Hooks(progress=hooks.progress, stop=hooks.stop, on_candidate=on_candidate),
+    names=NAMES,
+    resume=Resume(finished, spent),
     prior=args.class_sizes,
   )
 
 
-def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
+def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
   """``--k auto``: every K's scores kept as it finishes and reused with ``--resume`` (the K in
   flight at a stop starts again)."""
   if args.resume:
@@ -165,19 +172,17 @@ def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: 
     phi1_eval=evaluation["phi1"],
     phi2_eval=evaluation["phi2"],
     labels_eval=evaluation["labels"],
-    stop=hooks["stop"],
     done=done,
-    on_k=on_k,
+    hooks=Hooks(stop=hooks.stop, on_k=on_k),
   )
 
 
-def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: dict):
+def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
   """``--k auto`` under ``--preset auto`` (``hume_jax.search.kauto``): each K's scores kept as it finishes."""
   if args.resume:
     check_resumable(wd, ("k", "auto"), "--k auto with --preset auto")
   done, on_k = _k_parts(args, wd, config, data_id)
 
-  watch = Watch(progress=hooks["progress"], stop=hooks["stop"], names={"a": "--phi1", "b": "--phi2"})
   return kauto.select_k_auto(
     train["phi1"],
     train["phi2"],
@@ -187,9 +192,8 @@ def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data
     config=config,
     num_iters=args.num_iters,
     labels=train["labels"],
-    watch=watch,
     done=done,
-    on_k=on_k,
+    hooks=Hooks(progress=hooks.progress, stop=hooks.stop, on_k=on_k),
   )
 
 
@@ -205,3 +209,11 @@ def _k_parts(args, wd: Workdir, config, data_id: str):
     wd.save_part(f"k_{k}", np.asarray(k), config, data_id, entry)
 
   return done, on_k
+
+
+# The command line's protocols as values (``hume_jax.train.checks.Mode.k_search`` / ``Mode.protocol`` name
+# them): how K is chosen, ``(args, config, train, val, wd, data_id, hooks) -> KSelection``, and how a K is
+# trained, ``(args, mode, config, train, val, wd, data_id, hooks) -> (run, train, val)`` (auto may swap the
+# splits' spaces). Each keeps what it finished in the output folder, for ``--resume``.
+K_SEARCHES = {"seeds": select_k, "auto": select_k_auto}
+PROTOCOLS = {"one": train_one, "seeds": train_seeds, "auto": train_auto}

@@ -21,6 +21,7 @@ from hume_jax.core._outer import SUBSET_AXIS, StepMetrics, TrainState, init_stat
 from hume_jax.core._task_encoder import TaskEncoder, task_logits
 from hume_jax.io.data import check_fit_inputs
 from hume_jax.training._loop import run_loop
+from hume_jax.training.hooks import Hooks, hooks_of
 
 
 def release_compiled() -> None:
@@ -113,7 +114,8 @@ def fit(
   *,
   labels: np.ndarray | None = None,
   state: TrainState | None = None,
-  **loop,
+  hooks: Hooks | None = None,
+  **fields,
 ) -> tuple[TrainState, list[dict]]:
   """Runs HUME: ``config.num_iters`` outer iterations from the seed's initialisation.
 
@@ -123,9 +125,10 @@ def fit(
     config: hyperparameters; ``config.seed`` draws the initialisation and every subset.
     labels: optional ``[n]`` ground truth, only to report accuracy while training.
     state: start from this state (a checkpoint) instead of the seed's initialisation.
-    **loop: the loop's options (``hume_jax.training._loop.run_loop``): ``log_every`` (10), ``progress``,
-      ``on_log``, ``checkpoint_every`` and ``on_checkpoint`` (also called at the end and on a stop
-      or ``KeyboardInterrupt``), ``stop``, ``deadline``, ``on_estimate``.
+    hooks: how the loop is watched and steered (``hume_jax.training.hooks.Hooks``): ``log_every`` (10),
+      ``progress``, ``on_log``, ``checkpoint_every`` and ``on_checkpoint`` (also called at the end and on a
+      stop or ``KeyboardInterrupt``), ``stop``, ``deadline``, ``on_estimate``.
+    **fields: fields of ``hooks`` replaced (``fit(..., progress=False)``).
 
   Returns:
     ``(final state, log records)``.
@@ -154,5 +157,5 @@ def fit(
     predict=predicted,
     finite=finite,
     labels=labels,
-    **{"log_every": 10, **loop},
+    hooks=hooks_of(hooks, fields),
   )

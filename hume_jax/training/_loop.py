@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
 from hume_jax.evaluation import metrics as hm
+from hume_jax.training.hooks import Hooks
 
 _WAITER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="hume-wait")
 
@@ -40,34 +40,6 @@ class Stopped(KeyboardInterrupt):
     self.iteration = iteration
 
 
-class Hooks(NamedTuple):
-  """How a caller watches and steers a training loop; every field is optional.
-
-  Attributes:
-    log_every: iterations between log records (and the last iteration).
-    progress: show a progress bar.
-    on_log: called with each record (a dict with ``iteration``, the metrics, ``seconds``,
-      ``cpu_seconds`` and, with labels, ``acc``).
-    checkpoint_every: iterations between calls of ``on_checkpoint`` (0: only at the end).
-    on_checkpoint: ``state -> None``, also called at the end and on any stop, each time with a
-      state whose loss was checked finite.
-    stop: ``() -> bool`` checked after every iteration; True checkpoints and raises ``Stopped``.
-    deadline: a ``time.perf_counter()`` time; the loop ends after the iteration that passes it
-      (a time budget; the last record says ``"cut": True``).
-    on_estimate: ``(seconds per iteration, iterations left) -> None``, called once, after the
-      first iteration that follows the compiling one.
-  """
-
-  log_every: int = 10
-  progress: bool = True
-  on_log: Callable[[dict], None] | None = None
-  checkpoint_every: int = 0
-  on_checkpoint: Callable[[Any], None] | None = None
-  stop: Callable[[], bool] | None = None
-  deadline: float | None = None
-  on_estimate: Callable[[float, int], None] | None = None
-
-
 _IN_LOOP = [0]  # training loops running in this process: a stop signal there waits for the iteration
 
 
@@ -76,17 +48,20 @@ def in_loop() -> bool:
   return _IN_LOOP[0] > 0
 
 
-def run_loop(step, state, num_iters: int, *, desc: str, metrics, predict, finite, labels=None, **hooks):
+def run_loop(
+  step, state, num_iters: int, *, desc: str, metrics, predict, finite, labels=None, hooks: Hooks = Hooks(), log_every=10
+):
   """Runs ``step`` (``state -> (state, out)``, jitted) from the state's iteration to ``num_iters``.
 
   ``state.step`` counts the iterations done (stacked runs share it). ``metrics(out)`` gives the
   log's floats (``"loss"`` first; an optional ``"detail"`` names e.g. the non-finite seeds),
   ``predict(state)`` hard labels for the accuracy against ``labels``, ``finite(state)`` whether
-  a state may be saved after a ``KeyboardInterrupt``; ``**hooks`` are the fields of ``Hooks``.
+  a state may be saved after a ``KeyboardInterrupt``; ``hooks`` (``hume_jax.training.hooks.Hooks``)
+  watch and steer it, logging every ``log_every`` iterations unless ``hooks.log_every`` says otherwise.
 
   Returns ``(final state, log records)``; raises ``FloatingPointError`` on a non-finite loss.
   """
-  h = Hooks(**hooks)
+  h = hooks._replace(log_every=hooks.log_every or log_every)
   start = int(np.asarray(state.step).reshape(-1)[0])
   log = _Log(desc, metrics, lambda: predict(state), labels, h.on_log, start)
   t_prev = log.t0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,7 @@ from hume_jax.evaluation import metrics as hm
 from hume_jax.io.data import check_fit_inputs
 from hume_jax.training._fit import compute_dtype, release_compiled, step_config
 from hume_jax.training._loop import run_loop
+from hume_jax.training.hooks import Hooks, hooks_of
 
 
 def init_states(seeds: list[int], config: HumeConfig, d1: int, d2: int, dtype=jnp.float32) -> TrainState:
@@ -53,9 +54,8 @@ def fit_seeds(
   seeds: list[int],
   *,
   chunk: int | None = None,
-  resume_part: Callable[[int, TrainState], TrainState | None] | None = None,
-  on_part: Callable[[int, TrainState, bool], None] | None = None,
-  **loop,
+  hooks: Hooks | None = None,
+  **fields,
 ) -> TrainState:
   """Trains one HUME run per seed, ``chunk`` seeds at a time vmapped in one jitted step.
 
@@ -67,11 +67,12 @@ def fit_seeds(
     seeds: one run per seed.
     chunk: seeds trained together (default: all); bounds memory. With several local
       devices, each chunk's seeds are split over as many of them as divide it.
-    resume_part, on_part: resuming: ``resume_part(index, template)`` gives a chunk's stacked
-      states saved before (finished or stopped: their ``step`` says), or None; ``on_part(index,
-      states, finished)`` is called at the loop's checkpoints, on a stop and at a chunk's end.
-    **loop: the options of each chunk's loop (``hume_jax.training._loop.Hooks``: ``progress``,
-      ``log_every`` (50, between finite checks), ``stop``, ``checkpoint_every``, ``on_estimate``).
+    hooks: ``hume_jax.training.hooks.Hooks``: each chunk's loop's (``progress``, ``log_every`` (50,
+      between finite checks), ``stop``, ``checkpoint_every``, ``on_estimate``) and, to resume, the
+      parts': ``resume_part(index, template)`` gives a chunk's stacked states saved before (finished
+      or stopped: their ``step`` says), or None; ``on_part(index, states, finished)`` is called at
+      the loop's checkpoints, on a stop and at a chunk's end.
+    **fields: fields of ``hooks`` replaced (``progress=False``).
 
   Returns:
     the final states stacked along a leading ``[len(seeds)]`` axis.
@@ -79,6 +80,8 @@ def fit_seeds(
   check_fit_inputs(phi1, phi2)
   n, d1 = phi1.shape
   check_config(config, n, d1)
+  hooks = hooks_of(hooks, fields)
+  resume_part, on_part = hooks.resume_part, hooks.on_part
   chunk = chunk or len(seeds)
   dtype = compute_dtype(phi1)
   phi1_d, phi2_d = jnp.asarray(phi1, dtype), jnp.asarray(phi2, dtype)
@@ -95,7 +98,7 @@ def fit_seeds(
     if mesh is not None:
       state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
     save = None if on_part is None else functools.partial(_save_part, on_part, c, config.num_iters)
-    finals.append(_fit_chunk(state, phi1_d, phi2_d, config, part, save, loop))
+    finals.append(_fit_chunk(state, phi1_d, phi2_d, config, part, hooks._replace(on_checkpoint=save)))
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *finals)
 
 
@@ -103,7 +106,7 @@ def _save_part(on_part, index: int, num_iters: int, states: TrainState) -> None:
   on_part(index, states, int(np.asarray(states.step).reshape(-1)[0]) == num_iters)
 
 
-def _fit_chunk(states: TrainState, phi1, phi2, config: HumeConfig, seeds: list[int], save, loop: dict) -> TrainState:
+def _fit_chunk(states: TrainState, phi1, phi2, config: HumeConfig, seeds: list[int], hooks: Hooks) -> TrainState:
   """One chunk of seeds through the shared loop; the step compiled once for every chunk (the
   seeds and ``num_iters`` do not change it)."""
   step_cfg = step_config(config)
@@ -123,8 +126,8 @@ def _fit_chunk(states: TrainState, phi1, phi2, config: HumeConfig, seeds: list[i
     metrics=metrics,
     predict=lambda st: None,
     finite=finite,
-    on_checkpoint=save,
-    **{"log_every": 50, **loop},
+    hooks=hooks,
+    log_every=50,
   )
   return states
 
@@ -207,17 +210,18 @@ def select_k(
   phi1_eval: np.ndarray | None = None,
   phi2_eval: np.ndarray | None = None,
   labels_eval: np.ndarray | None = None,
-  say: Callable[[str], None] = print,
-  stop: Callable[[], bool] | None = None,
   done: dict[int, dict] | None = None,
-  on_k: Callable[[int, dict], None] | None = None,
+  hooks: Hooks | None = None,
+  **fields,
 ) -> KSelection:
   """For each K in ``k_range`` (inclusive), ``len(seeds)`` runs (vmapped); the chosen K is the
   one whose runs agree most on the evaluation split (stability: mean pairwise ARI of their
   labelings, label-free). ``labels_eval`` only adds each K's accuracy to the report. ``done``
-  holds the score entries of K already tried (resuming); ``on_k(k, entry)`` is called as each
-  K finishes. After each K the process's compiled JAX programs are released
-  (``_fit.release_compiled``)."""
+  holds the score entries of K already tried (resuming); ``hooks`` (``hume_jax.training.hooks.Hooks``, or its
+  ``**fields``): ``say`` the messages, ``stop`` each K's runs, ``on_k(k, entry)`` called as each K finishes.
+  After each K the process's compiled JAX programs are released (``_fit.release_compiled``)."""
+  hooks = hooks_of(hooks, fields)
+  say = hooks.say
   phi1_eval = phi1 if phi1_eval is None else phi1_eval
   phi2_eval = phi2 if phi2_eval is None else phi2_eval
   scores = []
@@ -232,7 +236,7 @@ def select_k(
     except ValueError as e:
       say(f"K={k}: skipped ({e})")
       continue
-    preds = predict_seeds(fit_seeds(phi1, phi2, cfg, seeds, progress=False, stop=stop), phi1_eval)
+    preds = predict_seeds(fit_seeds(phi1, phi2, cfg, seeds, progress=False, stop=hooks.stop), phi1_eval)
     release_compiled()  # this K's programs are not run again
     entry = {
       "k": k,
@@ -243,8 +247,8 @@ def select_k(
     if labels_eval is not None:
       entry["acc"] = hm.hungarian_accuracy(preds[0], labels_eval)
     scores.append(entry)
-    if on_k is not None:
-      on_k(k, entry)
+    if hooks.on_k is not None:
+      hooks.on_k(k, entry)
     say(
       f"K={k}: stability {entry['stability']:.4f}, CV {entry['cv_score']:.4f}, chance-corrected CV "
       f"{entry['kappa']:.4f}" + (f", ACC {entry['acc']:.4f} (not used)" if "acc" in entry else "")

@@ -15,6 +15,7 @@ from hume_jax.core._outer import init_state
 from hume_jax.core._task_encoder import encoder_matrix
 from hume_jax.training._fit import compute_dtype, fit, predict
 from hume_jax.training.ensemble import fit_seeds, predict_seeds
+from hume_jax.training.hooks import Hooks
 from hume_jax.training.turtle import fit_turtle, init_turtle, predict_turtle
 
 
@@ -24,12 +25,12 @@ class Method(NamedTuple):
   Attributes:
     name: ``"HUME"`` or ``"TURTLE"``.
     init: ``(config, train) -> state``: the seed's initial state (the template of a checkpoint).
-    fit: ``(config, train, state, hooks) -> state``: trains from ``state``; ``hooks`` are the
-      loop's keyword arguments (``log_every``, ``progress``, ``on_log``, ``checkpoint_every``,
-      ``on_checkpoint``, ``stop``, ``on_estimate``).
+    fit: ``(config, train, state, hooks) -> state``: trains from ``state``, watched and steered by
+      ``hooks`` (``hume_jax.training.hooks.Hooks``).
     label: ``(state, split) -> [n]`` hard labels.
     arrays: ``state -> {name: array}``: what labels new samples (``task_encoder.npz``).
-    fit_seeds: ``(config, train, seeds, hooks) -> states`` one run per seed.
+    fit_seeds: ``(config, train, seeds, hooks, chunk) -> states`` one run per seed (``chunk`` seeds
+      at a time where runs are stacked; None: all), each part kept and resumed by ``hooks``.
     label_seeds: ``(states, split) -> [N, n]``.
     seed_arrays: ``(states, best) -> {name: array}``.
   """
@@ -54,22 +55,12 @@ def _hume_init(config, train):
   return init_state(jax.random.PRNGKey(config.seed), config, train["phi1"].shape[1], train["phi2"].shape[1])
 
 
-def _hume_fit(config, train, state, hooks):
-  return fit(train["phi1"], train["phi2"], config, labels=train["labels"], state=state, **hooks)[0]
+def _hume_fit(config, train, state, hooks: Hooks):
+  return fit(train["phi1"], train["phi2"], config, labels=train["labels"], state=state, hooks=hooks)[0]
 
 
-_SEED_HOOKS = ("progress", "log_every", "stop", "checkpoint_every", "on_estimate", "resume_part", "on_part")
-
-
-def _hume_seeds(config, train, seeds, hooks):
-  return fit_seeds(
-    train["phi1"],
-    train["phi2"],
-    config,
-    seeds,
-    chunk=hooks.get("chunk"),
-    **{key: v for key, v in hooks.items() if key in _SEED_HOOKS},
-  )
+def _hume_seeds(config, train, seeds, hooks: Hooks, chunk=None):
+  return fit_seeds(train["phi1"], train["phi2"], config, seeds, chunk=chunk, hooks=hooks._replace(on_log=None))
 
 
 def _hume_label(state, split):
@@ -97,29 +88,27 @@ def _turtle_init(config, train):
   return init_turtle(jax.random.PRNGKey(config.seed), config, tuple(x.shape[1] for x in phis), compute_dtype(phis[0]))
 
 
-def _turtle_fit(config, train, state, hooks):
-  return fit_turtle([train["phi1"], train["phi2"]], config, labels=train["labels"], state=state, **hooks)[0]
+def _turtle_fit(config, train, state, hooks: Hooks):
+  return fit_turtle([train["phi1"], train["phi2"]], config, labels=train["labels"], state=state, hooks=hooks)[0]
 
 
 def _turtle_label(state, split):
   return predict_turtle(state.encoder, [split["phi1"], split["phi2"]])
 
 
-def _turtle_seeds(config, train, seeds, hooks):
-  """TURTLE's runs one after the other (each compiled step shared: ``turtle_step_jit``); a part
-  is one seed (``hooks``: as ``hume_jax.training.ensemble.fit_seeds``'s)."""
-  say, resume_part, on_part = hooks.get("say", print), hooks.get("resume_part"), hooks.get("on_part")
-  loop = {
-    key: v for key, v in hooks.items() if key in ("progress", "log_every", "stop", "checkpoint_every", "on_estimate")
-  }
+def _turtle_seeds(config, train, seeds, hooks: Hooks, chunk=None):
+  """TURTLE's runs one after the other (each compiled step shared: ``turtle_step_jit``; ``chunk`` does
+  not apply); a part is one seed (``hooks``: as ``hume_jax.training.ensemble.fit_seeds``'s)."""
+  resume_part, on_part = hooks.resume_part, hooks.on_part
   states = []
   for i, seed in enumerate(seeds):
-    say(f"TURTLE run {i + 1} of {len(seeds)} (seed {seed})")
+    hooks.say(f"TURTLE run {i + 1} of {len(seeds)} (seed {seed})")
     cfg = dataclasses.replace(config, seed=seed)
     template = _turtle_init(cfg, train)
     saved = None if resume_part is None else resume_part(i, template)
     save = None if on_part is None else (lambda st, i=i: on_part(i, st, int(st.step) == config.num_iters))
-    states.append(_turtle_fit(cfg, train, template if saved is None else saved, dict(loop, on_checkpoint=save)))
+    loop = hooks._replace(on_checkpoint=save, on_log=None)
+    states.append(_turtle_fit(cfg, train, template if saved is None else saved, loop))
   return states
 
 

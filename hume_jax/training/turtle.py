@@ -27,6 +27,7 @@ from hume_jax.core._shuffle import sample_rows
 from hume_jax.io.data import check_fit_inputs
 from hume_jax.training._fit import compute_dtype
 from hume_jax.training._loop import run_loop
+from hume_jax.training.hooks import Hooks, hooks_of
 
 
 class Head(NamedTuple):
@@ -202,13 +203,14 @@ def fit_turtle(
   *,
   labels: np.ndarray | None = None,
   state: TurtleState | None = None,
-  **loop,
+  hooks: Hooks | None = None,
+  **fields,
 ) -> tuple[TurtleState, list[dict]]:
   """Runs TURTLE on ``M`` spaces ``phis[m] [n, d_m]``; returns ``(state, log records)``.
 
-  ``labels``, ``state`` and the loop's options (``**loop``: ``log_every`` (50), ``progress``,
-  ``on_log``, ``checkpoint_every``, ``on_checkpoint``, ``stop``, ``deadline``, ``on_estimate``)
-  work as in ``hume_jax.fit``. Every iteration's draws come from ``fold_in(key, iteration)``, so
+  ``labels``, ``state``, ``hooks`` and their ``**fields`` (``hume_jax.training.hooks.Hooks``: ``log_every``
+  (50), ``progress``, ``on_log``, ``checkpoint_every``, ``on_checkpoint``, ``stop``, ``deadline``,
+  ``on_estimate``) work as in ``hume_jax.fit``. Every iteration's draws come from ``fold_in(key, iteration)``, so
   a resumed run ends bit-identical to an uninterrupted one.
   """
   for m in range(1, len(phis)):
@@ -231,7 +233,8 @@ def fit_turtle(
     predict=predicted,
     finite=finite,
     labels=labels,
-    **{"log_every": 50, **loop},
+    hooks=hooks_of(hooks, fields),
+    log_every=50,
   )
 
 
