@@ -96,24 +96,18 @@ def main() -> None:
   import jax.numpy as jnp
   import numpy as np
 
-  from hume_jax import HumeConfig, init_state, outer_step
+  from hume_jax import Execution, HumeConfig, init_state, outer_step
   from hume_jax.core._plan import execution_plan
 
   spec = dict(CONFIGS[args.config])
   n, d1, d2 = spec.pop("n"), spec.pop("d1"), spec.pop("d2")
   cfg = HumeConfig(**spec)
-  if args.subset_chunk is not None:
-    cfg = dataclasses.replace(cfg, subset_chunk=args.subset_chunk)
-  if args.row_block is not None:
-    cfg = dataclasses.replace(cfg, row_block=args.row_block)
-  if args.shared_rows is not None:
-    cfg = dataclasses.replace(cfg, shared_rows=args.shared_rows)
-  if args.remat:
-    cfg = dataclasses.replace(cfg, remat=True)
+  given = {f: getattr(args, f) for f in ("subset_chunk", "row_block", "shared_rows") if getattr(args, f) is not None}
+  execution = Execution(**given, remat=bool(args.remat))
   if args.adaptation_steps:
     cfg = dataclasses.replace(cfg, adaptation_steps=args.adaptation_steps)
   m, n_tr = cfg.subset_sizes(n)
-  chunk, row_block, shared = execution_plan(cfg, n, d2)
+  chunk, row_block, shared = execution_plan(cfg, n, d2, execution=execution)
   device = jax.devices()[0]
   print(
     f"machine: {platform.machine()}, {os.cpu_count()} cores, {args.threads} used; jax {jax.__version__} "
@@ -122,7 +116,7 @@ def main() -> None:
   print(
     f"config {args.config}: n {n}, d1 {d1}, d2 {d2}, k {cfg.k}, S {cfg.num_subsets}, subset {m} "
     f"(train {n_tr}), T {cfg.adaptation_steps}, subsets per chunk {chunk}, rows per block {row_block}, "
-    f"shared rows {shared}, remat {cfg.remat}"
+    f"shared rows {shared}, remat {execution.remat}"
   )
   result: dict = {
     "config": args.config,
@@ -132,10 +126,10 @@ def main() -> None:
     "subset_chunk": chunk,
     "row_block": row_block,
     "shared_rows": shared,
-    "remat": cfg.remat,
+    "remat": execution.remat,
   }
 
-  step = jax.jit(lambda s, p1, p2: outer_step(s, p1, p2, config=cfg))
+  step = jax.jit(lambda s, p1, p2: outer_step(s, p1, p2, config=cfg, execution=execution))
   state = init_state(jax.random.PRNGKey(0), cfg, d1, d2)
   if args.config == "imagenet":
     shapes = (

@@ -63,9 +63,9 @@ def _step(config: str):
     state = init_turtle(jax.random.PRNGKey(0), cfg, (d1, d2))
     return lambda st: _turtle_step_jit(st, xs, config=cfg), state, lambda: _turtle_step_jit.lower(state, xs, config=cfg)
   from hume_jax import HumeConfig, init_state
-  from hume_jax.training._fit import _outer_step_jit, step_config
+  from hume_jax.training._fit import _outer_step_jit
 
-  cfg = step_config(HumeConfig(**spec))
+  cfg = HumeConfig(**spec)
   phi1 /= np.linalg.norm(phi1, axis=1, keepdims=True)
   x1, x2 = jnp.asarray(phi1), jnp.asarray(phi2)
   state = init_state(jax.random.PRNGKey(0), cfg, d1, d2)

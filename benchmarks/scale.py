@@ -34,6 +34,7 @@ import numpy as np
 
 from hume_jax.config import AUTO, IMAGENET
 from hume_jax.core._outer import init_state
+from hume_jax.core._plan import Execution
 from hume_jax.evaluation import metrics as hm
 from hume_jax.search.budget import conditioning_seconds, plan_search
 from hume_jax.search.conditioning import condition_spaces, kept_dims, kmeans_starts
@@ -71,7 +72,7 @@ def timed(f):
   return out, time.perf_counter() - w0, time.process_time() - c0
 
 
-def stages(a: np.ndarray, b: np.ndarray, k: int, config, iters: int) -> dict:
+def stages(a: np.ndarray, b: np.ndarray, k: int, config, iters: int, execution=Execution()) -> dict:
   """Seconds (wall, CPU) and peak MiB after each stage on these two raw spaces."""
   row = {}
 
@@ -86,12 +87,13 @@ def stages(a: np.ndarray, b: np.ndarray, k: int, config, iters: int) -> dict:
   km = record("kmeans", lambda: kmeans_starts(sp, k, 0))
   x1, x2 = jax.numpy.asarray(sp.cond1["a"]), jax.numpy.asarray(sp.cond2["b"])
   state = init_state(jax.random.PRNGKey(0), config, x1.shape[1], x2.shape[1])
-  state = record("compile", lambda: jax.block_until_ready(outer_step_jit(state, x1, x2, config=config))[0])
+  step = lambda s: outer_step_jit(s, x1, x2, config=config, execution=execution)
+  state = record("compile", lambda: jax.block_until_ready(step(state))[0])
 
   def steps():
     s = state
     for _ in range(iters):
-      s, m = outer_step_jit(s, x1, x2, config=config)
+      s, m = step(s)
     return m.loss
 
   record("step", steps)
@@ -157,8 +159,8 @@ def main() -> None:
   if args.imagenet:
     a, b = mixture(args.imagenet, 1000, 2048, 1536)
     print(f"ImageNet-shaped: n = {args.imagenet}, k = 1000, d1 = 2048, d2 = 1536, config.IMAGENET", flush=True)
-    planned = dataclasses.replace(IMAGENET, subset_chunk=5, remat=True)  # what the memory planner picks on 80 GB
-    table[(args.imagenet, 1000)] = stages(a, b, 1000, planned, args.iters)
+    planned = Execution(subset_chunk=5, remat=True)  # what the memory planner picks on 80 GB
+    table[(args.imagenet, 1000)] = stages(a, b, 1000, IMAGENET, args.iters, planned)
   else:
     for k in map(int, args.k.split(",")):
       for n in map(int, args.n.split(",")):

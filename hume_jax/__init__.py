@@ -11,7 +11,9 @@ pretrained representations ``phi1`` and ``phi2``, with no labels.
 Every protocol of ``python -m hume_jax.train`` is here: one run (``fit``, ``train_one``), the
 official seeds protocol (``fit_seeds``, ``best_and_vote``, ``train_seeds``), the choice of K
 (``select_k``), the default for a user's own features (``fit_auto``, ``train_auto``) and TURTLE
-(``fit_turtle``). The paper's pieces (Eq. 3, 5, 7) are pure functions, re-exported below.
+(``fit_turtle``); each takes one ``Hooks`` (how it is watched, steered and kept), and HUME's runs an
+``Execution`` (how their steps are scheduled, never what they compute). The paper's pieces (Eq. 3, 5,
+7) are pure functions, re-exported below.
 """
 
 from hume_jax.config import (
@@ -28,6 +30,7 @@ from hume_jax.config import (
 from hume_jax.core._inner import Linear, cross_entropy_grad, init_linear, inner_sgd, soft_cross_entropy
 from hume_jax.core._objective import SubsetStats, draw_subsets, entropy, hume_loss, init_inner, subset_loss
 from hume_jax.core._outer import StepMetrics, TrainState, anneal_factor, init_state, make_optimizer, outer_step
+from hume_jax.core._plan import Execution
 from hume_jax.core._sparsemax import sparsemax
 from hume_jax.core._task_encoder import TaskEncoder, encoder_matrix, init_task_encoder, task_labels, task_logits
 from hume_jax.estimator import HUME
@@ -50,11 +53,11 @@ from hume_jax.training.turtle import TurtleState, fit_turtle, predict_turtle
 
 # fmt: off
 __all__ = [
-  "AUTO", "CPU", "HUME", "HUME_METHOD", "IMAGENET", "OFFICIAL", "PRESETS", "TURTLE_METHOD", "AutoResult", "Hooks",
-  "HumeConfig", "KSelection", "Linear", "Method", "Run", "SeedProtocol", "StepMetrics", "Stopped", "SubsetStats",
-  "TaskEncoder", "TrainState", "TurtleConfig", "TurtleState", "anneal_factor", "best_and_vote", "check_config",
-  "check_turtle_config", "cross_entropy_grad", "cv_kappa", "cv_score", "draw_subsets", "encoder_matrix", "entropy",
-  "evaluate", "fit", "fit_auto", "fit_seeds", "fit_turtle", "hume_loss", "hungarian_accuracy", "init_inner",
+  "AUTO", "CPU", "HUME", "HUME_METHOD", "IMAGENET", "OFFICIAL", "PRESETS", "TURTLE_METHOD", "AutoResult", "Execution",
+  "Hooks", "HumeConfig", "KSelection", "Linear", "Method", "Run", "SeedProtocol", "StepMetrics", "Stopped",
+  "SubsetStats", "TaskEncoder", "TrainState", "TurtleConfig", "TurtleState", "anneal_factor", "best_and_vote",
+  "check_config", "check_turtle_config", "cross_entropy_grad", "cv_kappa", "cv_score", "draw_subsets", "encoder_matrix",
+  "entropy", "evaluate", "fit", "fit_auto", "fit_seeds", "fit_turtle", "hume_loss", "hungarian_accuracy", "init_inner",
   "init_linear", "init_state", "init_task_encoder", "inner_sgd", "majority_vote", "make_optimizer", "outer_step",
   "outer_step_jit", "predict", "predict_seeds", "predict_turtle", "select_k", "separability", "soft_cross_entropy",
   "sparsemax", "subset_loss", "summarize", "task_labels", "task_logits", "train_auto", "train_one", "train_seeds",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import numpy as np
 
 
@@ -51,19 +52,6 @@ class HumeConfig:
       init drawn once per run.
     clip_norm: global-norm clipping of the task encoder's gradient.
     seed: seed of the run.
-    subset_chunk: compute the hypergradient over this many subsets at a time and sum
-      (0: automatic, see ``execution_plan``: all at once on accelerators, one at a time on
-      a CPU). Same result, less memory. Not a HUME hyperparameter.
-    remat: recompute the inner steps' activations in the backward pass instead of storing
-      them. Same result, less memory. Not a HUME hyperparameter.
-    row_block: rows of ``phi2`` per block in each inner step (see ``inner_sgd``); 0:
-      whole-matrix products; -1: automatic (``hume_jax.core._plan.execution_plan``: 128 on a single CPU thread
-      when a subset's inner block outgrows L2, else 0). Same result up to summation order. Not a
-      HUME hyperparameter.
-    shared_rows: 1 to compute the subsets of a chunk over all rows at once, as row masks,
-      with their classifiers stacked into wide products (``hume_loss_shared_rows``); 0 not;
-      -1: automatic (``execution_plan``: on a CPU when each subset covers most rows). Same
-      result up to summation order. Not a HUME hyperparameter.
     prior: class sizes the labeling is drawn towards, as shares of the samples: ``k`` positive
       numbers, largest first, summing to 1 (``hume_jax.search.sizes.as_prior`` makes them from counts).
       The ``H_reg`` term becomes ``H(prior) - KL(sizes by rank || prior)``
@@ -87,10 +75,6 @@ class HumeConfig:
   rand_init: bool = True
   clip_norm: float = 1.0
   seed: int = 42
-  subset_chunk: int = 0
-  remat: bool = False
-  row_block: int = -1
-  shared_rows: int = -1
   prior: tuple[float, ...] | None = None
 
   def __post_init__(self):
@@ -101,6 +85,19 @@ class HumeConfig:
     m = min(n, self.subset_size)
     return m, int(m * self.train_fraction)
 
+
+def _run_fields_traced(cls):
+  """Registers the config ``cls`` as a pytree whose ``seed`` and ``num_iters`` are data and every other
+  field static (``jax.tree_util.register_dataclass``). The two say which run and how long, not what one
+  step computes: ``jax.jit`` traces them (the steps never read them) and keys its compiled programs on the
+  other fields, so runs that differ only in seed or length share one compiled step (``fit_auto``'s runs,
+  seeds run one after another, the command line's repeated fits)."""
+  run = ("seed", "num_iters")
+  meta = [f.name for f in dataclasses.fields(cls) if f.name not in run]
+  return jax.tree_util.register_dataclass(cls, data_fields=list(run), meta_fields=meta)
+
+
+_run_fields_traced(HumeConfig)
 
 OFFICIAL = HumeConfig()
 
@@ -165,6 +162,9 @@ class TurtleConfig:
     _freeze_prior(self)
 
 
+_run_fields_traced(TurtleConfig)
+
+
 def _require(config, positive: tuple[str, ...], non_negative: tuple[str, ...]) -> None:
   for name in positive:
     if not getattr(config, name) > 0:
@@ -188,14 +188,6 @@ def check_config(config: HumeConfig, n: int, d1: int) -> None:
   _require(
     config, ("inner_lr", "outer_lr", "tau", "num_iters", "adaptation_steps", "num_subsets", "subset_size"), ("H_reg",)
   )
-  if config.subset_chunk < 0 or (config.subset_chunk and config.num_subsets % config.subset_chunk):
-    raise ValueError(
-      f"subset_chunk: expected 0 or a divisor of num_subsets = {config.num_subsets}, got {config.subset_chunk}"
-    )
-  if config.row_block < -1:
-    raise ValueError(
-      f"row_block: expected -1 (automatic), 0 (whole matrices) or a number of rows, got {config.row_block}"
-    )
   check_prior(config.prior, config.k)
   m, n_train = config.subset_sizes(n)
   if n_train < 1 or n_train >= m:

@@ -14,6 +14,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from hume_jax.core._plan import Execution
 from hume_jax.core._task_encoder import encoder_matrix
 from hume_jax.evaluation import metrics as hm
 from hume_jax.evaluation.sampling import ROWS
@@ -113,14 +114,22 @@ def _predictions(label, train, val) -> dict[str, np.ndarray]:
 
 
 def train_one(
-  method: Method, config, train: dict, val: dict | None = None, *, state=None, hooks: Hooks | None = None, **fields
+  method: Method,
+  config,
+  train: dict,
+  val: dict | None = None,
+  *,
+  state=None,
+  execution: Execution = Execution(),
+  hooks: Hooks | None = None,
+  **fields,
 ) -> Run:
   """One run of ``method`` on ``train`` (from ``state``, e.g. a checkpoint), labels of each
-  split, and the CV score on the evaluation split (val when given); ``hooks``
-  (``hume_jax.training.hooks.Hooks``, or its ``**fields``) watch and keep it."""
+  split, and the CV score on the evaluation split (val when given); ``execution`` schedules its steps,
+  ``hooks`` (``hume_jax.training.hooks.Hooks``, or its ``**fields``) watch and keep it."""
   hooks = hooks_of(hooks, fields)
   t0 = time.perf_counter()
-  state = method.fit(config, train, state, hooks)
+  state = method.fit(config, train, state, hooks, execution)
   seconds = time.perf_counter() - t0
   preds = _predictions(lambda split: method.label(state, split), train, val)
   split = _eval_split(val)
@@ -137,17 +146,19 @@ def train_seeds(
   val: dict | None = None,
   *,
   chunk: int | None = None,
+  execution: Execution = Execution(),
   hooks: Hooks | None = None,
   **fields,
 ) -> Run:
   """The official protocol: one run per seed (``chunk`` at a time where runs are stacked), the run with
   the best CV score, and the majority vote of all runs matched to it (``preds["<split>_vote"]``);
-  per-seed scores (and metrics when the evaluation split has labels) in ``extra``. ``hooks``
+  per-seed scores (and metrics when the evaluation split has labels) in ``extra``. ``execution`` schedules
+  the steps, ``hooks``
   (``hume_jax.training.hooks.Hooks``, or its ``**fields``) watch the runs and keep each part."""
   hooks = hooks_of(hooks, fields)
   say = hooks.say
   t0 = time.perf_counter()
-  states = method.fit_seeds(config, train, seeds, hooks, chunk)
+  states = method.fit_seeds(config, train, seeds, hooks, chunk, execution)
   seconds = time.perf_counter() - t0
   all_preds = _predictions(lambda split: method.label_seeds(states, split), train, val)
   split, evaluation = _eval_split(val), (val if val is not None else train)

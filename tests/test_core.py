@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from hume_jax import (
+  Execution,
   HumeConfig,
   Linear,
   anneal_factor,
@@ -163,8 +164,9 @@ def test_chunked_and_rematerialised_steps_give_the_same_update(rand_init):
     ]
   # The reference first: all four subsets at once, vmapped (the accelerators' plan). Every plan
   # is its own computation, compiled together in one program (one compile costs seconds).
-  configs = [dataclasses.replace(base, subset_chunk=4)] + [dataclasses.replace(base, **plan) for plan in plans]
-  (ref, m_ref), *outs = jax.jit(lambda s, x1, x2: [outer_step(s, x1, x2, config=c) for c in configs])(state, phi1, phi2)
+  executions = [Execution(subset_chunk=4)] + [Execution(**plan) for plan in plans]
+  step = lambda s, x1, x2: [outer_step(s, x1, x2, config=base, execution=e) for e in executions]
+  (ref, m_ref), *outs = jax.jit(step)(state, phi1, phi2)
   for out, m in outs:
     np.testing.assert_allclose(out.encoder.raw, ref.encoder.raw, rtol=0, atol=1e-12)
     np.testing.assert_allclose(m.loss, m_ref.loss, rtol=1e-12)
@@ -213,21 +215,34 @@ def test_cpu_execution_plan(monkeypatch):
 
   paper = HumeConfig(num_subsets=20, subset_size=10000)  # 10k-row subsets of 10k samples
   raw = HumeConfig(num_subsets=8, subset_size=2000)  # 1,800 training rows of 10k
-  unmasked = dataclasses.replace(paper, shared_rows=0)  # 9,000 training rows
+  unmasked = (paper, Execution(shared_rows=0))  # 9,000 training rows
+  given = (raw, Execution(row_block=64, subset_chunk=4))
   for threads, block in ((1, CPU_ROW_BLOCK), (2, 0)):
     monkeypatch.setattr(_plan, "cpu_threads", lambda: threads)
     assert execution_plan(paper, 10000, 768) == (10, 0, True)
-    assert execution_plan(unmasked, 10000, 768) == (1, block, False)  # 27.6 MB per inner block
+    assert execution_plan(unmasked[0], 10000, 768, execution=unmasked[1]) == (1, block, False)  # 27.6 MB per block
     assert execution_plan(raw, 10000, 1280) == (1, 0, False)  # 9.2 MB: whole matrices
     assert execution_plan(raw, 10000, 256) == (1, 0, False)  # 1.8 MB: fits
-    assert execution_plan(dataclasses.replace(raw, row_block=64, subset_chunk=4), 10000, 1280) == (4, 64, False)
+    assert execution_plan(given[0], 10000, 1280, execution=given[1]) == (4, 64, False)
+
+
+def _memory_of(problem: HumeConfig):
+  """``step_memory_bytes`` and ``plan_memory`` of ``problem``, taking its ``Execution`` first."""
+  from hume_jax.training import memory
+
+  def step_memory_bytes(execution, *shape, **kw):
+    return memory.step_memory_bytes(problem, *shape, execution=execution, **kw)
+
+  def plan_memory(execution, *shape, **kw):
+    return memory.plan_memory(problem, *shape, execution=execution, **kw)
+
+  return step_memory_bytes, plan_memory
 
 
 def test_memory_plan_escalates_until_it_fits():
-  from hume_jax.training.memory import plan_memory, step_memory_bytes
-
+  step_memory_bytes, plan_memory = _memory_of(HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50))
   # All four subsets at once (the accelerators' plan; a CPU runs them one at a time by itself).
-  cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50, subset_chunk=4)
+  cfg = Execution(subset_chunk=4)
   full = step_memory_bytes(cfg, 3000, 32, 64)
   remat = step_memory_bytes(dataclasses.replace(cfg, remat=True), 3000, 32, 64)
   assert remat < full
@@ -291,9 +306,8 @@ def test_clipping_is_pytorchs_clip_grad_norm(scale):
 
 
 def test_memory_plan_covers_the_vmapped_seeds():
-  from hume_jax.training.memory import plan_memory, step_memory_bytes
-
-  cfg = HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50, subset_chunk=4)
+  step_memory_bytes, plan_memory = _memory_of(HumeConfig(k=8, num_subsets=4, subset_size=2000, adaptation_steps=50))
+  cfg = Execution(subset_chunk=4)
   one = step_memory_bytes(cfg, 3000, 32, 64)
   five = step_memory_bytes(cfg, 3000, 32, 64, runs=5)
   five_remat = step_memory_bytes(dataclasses.replace(cfg, remat=True), 3000, 32, 64, runs=5)

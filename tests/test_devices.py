@@ -27,20 +27,11 @@ def encoder_of(chunk):
   """The trained encoder of the planted data with ``chunk`` subsets at a time (0: the plan's)."""
   from conftest import planted
 
-  from hume_jax import HumeConfig, fit
+  from hume_jax import Execution, HumeConfig, fit
 
   phi1, phi2, _ = planted()
-  cfg = HumeConfig(
-    k=4,
-    num_iters=4,
-    num_subsets=4,
-    subset_size=300,
-    adaptation_steps=10,
-    inner_lr=0.05,
-    outer_lr=0.01,
-    subset_chunk=chunk,
-  )
-  state, _ = fit(phi1, phi2, cfg, progress=False)
+  cfg = HumeConfig(k=4, num_iters=4, num_subsets=4, subset_size=300, adaptation_steps=10, inner_lr=0.05, outer_lr=0.01)
+  state, _ = fit(phi1, phi2, cfg, execution=Execution(subset_chunk=chunk), progress=False)
   return np.asarray(state.encoder.raw)
 
 

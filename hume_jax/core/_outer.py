@@ -15,7 +15,7 @@ import optax
 from hume_jax.config import HumeConfig
 from hume_jax.core._inner import Linear, init_linear
 from hume_jax.core._objective import draw_subsets, hume_loss, hume_loss_shared_rows, init_inner
-from hume_jax.core._plan import execution_plan
+from hume_jax.core._plan import Execution, execution_plan
 from hume_jax.core._task_encoder import TaskEncoder, init_task_encoder
 
 
@@ -99,7 +99,13 @@ SUBSET_AXIS = "subsets"
 
 
 def outer_step(
-  state: TrainState, phi1: jax.Array, phi2: jax.Array, *, config: HumeConfig, mesh: jax.sharding.Mesh | None = None
+  state: TrainState,
+  phi1: jax.Array,
+  phi2: jax.Array,
+  *,
+  config: HumeConfig,
+  mesh: jax.sharding.Mesh | None = None,
+  execution: Execution = Execution(),
 ) -> tuple[TrainState, StepMetrics]:
   """One outer iteration.
 
@@ -107,7 +113,9 @@ def outer_step(
     state: the run's state.
     phi1: ``[n, d1]`` L2-normalised representation for the task encoder.
     phi2: ``[n, d2]`` representation for the inner classifier.
-    config: hyperparameters (static).
+    config: hyperparameters (static but for ``seed`` and ``num_iters``, which the step never reads:
+      the key and the iteration live in the state).
+    execution: how the step is scheduled (``hume_jax.core._plan.Execution``; static); same result.
     mesh: optional device mesh with axis ``"subsets"``: the S subsets (independent) are
       split over its devices, the data and state replicated; XLA sums the hypergradient
       across devices. ``None``: one device.
@@ -123,10 +131,10 @@ def outer_step(
   k_sub, k_init = jax.random.split(jax.random.fold_in(state.key, state.step))
   subsets = draw_subsets(k_sub, n, config.num_subsets, m)
   w0 = init_inner(k_init, config.num_subsets, d2, config.k, phi2.dtype) if config.rand_init else state.w0
-  plan = execution_plan(config, n, d2, phi2.dtype.itemsize, mesh)
+  plan = execution_plan(config, n, d2, phi2.dtype.itemsize, mesh, execution)
 
   shard = _sharding(mesh)
-  loss_fn = _loss_fn(state.encoder, phi1, phi2, config, plan, tau, n_train)
+  loss_fn = _loss_fn(state.encoder, phi1, phi2, config, plan, execution.remat, tau, n_train)
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   if plan.chunk >= config.num_subsets:
     w0 = jax.tree.map(lambda x: shard(x, 0), w0) if config.rand_init else w0
@@ -154,7 +162,7 @@ def _sharding(mesh):
   return shard
 
 
-def _loss_fn(encoder, phi1, phi2, config: HumeConfig, plan, tau, n_train: int):
+def _loss_fn(encoder, phi1, phi2, config: HumeConfig, plan, remat: bool, tau, n_train: int):
   """``(raw, subsets, w0) -> (mean loss over the subsets (Eq. 7), SubsetStats)`` in the plan's form."""
   prior = None if config.prior is None else jnp.asarray(config.prior, phi1.dtype)
   kw = dict(n_train=n_train, tau=tau, inner_lr=config.inner_lr, steps=config.adaptation_steps, H_reg=config.H_reg)
@@ -162,10 +170,8 @@ def _loss_fn(encoder, phi1, phi2, config: HumeConfig, plan, tau, n_train: int):
 
   def loss_fn(raw, subsets, w0):
     if plan.shared:
-      return hume_loss_shared_rows(encoder._replace(raw=raw), phi1, phi2, subsets, w0, remat=config.remat, **kw)
-    return hume_loss(
-      encoder._replace(raw=raw), phi1, phi2, subsets, w0, row_block=plan.row_block, remat=config.remat, **kw
-    )
+      return hume_loss_shared_rows(encoder._replace(raw=raw), phi1, phi2, subsets, w0, remat=remat, **kw)
+    return hume_loss(encoder._replace(raw=raw), phi1, phi2, subsets, w0, row_block=plan.row_block, remat=remat, **kw)
 
   return loss_fn
 

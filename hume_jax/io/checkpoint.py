@@ -22,9 +22,6 @@ import numpy as np
 from hume_jax.config import HumeConfig
 from hume_jax.core._outer import TrainState
 
-# Fields that may differ between a checkpoint and the run that resumes it.
-_RESUMABLE_CHANGES = ("num_iters", "subset_chunk", "remat", "row_block", "shared_rows")
-
 
 def _leaf_names(state: TrainState) -> list[str]:
   paths, _ = zip(*jax.tree_util.tree_flatten_with_path(state)[0])
@@ -85,7 +82,9 @@ def save_checkpoint(path: str, state: TrainState, config: HumeConfig, data_id: s
 
 
 def load_checkpoint(path: str, template: TrainState, config: HumeConfig, data_id: str = "") -> TrainState:
-  """Reads a checkpoint into the structure of ``template``; configs and ``data_id`` must agree.
+  """Reads a checkpoint into the structure of ``template``; configs (all but ``num_iters``: a run may be
+  resumed to run longer) and ``data_id`` must agree. How the run is executed (``Execution``) is not in
+  the config, so it may change.
 
   Raises:
     CorruptCheckpoint: when the file is damaged (truncated, altered, not a checkpoint).
@@ -97,7 +96,8 @@ def load_checkpoint(path: str, template: TrainState, config: HumeConfig, data_id
   except ValueError:
     raise CorruptCheckpoint(f"checkpoint {path} is damaged (its config is not JSON)") from None
   ours = json.loads(json.dumps(dataclasses.asdict(config)))
-  diff = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v and k not in _RESUMABLE_CHANGES}
+  ours["num_iters"] = saved.get("num_iters")  # where the run stops, not what it is: the state holds its iteration
+  diff = {k: (saved.get(k), v) for k, v in ours.items() if saved.get(k) != v}
   if diff:
     raise ValueError(
       f"checkpoint {path} was written with other settings "

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
   # -- plan -----------------------------------------------------------------------------------
   report.banner(mode.method.name, name, train, val, f"{jax.devices()[0].platform} ({versions()['device']})")
   report.config_line(mode, config, args.budget)
-  config = _memory_plan(args, mode, config, train)
+  mode = mode._replace(execution=_memory_plan(args, mode, config, train))
   # -- run ------------------------------------------------------------------------------------
   with stop_on_signals() as stop:  # a stop is acted on in training and at each stage after it
     try:
@@ -122,6 +122,7 @@ def _record(args, mode, run, name: str, class_names, argv) -> dict:
   """``config.json``: every hyperparameter, the inputs, the command, the seed and the versions."""
   return {
     mode.method.name.lower(): dataclasses.asdict(run.config),
+    **({"execution": dataclasses.asdict(mode.execution)} if mode.method is runs.HUME_METHOD else {}),
     "preset": mode.preset,
     "dataset": name,
     "seeds": args.seeds,
@@ -166,10 +167,11 @@ def _notes(args, mode, config, train: dict, name: str) -> None:
 
 
 def _memory_plan(args, mode, config, train):
-  """HUME's compiled step checked against the device's memory; remat / subset chunks if needed."""
+  """How HUME's steps run (``mode.execution``), with remat / subset chunks if its compiled step would not fit
+  the device's memory."""
   given = args.remat is not None or args.subset_chunk is not None
   if mode.method is not runs.HUME_METHOD or mode.budgeted or given:
-    return config
+    return mode.execution
 
   budget = device_memory_bytes()
   # Plan the program that is compiled: --seeds vmaps a chunk of runs; --k auto vmaps --k-seeds
@@ -177,14 +179,12 @@ def _memory_plan(args, mode, config, train):
   runs_ = (args.seed_chunk or args.seeds) if args.seeds > 1 else (args.k_seeds if mode.k_auto else 1)
   largest = dataclasses.replace(config, k=args.k_range[1]) if mode.k_auto else config
   try:
-    planned, peak = plan_memory(
-      largest, len(train["phi1"]), train["phi1"].shape[1], train["phi2"].shape[1], budget, runs=runs_
-    )
+    n, d1, d2 = len(train["phi1"]), train["phi1"].shape[1], train["phi2"].shape[1]
+    planned, peak = plan_memory(largest, n, d1, d2, budget, runs=runs_, execution=mode.execution)
   except MemoryError as e:
     raise SystemExit(f"error: {e}")
-  planned = dataclasses.replace(planned, k=config.k)
-  if planned == config:
-    return config
+  if planned == mode.execution:
+    return planned
   print(
     f"memory: one outer step would not fit in {budget / 2**30:.1f} GiB; using --remat"
     + (f" --subset-chunk {planned.subset_chunk}" if planned.subset_chunk else "")
@@ -202,7 +202,7 @@ def _train(args, mode, config, train, val, wd: Workdir, stop):
   k_selection = None
   if mode.k_search is not None:
     k_args, args = _k_budget(args, mode)
-    k_selection = resume.K_SEARCHES[mode.k_search](k_args, config, train, val, wd, data_id, hooks)
+    k_selection = resume.K_SEARCHES[mode.k_search](k_args, mode, config, train, val, wd, data_id, hooks)
     config = dataclasses.replace(config, k=k_selection.chosen_k)
   run, train, val = resume.PROTOCOLS[mode.protocol](args, mode, config, train, val, wd, data_id, hooks)
   return run, train, val, k_selection

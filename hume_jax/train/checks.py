@@ -7,6 +7,7 @@ import argparse
 from typing import NamedTuple
 
 from hume_jax import runs
+from hume_jax.core._plan import Execution
 
 # Flags of one method only; each is refused with the other, so that no flag of one method can
 # change the other's configuration (e.g. TURTLE's --gamma is not HUME's annealing factor).
@@ -52,6 +53,7 @@ class Mode(NamedTuple):
   auto: bool  # HUME with --preset auto
   seeds: int
   k_auto: bool
+  execution: Execution = Execution()  # how HUME's steps run (--subset-chunk, --row-block, --remat; the memory plan)
 
   @property
   def single_auto(self) -> bool:

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 
 from hume_jax.config import PRESETS, TurtleConfig
+from hume_jax.core._plan import Execution
 from hume_jax.search.budget import DEFAULT_BUDGET
 from hume_jax.search.sizes import as_prior
 
@@ -22,8 +23,9 @@ folder is written as OUT.partial and renamed). SIGTERM or Ctrl-C finishes the it
 flight, keeps a checkpoint and prints the command that continues.
 """
 
-# Flags that set HumeConfig fields: (field, type, help). Underscore spellings of the
-# official code (--inner_lr, --H_reg, ...) are accepted too.
+# Flags that set HumeConfig fields, and Execution's (EXECUTION: how the steps run, never the result):
+# (field, type, help). Underscore spellings of the official code (--inner_lr, --H_reg, ...) are accepted too.
+EXECUTION = ("subset_chunk", "row_block", "remat")
 _CONFIG_FLAGS = [
   ("k", int, "number of classes of the labeling"),
   (
@@ -341,11 +343,16 @@ def _k_range(text: str) -> tuple[int, int]:
 def resolve_config(args: argparse.Namespace, default_preset: str) -> tuple:
   """HUME's configuration: the preset, then the HUME flags given (never a TURTLE flag)."""
   preset = args.preset or default_preset
-  names = [field for field, _, _ in _CONFIG_FLAGS] + ["anneal", "rand_init", "remat"]
+  names = [field for field, _, _ in _CONFIG_FLAGS if field not in EXECUTION] + ["anneal", "rand_init"]
   overrides = {a: getattr(args, a) for a in names if getattr(args, a, None) not in (None, "auto")}
   if isinstance(args.class_sizes, tuple):
     overrides["prior"] = args.class_sizes
   return dataclasses.replace(PRESETS[preset], **overrides), preset
+
+
+def resolve_execution(args: argparse.Namespace) -> Execution:
+  """How HUME's steps run (``--subset-chunk``, ``--row-block``, ``--remat``; none changes the result)."""
+  return Execution(**{a: getattr(args, a) for a in EXECUTION if getattr(args, a, None) is not None})
 
 
 def turtle_config(args: argparse.Namespace) -> TurtleConfig:

@@ -11,10 +11,11 @@ import numpy as np
 
 from hume_jax import runs
 from hume_jax.config import check_config, check_turtle_config
+from hume_jax.core._plan import check_execution
 from hume_jax.io import data as hd
 from hume_jax.search.conditioning import condition_splits, kept_dims
 from hume_jax.train.checks import Mode
-from hume_jax.train.flags import resolve_config, turtle_config
+from hume_jax.train.flags import resolve_config, resolve_execution, turtle_config
 
 
 def _extraction_class_names(spec: str | None) -> list[str] | None:
@@ -82,11 +83,12 @@ def configure(args: argparse.Namespace, train: dict, name: str) -> tuple[Mode, o
     check_turtle_config(config, len(train["phi1"]))
     return Mode(runs.TURTLE_METHOD, None, False, args.seeds, False), config
   config, preset = resolve_config(args, "cpu" if name == "fashion_mnist" else "auto")
-  mode = Mode(runs.HUME_METHOD, preset, preset == "auto", args.seeds, args.k == "auto")
+  mode = Mode(runs.HUME_METHOD, preset, preset == "auto", args.seeds, args.k == "auto", resolve_execution(args))
   n, d1 = train["phi1"].shape
   if mode.budgeted:  # the search may take either space as phi1
     d1 = max(d1, train["phi2"].shape[1])
   check_config(config, n, min(d1, n, kept_dims(config.k)) if mode.auto else d1)
+  check_execution(mode.execution, config)
   return mode, config
 
 

@@ -35,7 +35,8 @@ def train_one(args, mode, config, train: dict, val: dict | None, wd: Workdir, da
   try:
     on_checkpoint, on_estimate = wd.saver(config, data_id), report.estimator(mode)
     loop = hooks._replace(on_log=on_log, on_checkpoint=on_checkpoint, on_estimate=on_estimate)
-    return runs.train_one(mode.method, config, train, val, state=state, hooks=loop), train, val
+    run = runs.train_one(mode.method, config, train, val, state=state, execution=mode.execution, hooks=loop)
+    return run, train, val
   finally:
     close()
 
@@ -46,7 +47,12 @@ def train_seeds(args, mode, config, train: dict, val: dict | None, wd: Workdir, 
   seeds = [config.seed + i for i in range(args.seeds)]
   parts = seed_parts(wd, config, data_id, args.resume)
   loop = hooks._replace(**parts, on_estimate=report.estimator(mode, "each chunk of seeds"))
-  return runs.train_seeds(mode.method, config, seeds, train, val, chunk=args.seed_chunk, hooks=loop), train, val
+  chunk, execution = args.seed_chunk, mode.execution
+  return (
+    runs.train_seeds(mode.method, config, seeds, train, val, chunk=chunk, execution=execution, hooks=loop),
+    train,
+    val,
+  )
 
 
 NAMES = {"a": "--phi1", "b": "--phi2"}  # how the auto search's messages name the spaces
@@ -154,7 +160,7 @@ def train_auto(args, mode, config, train: dict, val: dict | None, wd: Workdir, d
   )
 
 
-def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
+def select_k(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
   """``--k auto``: every K's scores kept as it finishes and reused with ``--resume`` (the K in
   flight at a stop starts again)."""
   if args.resume:
@@ -173,11 +179,12 @@ def select_k(args, config, train: dict, val: dict | None, wd: Workdir, data_id: 
     phi2_eval=evaluation["phi2"],
     labels_eval=evaluation["labels"],
     done=done,
+    execution=mode.execution,
     hooks=Hooks(stop=hooks.stop, on_k=on_k),
   )
 
 
-def select_k_auto(args, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
+def select_k_auto(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
   """``--k auto`` under ``--preset auto`` (``hume_jax.search.kauto``): each K's scores kept as it finishes."""
   if args.resume:
     check_resumable(wd, ("k", "auto"), "--k auto with --preset auto")
@@ -212,8 +219,8 @@ def _k_parts(args, wd: Workdir, config, data_id: str):
 
 
 # The command line's protocols as values (``hume_jax.train.checks.Mode.k_search`` / ``Mode.protocol`` name
-# them): how K is chosen, ``(args, config, train, val, wd, data_id, hooks) -> KSelection``, and how a K is
-# trained, ``(args, mode, config, train, val, wd, data_id, hooks) -> (run, train, val)`` (auto may swap the
+# them): how K is chosen, ``(args, mode, config, train, val, wd, data_id, hooks) -> KSelection``, and how a K
+# is trained, ``(args, mode, config, train, val, wd, data_id, hooks) -> (run, train, val)`` (auto may swap the
 # splits' spaces). Each keeps what it finished in the output folder, for ``--resume``.
 K_SEARCHES = {"seeds": select_k, "auto": select_k_auto}
 PROTOCOLS = {"one": train_one, "seeds": train_seeds, "auto": train_auto}

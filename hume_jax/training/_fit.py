@@ -3,14 +3,12 @@
     state, history = fit(phi1, phi2, HumeConfig(k=10))
     labels = predict(state.encoder, phi1)
 
-The jit boundary is here: ``outer_step_jit`` is compiled once per process for each
-step-relevant config, mesh, shapes and dtypes, and shared by every caller (``fit``, the
-timing of ``hume_jax.search.auto``, the CLI's repeated fits).
+The jit boundary is here: ``outer_step_jit`` is compiled once per process for each config
+(all but its ``seed`` and ``num_iters``: ``hume_jax.config``), execution, mesh, shapes and dtypes,
+and shared by every caller (``fit``, the runs of ``hume_jax.search.auto``, the CLI's repeated fits).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +16,7 @@ import numpy as np
 
 from hume_jax.config import HumeConfig, check_config
 from hume_jax.core._outer import SUBSET_AXIS, StepMetrics, TrainState, init_state, outer_step
+from hume_jax.core._plan import Execution, check_execution
 from hume_jax.core._task_encoder import TaskEncoder, task_logits
 from hume_jax.io.data import check_fit_inputs
 from hume_jax.training._loop import run_loop
@@ -36,27 +35,28 @@ def release_compiled() -> None:
   jax.clear_caches()
 
 
-def step_config(config: HumeConfig) -> HumeConfig:
-  """``config`` with the fields the step never reads (``seed``, ``num_iters``) at fixed values."""
-  return dataclasses.replace(config, seed=0, num_iters=1)
-
-
-_outer_step_jit = jax.jit(outer_step, static_argnames=("config", "mesh"))
+_outer_step_jit = jax.jit(outer_step, static_argnames=("mesh", "execution"))
 
 
 def outer_step_jit(
-  state: TrainState, phi1: jax.Array, phi2: jax.Array, *, config: HumeConfig, mesh: jax.sharding.Mesh | None = None
+  state: TrainState,
+  phi1: jax.Array,
+  phi2: jax.Array,
+  *,
+  config: HumeConfig,
+  mesh: jax.sharding.Mesh | None = None,
+  execution: Execution = Execution(),
 ) -> tuple[TrainState, StepMetrics]:
-  """``outer_step`` compiled once per process for each step-relevant config, mesh, shapes and
-  dtypes: runs that differ only in ``seed`` or ``num_iters``, which the step never reads (the
-  key and the iteration live in the state), share one compile (fit_auto's starts and orders
-  of the spaces, seeds run one after another, the CLI's repeated fits)."""
-  return _outer_step_jit(state, phi1, phi2, config=step_config(config), mesh=mesh)
+  """``outer_step`` compiled once per process for each config, execution, mesh, shapes and dtypes:
+  runs that differ only in ``seed`` or ``num_iters``, which the step never reads (the key and the
+  iteration live in the state; ``config`` traces them), share one compile (fit_auto's starts and
+  orders of the spaces, seeds run one after another, the CLI's repeated fits)."""
+  return _outer_step_jit(state, phi1, phi2, config=config, mesh=mesh, execution=execution)
 
 
-def check_devices(config: HumeConfig) -> None:
+def check_devices(config: HumeConfig, execution: Execution = Execution()) -> None:
   """Under ``jax.distributed`` the subsets of a chunk are split over every device of every process."""
-  chunk = config.subset_chunk or config.num_subsets
+  chunk = execution.subset_chunk or config.num_subsets
   if jax.process_count() > 1 and chunk % jax.device_count():
     raise ValueError(
       f"num_subsets (or subset_chunk) = {chunk} must be a multiple of the "
@@ -64,13 +64,13 @@ def check_devices(config: HumeConfig) -> None:
     )
 
 
-def subset_devices(config: HumeConfig) -> list:
+def subset_devices(config: HumeConfig, execution: Execution = Execution()) -> list:
   """The devices the subsets are split over: all of them under ``jax.distributed``; on one
   host, as many as evenly divide the subsets of a chunk (e.g. 5 of 8 GPUs for 20 subsets)."""
   devices = jax.devices()
   if jax.process_count() > 1:
     return devices
-  chunk = config.subset_chunk or config.num_subsets
+  chunk = execution.subset_chunk or config.num_subsets
   return devices[: max(d for d in range(1, len(devices) + 1) if chunk % d == 0)]
 
 
@@ -92,13 +92,13 @@ def predict(encoder: TaskEncoder, phi1: np.ndarray | jax.Array) -> np.ndarray:
   return np.concatenate([predict(encoder, phi1[i : i + PREDICT_ROWS]) for i in range(0, len(phi1), PREDICT_ROWS)])
 
 
-def _placed(phi1, phi2, state, config: HumeConfig):
+def _placed(phi1, phi2, state, config: HumeConfig, execution: Execution):
   """Inputs and state on the devices the subsets are split over: ``(phi1, phi2, state, mesh)``.
   With several devices (of every process under ``jax.distributed``) data and state are
   replicated and each process holds the full inputs."""
   dtype = compute_dtype(phi1)
   phi1_d, phi2_d = np.asarray(phi1, dtype), np.asarray(phi2, dtype)
-  devices = subset_devices(config)
+  devices = subset_devices(config, execution)
   if len(devices) == 1:
     return jnp.asarray(phi1_d), jnp.asarray(phi2_d), state, None
   mesh = jax.sharding.Mesh(np.array(devices), (SUBSET_AXIS,))
@@ -114,6 +114,7 @@ def fit(
   *,
   labels: np.ndarray | None = None,
   state: TrainState | None = None,
+  execution: Execution = Execution(),
   hooks: Hooks | None = None,
   **fields,
 ) -> tuple[TrainState, list[dict]]:
@@ -125,6 +126,8 @@ def fit(
     config: hyperparameters; ``config.seed`` draws the initialisation and every subset.
     labels: optional ``[n]`` ground truth, only to report accuracy while training.
     state: start from this state (a checkpoint) instead of the seed's initialisation.
+    execution: how each step is scheduled (``hume_jax.core._plan.Execution``: subset chunks, remat, row
+      blocks, row masks); the same result.
     hooks: how the loop is watched and steered (``hume_jax.training.hooks.Hooks``): ``log_every`` (10),
       ``progress``, ``on_log``, ``checkpoint_every`` and ``on_checkpoint`` (also called at the end and on a
       stop or ``KeyboardInterrupt``), ``stop``, ``deadline``, ``on_estimate``.
@@ -140,11 +143,12 @@ def fit(
   check_fit_inputs(phi1, phi2, labels)
   n, d1 = phi1.shape
   check_config(config, n, d1)
-  check_devices(config)
+  check_execution(execution, config)
+  check_devices(config, execution)
   if state is None:
     state = init_state(jax.random.PRNGKey(config.seed), config, d1, phi2.shape[1], compute_dtype(phi1))
-  phi1_d, phi2_d, state, mesh = _placed(phi1, phi2, state, config)
-  step = lambda st: outer_step_jit(st, phi1_d, phi2_d, config=config, mesh=mesh)
+  phi1_d, phi2_d, state, mesh = _placed(phi1, phi2, state, config, execution)
+  step = lambda st: outer_step_jit(st, phi1_d, phi2_d, config=config, mesh=mesh, execution=execution)
   metrics = lambda m: {f: float(v) for f, v in m._asdict().items()}
   finite = lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw)))
   predicted = lambda st: predict(st.encoder, phi1_d)

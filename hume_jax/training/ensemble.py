@@ -18,10 +18,11 @@ import numpy as np
 
 from hume_jax.config import HumeConfig, check_config
 from hume_jax.core._outer import TrainState, init_state, outer_step
+from hume_jax.core._plan import Execution, check_execution
 from hume_jax.core._task_encoder import task_logits
 from hume_jax.evaluation import metrics as hm
 from hume_jax.io.data import check_fit_inputs
-from hume_jax.training._fit import compute_dtype, release_compiled, step_config
+from hume_jax.training._fit import compute_dtype, release_compiled
 from hume_jax.training._loop import run_loop
 from hume_jax.training.hooks import Hooks, hooks_of
 
@@ -32,11 +33,14 @@ def init_states(seeds: list[int], config: HumeConfig, d1: int, d2: int, dtype=jn
   return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
 
-@functools.partial(jax.jit, static_argnames="config")
-def seeds_step(states: TrainState, phi1: jax.Array, phi2: jax.Array, *, config: HumeConfig):
+@functools.partial(jax.jit, static_argnames="execution")
+def seeds_step(
+  states: TrainState, phi1: jax.Array, phi2: jax.Array, *, config: HumeConfig, execution: Execution = Execution()
+):
   """``outer_step`` of every run, vmapped over the stacked states (inputs shared); one compile
-  per process for each config, number of runs and shapes."""
-  return jax.vmap(functools.partial(outer_step, config=config), in_axes=(0, None, None))(states, phi1, phi2)
+  per process for each config (but its ``seed`` and ``num_iters``), execution, number of runs and shapes."""
+  step = functools.partial(outer_step, config=config, execution=execution)
+  return jax.vmap(step, in_axes=(0, None, None))(states, phi1, phi2)
 
 
 def _seed_mesh(chunk: int, runs: int):
@@ -54,6 +58,7 @@ def fit_seeds(
   seeds: list[int],
   *,
   chunk: int | None = None,
+  execution: Execution = Execution(),
   hooks: Hooks | None = None,
   **fields,
 ) -> TrainState:
@@ -67,6 +72,7 @@ def fit_seeds(
     seeds: one run per seed.
     chunk: seeds trained together (default: all); bounds memory. With several local
       devices, each chunk's seeds are split over as many of them as divide it.
+    execution: how each step is scheduled (``hume_jax.core._plan.Execution``); the same result.
     hooks: ``hume_jax.training.hooks.Hooks``: each chunk's loop's (``progress``, ``log_every`` (50,
       between finite checks), ``stop``, ``checkpoint_every``, ``on_estimate``) and, to resume, the
       parts': ``resume_part(index, template)`` gives a chunk's stacked states saved before (finished
@@ -80,6 +86,7 @@ def fit_seeds(
   check_fit_inputs(phi1, phi2)
   n, d1 = phi1.shape
   check_config(config, n, d1)
+  check_execution(execution, config)
   hooks = hooks_of(hooks, fields)
   resume_part, on_part = hooks.resume_part, hooks.on_part
   chunk = chunk or len(seeds)
@@ -98,7 +105,7 @@ def fit_seeds(
     if mesh is not None:
       state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
     save = None if on_part is None else functools.partial(_save_part, on_part, c, config.num_iters)
-    finals.append(_fit_chunk(state, phi1_d, phi2_d, config, part, hooks._replace(on_checkpoint=save)))
+    finals.append(_fit_chunk(state, phi1_d, phi2_d, config, execution, part, hooks._replace(on_checkpoint=save)))
   return jax.tree.map(lambda *xs: jnp.concatenate(xs), *finals)
 
 
@@ -106,17 +113,18 @@ def _save_part(on_part, index: int, num_iters: int, states: TrainState) -> None:
   on_part(index, states, int(np.asarray(states.step).reshape(-1)[0]) == num_iters)
 
 
-def _fit_chunk(states: TrainState, phi1, phi2, config: HumeConfig, seeds: list[int], hooks: Hooks) -> TrainState:
+def _fit_chunk(
+  states: TrainState, phi1, phi2, config: HumeConfig, execution: Execution, seeds: list[int], hooks: Hooks
+) -> TrainState:
   """One chunk of seeds through the shared loop; the step compiled once for every chunk (the
   seeds and ``num_iters`` do not change it)."""
-  step_cfg = step_config(config)
 
   def metrics(m):
     losses = np.asarray(m.loss)
     bad = [s for s, loss in zip(seeds, losses) if not np.isfinite(loss)]
     return {"loss": float(losses.mean()), "detail": f" for seeds {bad}" if bad else ""}
 
-  step = lambda st: seeds_step(st, phi1, phi2, config=step_cfg)
+  step = lambda st: seeds_step(st, phi1, phi2, config=config, execution=execution)
   finite = lambda st: bool(jnp.all(jnp.isfinite(st.encoder.raw)))
   states, _ = run_loop(
     step,
@@ -211,19 +219,20 @@ def select_k(
   phi2_eval: np.ndarray | None = None,
   labels_eval: np.ndarray | None = None,
   done: dict[int, dict] | None = None,
+  execution: Execution = Execution(),
   hooks: Hooks | None = None,
   **fields,
 ) -> KSelection:
   """For each K in ``k_range`` (inclusive), ``len(seeds)`` runs (vmapped); the chosen K is the
   one whose runs agree most on the evaluation split (stability: mean pairwise ARI of their
   labelings, label-free). ``labels_eval`` only adds each K's accuracy to the report. ``done``
-  holds the score entries of K already tried (resuming); ``hooks`` (``hume_jax.training.hooks.Hooks``, or its
-  ``**fields``): ``say`` the messages, ``stop`` each K's runs, ``on_k(k, entry)`` called as each K finishes.
-  After each K the process's compiled JAX programs are released (``_fit.release_compiled``)."""
+  holds the score entries of K already tried (resuming); ``execution`` schedules the steps; ``hooks``
+  (``hume_jax.training.hooks.Hooks``, or its ``**fields``): ``say`` the messages, ``stop`` each K's runs,
+  ``on_k(k, entry)`` called as each K finishes. After each K the process's compiled JAX programs are
+  released (``_fit.release_compiled``)."""
   hooks = hooks_of(hooks, fields)
   say = hooks.say
-  phi1_eval = phi1 if phi1_eval is None else phi1_eval
-  phi2_eval = phi2 if phi2_eval is None else phi2_eval
+  phi1_eval, phi2_eval = (phi1 if phi1_eval is None else phi1_eval), (phi2 if phi2_eval is None else phi2_eval)
   scores = []
   for k in range(k_range[0], k_range[1] + 1):
     if done and k in done:
@@ -236,7 +245,8 @@ def select_k(
     except ValueError as e:
       say(f"K={k}: skipped ({e})")
       continue
-    preds = predict_seeds(fit_seeds(phi1, phi2, cfg, seeds, progress=False, stop=hooks.stop), phi1_eval)
+    states = fit_seeds(phi1, phi2, cfg, seeds, execution=execution, progress=False, stop=hooks.stop)
+    preds = predict_seeds(states, phi1_eval)
     release_compiled()  # this K's programs are not run again
     entry = {
       "k": k,

@@ -17,8 +17,7 @@ import jax.numpy as jnp
 
 from hume_jax.config import HumeConfig
 from hume_jax.core._outer import init_state, outer_step
-from hume_jax.core._plan import execution_plan
-from hume_jax.training._fit import step_config
+from hume_jax.core._plan import Execution, execution_plan
 
 
 def rough_step_bytes(config: HumeConfig, n: int, d1: int, d2: int, itemsize: int = 4, runs: int = 1) -> int:
@@ -34,18 +33,22 @@ def rough_step_bytes(config: HumeConfig, n: int, d1: int, d2: int, itemsize: int
   return 4 * itemsize * (n * (d1 + d2) + runs * per_run)
 
 
-def step_memory_bytes(config: HumeConfig, n: int, d1: int, d2: int, dtype=jnp.float32, runs: int = 1) -> int:
-  """Peak bytes of one compiled outer step on the default device (arguments + outputs +
+def step_memory_bytes(
+  config: HumeConfig, n: int, d1: int, d2: int, dtype=jnp.float32, runs: int = 1, execution: Execution = Execution()
+) -> int:
+  """Peak bytes of one compiled outer step of ``execution`` on the default device (arguments + outputs +
   temporaries - aliased), for ``phi1 [n, d1]`` and ``phi2 [n, d2]``; with ``runs > 1``, of the
   step ``fit_seeds`` compiles: ``runs`` states vmapped over shared inputs."""
   # One cache key however the arguments are spelled (a compile takes seconds).
-  return _step_memory_bytes(step_config(config), int(n), int(d1), int(d2), jnp.dtype(dtype), int(runs))
+  return _step_memory_bytes(config, execution, int(n), int(d1), int(d2), jnp.dtype(dtype), int(runs))
 
 
 @functools.lru_cache(maxsize=64)
-def _step_memory_bytes(config: HumeConfig, n: int, d1: int, d2: int, dtype: jnp.dtype, runs: int) -> int:
+def _step_memory_bytes(
+  config: HumeConfig, execution: Execution, n: int, d1: int, d2: int, dtype: jnp.dtype, runs: int
+) -> int:
   state = jax.eval_shape(lambda: init_state(jax.random.PRNGKey(0), config, d1, d2, dtype))
-  step = functools.partial(outer_step, config=config)
+  step = functools.partial(outer_step, config=config, execution=execution)
   if runs > 1:
     state = jax.tree.map(lambda s: jax.ShapeDtypeStruct((runs,) + s.shape, s.dtype), state)
     step = jax.vmap(step, in_axes=(0, None, None))
@@ -66,15 +69,22 @@ def device_memory_bytes() -> int:
 
 
 def plan_memory(
-  config: HumeConfig, n: int, d1: int, d2: int, budget: int | None = None, dtype=jnp.float32, runs: int = 1
-) -> tuple[HumeConfig, int]:
-  """The least costly of (as given), remat, remat + ever smaller subset chunks that fits.
+  config: HumeConfig,
+  n: int,
+  d1: int,
+  d2: int,
+  budget: int | None = None,
+  dtype=jnp.float32,
+  runs: int = 1,
+  execution: Execution = Execution(),
+) -> tuple[Execution, int]:
+  """The least costly of ``execution`` (as given), remat, remat + ever smaller subset chunks that fits.
 
   ``runs``: runs compiled into one program (``--seeds`` chunk, or ``--k auto``'s runs per K);
   pass the largest ``k`` the program will have.
 
   Returns:
-    ``(config with remat / subset_chunk set, its peak bytes or 0 when it is so far below
+    ``(execution with remat / subset_chunk set, its peak bytes or 0 when it is so far below
     the budget that it was not compiled)``.
 
   Raises:
@@ -82,15 +92,15 @@ def plan_memory(
   """
   budget = device_memory_bytes() if budget is None else budget
   if rough_step_bytes(config, n, d1, d2, jnp.dtype(dtype).itemsize, runs) < budget // 4:
-    return config, 0  # far below the limit: not worth a compile
+    return execution, 0  # far below the limit: not worth a compile
   multiple = jax.device_count() if jax.process_count() > 1 else 1
-  planned_chunk = execution_plan(config, n, d2).chunk  # e.g. one subset at a time on a CPU already
+  planned_chunk = execution_plan(config, n, d2, execution=execution).chunk  # e.g. one at a time on a CPU
   chunks = [c for c in range(planned_chunk - 1, 0, -1) if config.num_subsets % c == 0 and c % multiple == 0]
-  candidates = [config, dataclasses.replace(config, remat=True)]
-  candidates += [dataclasses.replace(config, remat=True, subset_chunk=c) for c in chunks]
+  candidates = [execution, dataclasses.replace(execution, remat=True)]
+  candidates += [dataclasses.replace(execution, remat=True, subset_chunk=c) for c in chunks]
   peak = 0
   for candidate in candidates:
-    peak = step_memory_bytes(candidate, n, d1, d2, dtype, runs)
+    peak = step_memory_bytes(config, n, d1, d2, dtype, runs, candidate)
     if peak <= budget:
       return candidate, peak
   raise MemoryError(

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from hume_jax.core._outer import init_state
+from hume_jax.core._plan import Execution
 from hume_jax.core._task_encoder import encoder_matrix
 from hume_jax.training._fit import compute_dtype, fit, predict
 from hume_jax.training.ensemble import fit_seeds, predict_seeds
@@ -25,12 +26,13 @@ class Method(NamedTuple):
   Attributes:
     name: ``"HUME"`` or ``"TURTLE"``.
     init: ``(config, train) -> state``: the seed's initial state (the template of a checkpoint).
-    fit: ``(config, train, state, hooks) -> state``: trains from ``state``, watched and steered by
-      ``hooks`` (``hume_jax.training.hooks.Hooks``).
+    fit: ``(config, train, state, hooks, execution) -> state``: trains from ``state``, watched and
+      steered by ``hooks`` (``hume_jax.training.hooks.Hooks``), each step scheduled by ``execution``
+      (``hume_jax.core._plan.Execution``; HUME's, TURTLE has none).
     label: ``(state, split) -> [n]`` hard labels.
     arrays: ``state -> {name: array}``: what labels new samples (``task_encoder.npz``).
-    fit_seeds: ``(config, train, seeds, hooks, chunk) -> states`` one run per seed (``chunk`` seeds
-      at a time where runs are stacked; None: all), each part kept and resumed by ``hooks``.
+    fit_seeds: ``(config, train, seeds, hooks, chunk, execution) -> states`` one run per seed (``chunk``
+      seeds at a time where runs are stacked; None: all), each part kept and resumed by ``hooks``.
     label_seeds: ``(states, split) -> [N, n]``.
     seed_arrays: ``(states, best) -> {name: array}``.
   """
@@ -55,12 +57,14 @@ def _hume_init(config, train):
   return init_state(jax.random.PRNGKey(config.seed), config, train["phi1"].shape[1], train["phi2"].shape[1])
 
 
-def _hume_fit(config, train, state, hooks: Hooks):
-  return fit(train["phi1"], train["phi2"], config, labels=train["labels"], state=state, hooks=hooks)[0]
+def _hume_fit(config, train, state, hooks: Hooks, execution: Execution = Execution()):
+  phi1, phi2 = train["phi1"], train["phi2"]
+  return fit(phi1, phi2, config, labels=train["labels"], state=state, execution=execution, hooks=hooks)[0]
 
 
-def _hume_seeds(config, train, seeds, hooks: Hooks, chunk=None):
-  return fit_seeds(train["phi1"], train["phi2"], config, seeds, chunk=chunk, hooks=hooks._replace(on_log=None))
+def _hume_seeds(config, train, seeds, hooks: Hooks, chunk=None, execution: Execution = Execution()):
+  loop = hooks._replace(on_log=None)
+  return fit_seeds(train["phi1"], train["phi2"], config, seeds, chunk=chunk, execution=execution, hooks=loop)
 
 
 def _hume_label(state, split):
@@ -88,7 +92,7 @@ def _turtle_init(config, train):
   return init_turtle(jax.random.PRNGKey(config.seed), config, tuple(x.shape[1] for x in phis), compute_dtype(phis[0]))
 
 
-def _turtle_fit(config, train, state, hooks: Hooks):
+def _turtle_fit(config, train, state, hooks: Hooks, execution=None):
   return fit_turtle([train["phi1"], train["phi2"]], config, labels=train["labels"], state=state, hooks=hooks)[0]
 
 
@@ -96,9 +100,9 @@ def _turtle_label(state, split):
   return predict_turtle(state.encoder, [split["phi1"], split["phi2"]])
 
 
-def _turtle_seeds(config, train, seeds, hooks: Hooks, chunk=None):
-  """TURTLE's runs one after the other (each compiled step shared: ``turtle_step_jit``; ``chunk`` does
-  not apply); a part is one seed (``hooks``: as ``hume_jax.training.ensemble.fit_seeds``'s)."""
+def _turtle_seeds(config, train, seeds, hooks: Hooks, chunk=None, execution=None):
+  """TURTLE's runs one after the other (each compiled step shared: ``turtle_step_jit``; ``chunk`` and
+  ``execution`` do not apply); a part is one seed (``hooks``: as ``hume_jax.training.ensemble.fit_seeds``'s)."""
   resume_part, on_part = hooks.resume_part, hooks.on_part
   states = []
   for i, seed in enumerate(seeds):

@@ -12,7 +12,6 @@ clipping, no schedule.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -188,13 +187,14 @@ def _inner_adam(inner, inner_opt, inner_tx, target, xs, steps: int):
   return inner, inner_opt
 
 
-_turtle_step_jit = jax.jit(turtle_step, static_argnames="config")
+_turtle_step_jit = jax.jit(turtle_step)
 
 
 def turtle_step_jit(state: TurtleState, phis: tuple[jax.Array, ...], *, config: TurtleConfig):
   """``turtle_step`` compiled once per process for each config and shapes; ``seed`` and
-  ``num_iters``, which the step never reads, do not count (seeds run one after another share it)."""
-  return _turtle_step_jit(state, phis, config=dataclasses.replace(config, seed=0, num_iters=1))
+  ``num_iters``, which the step never reads, are traced, not compiled in (``hume_jax.config``), so seeds
+  run one after another share it."""
+  return _turtle_step_jit(state, phis, config=config)
 
 
 def fit_turtle(
