@@ -20,6 +20,8 @@ from hume_jax.evaluation.sampling import ROWS
 
 MIN_ITERS = 60
 DEFAULT_BUDGET = 600.0  # seconds of a --preset auto search: the default of the CLI, the estimator and fit_auto
+K_AUTO_BUDGET = 1800.0  # --k auto under --preset auto: the search over K and the chosen K's full search
+K_AUTO_SHARE = 2 / 3  # of that budget, the search over K's (select_k_auto's default); the chosen K's has the rest
 GUARD = 2.0  # the clock cuts a search only past this multiple of its budget (a machine slower than the model)
 
 # The cost of each stage per platform, measured (benchmarks/README.md, "Cost model"): work units per second

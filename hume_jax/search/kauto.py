@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from hume_jax.config import AUTO, HumeConfig
 from hume_jax.evaluation.metrics import hungarian_accuracy
 from hume_jax.search.auto import fit_auto, member_labels
+from hume_jax.search.budget import K_AUTO_BUDGET, K_AUTO_SHARE
 from hume_jax.search.conditioning import condition_spaces, kept_dims
 from hume_jax.training._fit import release_compiled
 from hume_jax.training.ensemble import KSelection
@@ -37,7 +38,7 @@ def select_k_auto(
   phi_b: np.ndarray,
   k_range: tuple[int, int],
   *,
-  budget_seconds: float = 1200.0,
+  budget_seconds: float = K_AUTO_BUDGET * K_AUTO_SHARE,
   seed: int = 42,
   config: HumeConfig = AUTO,
   num_iters: int | None = None,

@@ -28,7 +28,7 @@ from hume_jax import runs  # noqa: E402  (after the check above)
 from hume_jax.evaluation.baselines import run_baselines  # noqa: E402
 from hume_jax.io.checkpoint import data_fingerprint  # noqa: E402
 from hume_jax.io.workdir import Workdir, command, resume_command, versions  # noqa: E402
-from hume_jax.search.budget import DEFAULT_BUDGET  # noqa: E402
+from hume_jax.search.budget import DEFAULT_BUDGET, K_AUTO_BUDGET, K_AUTO_SHARE  # noqa: E402
 from hume_jax.train import inputs, report, resume  # noqa: E402
 from hume_jax.train.checks import check_flags_apply, check_method_flags  # noqa: E402
 from hume_jax.train.flags import build_parser  # noqa: E402
@@ -38,8 +38,6 @@ from hume_jax.training.memory import device_memory_bytes, plan_memory  # noqa: E
 from hume_jax.training.stopping import stop_on_signals  # noqa: E402
 
 DEFAULTS = {"budget": DEFAULT_BUDGET, "k_range": (2, 20), "k_seeds": 3, "checkpoint_every": 50, "log_every": 10}
-K_AUTO_BUDGET = 1800.0  # --k auto under --preset auto: the search over K and the chosen K's full search
-K_AUTO_SHARE = 2 / 3  # of that budget, the search over K's; the chosen K's full search has the rest
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -99,8 +97,7 @@ def _write(args, mode, run, splits: tuple, k_selection, wd: Workdir, images, dat
   (train, val, labeled), (name, class_names) = splits, dataset
   announce = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
   say = lambda line: (stop.check(), announce(line))  # each stage starts by acting on a stop (SIGTERM, Ctrl-C)
-  auto = run.extra.get("auto", {})  # the search kept --phi2 as phi1: splits swapped (records before "swapped": by name)
-  swapped = auto.get("swapped", auto.get("phi1") == "--phi2")
+  swapped = run.extra.get("auto", {}).get("swapped", False)  # the search kept --phi2 as phi1: splits swapped
   names = report.space_names(args, swapped)
   results = runs.summarize(run, train, val, names=names, say=say)
   given = args.class_sizes
