@@ -18,6 +18,7 @@ from hume_jax import (
   draw_subsets,
   encoder_matrix,
   entropy,
+  fit,
   init_linear,
   init_state,
   init_task_encoder,
@@ -138,6 +139,27 @@ def test_outer_step_compiles_once():
   assert before >= 1
   assert len(compiles) == before
   np.testing.assert_allclose(taus, [0.1, 0.01, 0.01, 0.001, 0.001, 0.001], rtol=1e-5)
+
+
+def test_runs_that_differ_in_seed_or_length_share_one_compiled_step():
+  """seed and num_iters are the config's traced fields (hume_jax.config): a second run with another seed and
+  length compiles nothing, one with another tau compiles its own step, and each run still follows its seed."""
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+    lambda event, _, **kw: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration" else None
+  )
+  rng = np.random.default_rng(3)
+  phi1 = rng.normal(size=(50, 6)).astype(np.float32)
+  phi1 /= np.linalg.norm(phi1, axis=1, keepdims=True)
+  phi2 = rng.normal(size=(50, 7)).astype(np.float32)
+  cfg = HumeConfig(k=3, num_subsets=2, subset_size=30, adaptation_steps=2, num_iters=2, tau=0.37)
+  first, _ = fit(phi1, phi2, cfg, progress=False)
+  before = len(compiles)
+  other, _ = fit(phi1, phi2, dataclasses.replace(cfg, seed=7, num_iters=3), progress=False)
+  assert len(compiles) == before and int(other.step) == 3
+  assert not np.allclose(other.encoder.raw, first.encoder.raw)
+  fit(phi1, phi2, dataclasses.replace(cfg, tau=0.38), progress=False)
+  assert len(compiles) > before
 
 
 @pytest.mark.parametrize("rand_init", [True, False])

@@ -125,6 +125,13 @@ def test_replanning_against_the_clock_cuts_iterations_then_runs():
   assert 68 <= iters <= 70 and fits == 2 and "2 of the 4 runs left dropped" in plan["cuts"][-1]  # (4.5 - 1) / 0.05
 
 
+def test_replanning_returns_a_new_plan_and_leaves_the_given_one():
+  given = {"num_iters": 300, "criterion_seconds": 1.0, "cuts": []}
+  plan, iters, _, fits = replan(given, Clock(10.0), runs_left=4, step_s=0.05, say=lambda s: None)
+  assert given == {"num_iters": 300, "criterion_seconds": 1.0, "cuts": []}
+  assert plan["num_iters"] == iters < 300 and len(plan["cuts"]) == 2 and fits == 2
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_real_signal_checkpoints_the_iteration_then_resume_is_bit_identical(files, tmp_path, sig):
   """SIGTERM (kill, Slurm, timeout) and SIGINT (also to a background job) finish the iteration in
