@@ -2,7 +2,8 @@
 
 This subpackage is the only part of the project that imports torch. Its output is
 what ``python -m hume_jax.train`` reads: an ``.npz`` whose ``features`` are ``float32
-[n, d]``, one row per image, in dataset order (``python -m extract_torch --help``).
+[n, d]``, one row per image, in dataset order, or those features alone as a memory-mappable
+``.npy`` with the rest in its sidecar ``.meta.npz`` (``python -m extract_torch --help``).
 
     from extract_torch import open_dataset, build_model, run_extraction
     source = open_dataset("folder:my_images")

@@ -9,6 +9,8 @@ Writes OUT (.npz): ``features`` float32 [n, dim], ``indices``, ``sources`` (each
 relative to the folder, its text, or its index), ``labels`` (when the dataset has them) and
 ``meta`` (JSON: dataset, split, model, weights, preprocessing, versions).
 ``python -m hume_jax.train --phi1 A.npz --phi2 B.npz --labels A.npz:labels`` reads them.
+OUT.npy instead holds the features alone, a plain array that np.load(OUT, mmap_mode="r") maps
+(for inputs larger than memory), and OUT.meta.npz the rest (--labels A.meta.npz:labels).
 The run is written in chunks to OUT.partial; after an interruption, rerun the same
 command with --resume. OUT appears only when every image is done.
 """
@@ -21,6 +23,7 @@ import sys
 
 from extract_torch.datasets import DATASET_KINDS
 from extract_torch.models import MODELS
+from extract_torch.output import sidecar_path
 
 
 def _epilog() -> str:
@@ -111,8 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     "are the images' places in the full split",
   )
   g = p.add_argument_group("output")
-  g.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
-  g.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+  g.add_argument(
+    "--out",
+    required=True,
+    metavar="FILE",
+    help="output file: FILE.npz (features, indices, sources, labels, meta), or FILE.npy (the features alone, "
+    "memory-mappable) with FILE.meta.npz beside it (the rest)",
+  )
+  g.add_argument("--overwrite", action="store_true", help="replace --out (and its sidecar) if it exists")
   g.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.partial")
   g.add_argument(
     "--chunk-size",
@@ -297,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
       FloatingPointError,
     ) as e:
       raise SystemExit(f"error: {e}") from None
-  print(f"wrote {args.out}: features {arrays['features'].shape}", file=sys.stderr)
+  side = f" and {sidecar_path(args.out)}" if sidecar_path(args.out) else ""
+  print(f"wrote {args.out}{side}: features {arrays['features'].shape}", file=sys.stderr)
   if args.official_layout:
     _official_layout(args, arrays)
   return 0

@@ -2,18 +2,20 @@
 
 ``run_extraction`` writes ``OUT.partial/`` (``meta.json`` and one ``chunk_NNNNNN.npy`` per
 ``chunk_size`` images, each renamed into place when complete), and only when every chunk
-exists assembles ``OUT`` (an ``.npz``) atomically and removes the partial folder. With
+exists assembles ``OUT`` (``.npz``, or ``.npy`` and its sidecar: ``extract_torch.output``)
+atomically and removes the partial folder. With
 ``resume=True`` it keeps the chunks already written, after checking that they were made
 with the same dataset, model, weights and preprocessing. Chunks are cut at multiples of
 the batch size, so a resumed run sees exactly the batches of an uninterrupted one.
 
-``OUT`` holds ``features`` ``float32 [n, dim]``, ``indices`` ``int64 [n]`` (the sample
+``OUT.npz`` holds ``features`` ``float32 [n, dim]``, ``indices`` ``int64 [n]`` (the sample
 index in the dataset split), ``sources`` ``str [n]`` (where each sample came from: its file's
 path relative to ``meta["sources_root"]`` for an image folder, the text for texts, the index
 for array datasets), ``labels`` ``int64 [n]`` when the dataset has them, and ``meta`` (a JSON
 string: dataset, split, model, weights, feature, preprocessing, dim, device, dtype and package
-versions). ``python -m hume_jax.train --phi1 OUT`` reads its
-``features``; ``--labels OUT:labels`` its labels.
+versions). ``OUT.npy`` holds the ``features`` alone, memory-mappable, and ``OUT.meta.npz`` the
+rest. ``python -m hume_jax.train --phi1 OUT`` reads its ``features``; ``--labels OUT.npz:labels``
+(or ``OUT.meta.npz:labels``) its labels.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 from extract_torch.datasets import ImageSource
 from extract_torch.lock import one_writer
 from extract_torch.models import Extractor
+from extract_torch.output import check_output, write_output
 from extract_torch.stopping import Stopped
 
 FORMAT_VERSION = 1
@@ -143,24 +146,6 @@ def _check_resume(partial: str, meta: dict) -> None:
     )
 
 
-def check_output(out: str, overwrite: bool) -> None:
-  """Refuses an output path that is not ``.npz``, that exists unless ``overwrite``, that is a
-  folder, or whose folder cannot be written; before any extraction."""
-  if not out.endswith(".npz"):
-    raise ValueError(f"--out {out}: expected a path ending in .npz")
-  if os.path.isdir(out):
-    raise ValueError(f"--out {out} is a folder; expected a file path ending in .npz")
-  if os.path.exists(out + ".partial") and not os.path.isdir(out + ".partial"):
-    raise ValueError(f"--out {out}: {out}.partial is a file, expected the folder of an interrupted run")
-  parent = os.path.dirname(os.path.abspath(out))
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-    raise ValueError(f"--out {out}: cannot write in {parent}; choose another --out")
-  if os.path.exists(out) and not overwrite:
-    raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
-
-
 def _part_path(partial: str, c: int) -> str:
   return os.path.join(partial, f"chunk_{c:06d}.part.npy")
 
@@ -201,7 +186,8 @@ def run_extraction(
   subset: str | None = None,
   stop=None,
 ) -> dict[str, np.ndarray]:
-  """Extracts features of every item of ``source`` (images, or texts) into ``out`` (``.npz``).
+  """Extracts features of every item of ``source`` (images, or texts) into ``out`` (``.npz``, or
+  ``.npy`` with its sidecar ``.meta.npz``).
 
   ``dataset``, ``split`` and ``subset`` (how ``source`` was cut from the split, e.g. ``"first
   500 per class"``) are recorded in the metadata and checked on resume. ``chunk_size`` (rounded
@@ -209,8 +195,8 @@ def run_extraction(
   read and preprocess (0: in this process). ``stop()`` (or ``KeyboardInterrupt``) is honoured
   after every batch: the batches done of the chunk in flight are kept as a partial chunk, and
   ``Stopped`` (or the ``KeyboardInterrupt``) is raised; ``resume=True`` continues from them.
-  Returns the arrays written. A second process extracting to the same ``out`` is refused at once
-  (``ValueError`` naming it) while this one runs.
+  Returns the arrays written (an ``.npy`` output's features memory-mapped). A second process
+  extracting to the same ``out`` is refused at once (``ValueError`` naming it) while this one runs.
   """
   check_output(out, overwrite)
   if batch_size < 1 or chunk_size < 1:
@@ -249,28 +235,20 @@ def _extract_locked(source, extractor, out, meta, split, resume, chunk_size, bat
   return _assemble(source, extractor, out, partial, n_chunks, meta)
 
 
-def write_output(out: str, features: np.ndarray, source, meta: dict) -> dict[str, np.ndarray]:
-  """``OUT``: ``features``, ``indices``, ``sources``, ``labels`` (when the source has them) and ``meta``,
-  atomically."""
-  arrays = {"features": features, "indices": source.index(), "sources": source.source()}
-  if source.labels is not None:
-    arrays["labels"] = np.asarray(source.labels, np.int64)
-  arrays["meta"] = np.array(json.dumps(meta))
-  tmp = out[:-4] + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, out)
-  return arrays
-
-
 def _assemble(source, extractor: Extractor, out: str, partial: str, n_chunks: int, meta: dict) -> dict:
-  """``OUT`` from the chunk files, written atomically; the partial folder removed."""
+  """``OUT`` from the chunk files, written atomically (an ``.npy`` one chunk at a time); the partial
+  folder removed once it is in place."""
   n = len(source)
-  features = np.concatenate([np.load(_chunk_path(partial, c)) for c in range(n_chunks)])
-  if features.shape != (n, extractor.dim):
+  paths = [_chunk_path(partial, c) for c in range(n_chunks)]
+  shapes = [np.load(path, mmap_mode="r").shape for path in paths]
+  rows, dims = sum(s[0] for s in shapes), {s[1:] for s in shapes}
+  if rows != n or dims != {(extractor.dim,)}:
+    found = (rows, *sorted(dims)[0]) if len(dims) == 1 else f"{rows} rows of widths {sorted(dims)}"
     raise ValueError(
-      f"{partial}: chunks hold {features.shape}, expected ({n}, {extractor.dim}); delete {partial} to start again"
+      f"{partial}: chunks hold {found}, expected ({n}, {extractor.dim}); delete {partial} to start again"
     )
-  arrays = write_output(out, features, source, meta)
+  blocks = (np.load(path, mmap_mode="r") for path in paths)
+  arrays = write_output(out, blocks, source, meta, shape=(n, extractor.dim))
   shutil.rmtree(partial)
   return arrays
 

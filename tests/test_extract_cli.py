@@ -152,8 +152,8 @@ def test_existing_output_is_kept(digit_folder, tmp_path):
   with pytest.raises(SystemExit, match="exists; pass --overwrite"):
     cli.main(["--dataset", f"folder:{digit_folder}", "--out", str(out)] + FAST)
   assert out.read_bytes() == b"a user's result"
-  with pytest.raises(SystemExit, match="expected a path ending in .npz"):
-    cli.main(["--dataset", f"folder:{digit_folder}", "--out", str(tmp_path / "x.npy")] + FAST)
+  with pytest.raises(SystemExit, match="expected a path ending in .npz or .npy"):
+    cli.main(["--dataset", f"folder:{digit_folder}", "--out", str(tmp_path / "x.npx")] + FAST)
   with pytest.raises(SystemExit, match="no such folder"):
     cli.main(["--dataset", f"folder:{tmp_path / 'none'}", "--out", str(tmp_path / "y.npz")] + FAST)
 

@@ -109,7 +109,10 @@ def _array_images(dataset: str, indices: np.ndarray | None) -> np.ndarray | None
 
 def recorded(features_file: str, root: str | None = None) -> Media | None:
   """The samples an extraction file (``python -m extract_torch``) records: image files under its
-  ``sources_root`` (or ``root``), texts, or the images of an ``npy:`` dataset; None without a record."""
+  ``sources_root`` (or ``root``), texts, or the images of an ``npy:`` dataset; None without a record.
+  An ``.npy`` extraction keeps its record in the sidecar ``FILE.meta.npz``."""
+  if features_file.endswith(".npy"):
+    features_file = features_file[:-4] + ".meta.npz"
   if not features_file.endswith(".npz") or not os.path.isfile(features_file):
     return None
   with np.load(features_file, allow_pickle=False) as f:
