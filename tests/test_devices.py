@@ -206,3 +206,50 @@ def test_row_batches_split_over_two_devices_give_the_one_device_result(tmp_path)
   np.testing.assert_array_equal(two["nearest"], one["nearest"])
   np.testing.assert_allclose(two["components"], one["components"], atol=1e-6)
   np.testing.assert_allclose(two["mapped"], one["mapped"], atol=1e-5)
+
+
+SPLIT_SCRIPT = """
+import sys, numpy as np, jax
+sys.path.insert(0, {tests!r})
+import test_devices
+np.savez({out!r}, **test_devices.split_stages())
+print(jax.device_count())
+"""
+
+
+def split_stages() -> dict:
+  """The stages that run independent problems at once: k-means' 10 restarts and 4 folds of logistic
+  regression in two spaces (``sampling.split_sharding``), with how many devices each input was put on."""
+  from hume_jax.evaluation import logistic
+  from hume_jax.evaluation.kmeans import kmeans
+  from hume_jax.evaluation.sampling import split_sharding
+
+  rng = np.random.default_rng(8)
+  centres = rng.normal(size=(4, 12)) * 3
+  y = rng.integers(0, 4, 600)
+  x = (centres[y] + rng.normal(size=(600, 12))).astype(np.float32)
+  spaces = [x, (x @ rng.normal(size=(12, 12))).astype(np.float32)]
+  centers, labels, inertia = kmeans(x, 4, seed=3, n_init=10)
+  folds = np.array_split(rng.permutation(600), 4)
+  preds = logistic.crossval_predict(spaces, y, folds, 4)
+  used = [0 if s is None else len(s[0].device_set) for s in (split_sharding(10, "r"), split_sharding(4, "f"))]
+  arrays = {"centers": centers, "labels": labels, "inertia": inertia, "preds": preds, "y": y}
+  return {**arrays, "devices": np.array(used)}
+
+
+def test_restarts_and_folds_split_over_two_devices_give_the_one_device_result(tmp_path):
+  out = str(tmp_path / "split.npz")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  code = SPLIT_SCRIPT.format(tests=os.path.dirname(__file__), out=out)
+  res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+  assert res.returncode == 0 and res.stdout.split()[-1] == "2", res.stderr[-2000:]
+  two, one = np.load(out), split_stages()
+  assert list(two["devices"]) == [2, 2] and list(one["devices"]) == [0, 0]
+  # Restarts that reach the same partition tie to rounding, so the kept one may differ: the same partition
+  # and centres up to the order of the clusters, and the same inertia.
+  to_one = {a: b for a, b in zip(two["labels"], one["labels"])}
+  assert len(set(to_one.values())) == 4 and [to_one[a] for a in two["labels"]] == list(one["labels"])
+  np.testing.assert_allclose(two["centers"][list(to_one)], one["centers"][list(to_one.values())], atol=1e-4)
+  np.testing.assert_allclose(two["inertia"], one["inertia"], rtol=1e-5)
+  np.testing.assert_array_equal(two["preds"], one["preds"])
+  assert (one["preds"] == one["y"]).mean() > 0.9  # a real fit, not a constant

@@ -1,12 +1,13 @@
 """k-means in JAX: k-means++ seeding and Lloyd iterations, every restart at once under ``jax.vmap``.
 
 The shape of ``ott.tools.k_means``: one key split into ``n_init`` keys, the whole run vmapped over
-them, the restart of least inertia kept. Seeding draws each next centre with probability
-proportional to its squared distance to the nearest centre so far (Arthur & Vassilvitskii, 2007);
-Lloyd's iterations then alternate nearest-centre assignment and means (a centre left without rows
-stays where it was) for a fixed number of iterations, so the program has one shape. Distances are
-``|c|^2 - 2 x.c`` from one ``[n, k]`` product per iteration. ``tests/test_kmeans.py`` checks it
-against scikit-learn's ``KMeans`` (inertia and partition).
+them, the restart of least inertia kept; with several local devices the restarts are split over
+them. Seeding draws each next centre with probability proportional to its squared distance to the
+nearest centre so far (Arthur & Vassilvitskii, 2007); Lloyd's iterations then alternate
+nearest-centre assignment and means (a centre left without rows stays where it was) for a fixed
+number of iterations, so the program has one shape. Distances are ``|c|^2 - 2 x.c`` from one
+``[n, k]`` product per iteration. ``tests/test_kmeans.py`` checks it against scikit-learn's
+``KMeans`` (inertia and partition).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.cluster import KMeans
 
-from hume_jax.evaluation.sampling import nearest, subsample, take
+from hume_jax.evaluation.sampling import nearest, split_sharding, subsample, take
 
 ITERS = 100  # Lloyd iterations (scikit-learn's max_iter is 300, but it stops once assignments settle)
 
@@ -65,20 +66,25 @@ def _lloyd(x: jax.Array, centers: jax.Array, iters: int) -> tuple[jax.Array, jax
   return centers, labels, inertia
 
 
-@functools.partial(jax.jit, static_argnames=("k", "n_init", "iters"))
-def _kmeans(x: jax.Array, key: jax.Array, k: int, n_init: int, iters: int):
+@functools.partial(jax.jit, static_argnames=("k", "iters"))
+def _kmeans(x: jax.Array, keys: jax.Array, k: int, iters: int):
   def one(key):
     return _lloyd(x, _seed(x, k, key), iters)
 
-  centers, labels, inertia = jax.vmap(one)(jax.random.split(key, n_init))
+  centers, labels, inertia = jax.vmap(one)(keys)
   best = jnp.argmin(inertia)
   return centers[best], labels[best], inertia[best]
 
 
 def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 10, iters: int = ITERS):
   """k-means of ``x [n, d]``: ``(centres [k, d], labels int64 [n], inertia)`` of the best of
-  ``n_init`` seeded restarts, all run at once on the default device."""
-  centers, labels, inertia = _kmeans(jnp.asarray(x, jnp.float32), jax.random.PRNGKey(seed), k, n_init, iters)
+  ``n_init`` seeded restarts, all run at once: on the default device, or split over as many local
+  devices as divide ``n_init`` (``sampling.split_sharding``; the same result)."""
+  x, keys = jnp.asarray(x, jnp.float32), jax.random.split(jax.random.PRNGKey(seed), n_init)
+  shardings = split_sharding(n_init, "restarts")
+  if shardings is not None:
+    keys, x = jax.device_put(keys, shardings[0]), jax.device_put(x, shardings[1])
+  centers, labels, inertia = _kmeans(x, keys, k, iters)
   return np.asarray(centers), np.asarray(labels, np.int64), float(inertia)
 
 

@@ -24,6 +24,8 @@ import optax
 from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import KFold
 
+from hume_jax.evaluation.sampling import split_sharding
+
 MAX_ITER = 100
 
 
@@ -77,7 +79,8 @@ def crossval_predict(
   """Out-of-fold predictions ``int [S, n]`` (with ``proba``, log-probabilities ``[S, n, k]``) of
   ``labels [n]`` (in ``range(k)``) from each space ``[n, d]`` (all of one ``d``), ``folds`` the
   held-out row indices of each fold (a partition of the rows), ``c`` scikit-learn's inverse L2
-  strength (``inf``: unpenalised)."""
+  strength (``inf``: unpenalised). With several local devices the folds are split over as many as
+  divide them (``sampling.split_sharding``; the same result)."""
   n = len(labels)
   held = np.zeros((len(folds), n), bool)
   for f, rows in enumerate(folds):
@@ -85,6 +88,9 @@ def crossval_predict(
   x = jnp.asarray(np.stack([np.asarray(s, np.float32) for s in spaces]))
   l2 = 0.0 if np.isinf(c) else 1.0 / c
   y, w = jnp.asarray(labels, jnp.int32), jnp.asarray(~held, jnp.float32)
+  shardings = split_sharding(len(folds), "folds")  # the folds over the local devices that divide them
+  if shardings is not None:
+    w, x, y = jax.device_put(w, shardings[0]), jax.device_put(x, shardings[1]), jax.device_put(y, shardings[1])
   preds = np.asarray(_crossval_predict(x, y, w, l2, k, MAX_ITER, proba))
   return preds[:, np.argmax(held, axis=0), np.arange(n)]
 

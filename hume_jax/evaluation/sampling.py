@@ -52,6 +52,19 @@ def row_sharding() -> jax.sharding.NamedSharding | None:
   return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("rows", None))
 
 
+def split_sharding(count: int, axis: str) -> tuple[jax.sharding.NamedSharding, jax.sharding.NamedSharding] | None:
+  """``(split, replicated)``: ``count`` independent problems stacked on their first axis (k-means restarts,
+  cross-validation folds) split over as many local devices as evenly divide ``count``, as the step splits
+  its subsets, and the inputs they share replicated on the same devices; None on one device."""
+  devices = jax.local_devices()
+  used = max(d for d in range(1, len(devices) + 1) if count % d == 0)
+  if used < 2:
+    return None
+  mesh = jax.sharding.Mesh(np.array(devices[:used]), (axis,))
+  P = jax.sharding.PartitionSpec
+  return jax.sharding.NamedSharding(mesh, P(axis)), jax.sharding.NamedSharding(mesh, P())
+
+
 def row_blocks(x: np.ndarray):
   """``(block, rows)`` for each batch of ``BATCH`` rows of ``x [n, d]``: the rows as float32 on the
   devices (``row_sharding``), the last batch zero-padded so that every batch runs one compiled program,
