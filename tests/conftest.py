@@ -72,3 +72,18 @@ def files(tmp_path):
   np.save(tmp_path / "phi1.npy", phi1)
   np.save(tmp_path / "phi2.npy", phi2)
   return ["--phi1", str(tmp_path / "phi1.npy"), "--phi2", str(tmp_path / "phi2.npy")]
+
+
+def digit_pngs(root, per_class: int) -> str:
+  """Real images: scikit-learn's handwritten digits 0, 1, 2 (``per_class`` each) as 32 x 32 PNG files in class
+  subfolders of ``root``; returns ``root``."""
+  from PIL import Image
+  from sklearn.datasets import load_digits
+
+  digits = load_digits()
+  for c in range(3):
+    (root / f"digit_{c}").mkdir()
+    for j, i in enumerate(np.flatnonzero(digits.target == c)[:per_class]):
+      img = (digits.images[i] * 255 / 16).astype(np.uint8)
+      Image.fromarray(img).resize((32, 32), Image.NEAREST).save(root / f"digit_{c}" / f"{j:02d}.png")
+  return str(root)

@@ -166,13 +166,22 @@ def test_seeds_split_over_devices_match_one(two_devices):
   np.testing.assert_allclose(two_devices[2], one, rtol=0, atol=1e-10)
 
 
-ROWS_SCRIPT = """
+STAGES_SCRIPT = """
 import sys, numpy as np, jax
 sys.path.insert(0, {tests!r})
 import test_devices
-np.savez({out!r}, **test_devices.row_stages())
+np.savez({out!r}, **test_devices.{stages}())
 print(jax.device_count())
 """
+
+
+def _on_two_devices(stages: str, out: str):
+  """``test_devices.<stages>()``'s arrays computed in a process of its own with two forced CPU devices."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+  code = STAGES_SCRIPT.format(tests=os.path.dirname(__file__), out=out, stages=stages)
+  res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+  assert res.returncode == 0 and res.stdout.split()[-1] == "2", res.stderr[-2000:]
+  return np.load(out)
 
 
 def row_stages() -> dict:
@@ -196,25 +205,11 @@ def row_stages() -> dict:
 
 
 def test_row_batches_split_over_two_devices_give_the_one_device_result(tmp_path):
-  out = str(tmp_path / "rows.npz")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-  code = ROWS_SCRIPT.format(tests=os.path.dirname(__file__), out=out)
-  res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-  assert res.returncode == 0 and res.stdout.split()[-1] == "2", res.stderr[-2000:]
-  two, one = np.load(out), row_stages()
+  two, one = _on_two_devices("row_stages", str(tmp_path / "rows.npz")), row_stages()
   assert int(two["devices"]) == 2 and int(one["devices"]) == 1  # each batch's rows on both devices
   np.testing.assert_array_equal(two["nearest"], one["nearest"])
   np.testing.assert_allclose(two["components"], one["components"], atol=1e-6)
   np.testing.assert_allclose(two["mapped"], one["mapped"], atol=1e-5)
-
-
-SPLIT_SCRIPT = """
-import sys, numpy as np, jax
-sys.path.insert(0, {tests!r})
-import test_devices
-np.savez({out!r}, **test_devices.split_stages())
-print(jax.device_count())
-"""
 
 
 def split_stages() -> dict:
@@ -238,12 +233,7 @@ def split_stages() -> dict:
 
 
 def test_restarts_and_folds_split_over_two_devices_give_the_one_device_result(tmp_path):
-  out = str(tmp_path / "split.npz")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-  code = SPLIT_SCRIPT.format(tests=os.path.dirname(__file__), out=out)
-  res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-  assert res.returncode == 0 and res.stdout.split()[-1] == "2", res.stderr[-2000:]
-  two, one = np.load(out), split_stages()
+  two, one = _on_two_devices("split_stages", str(tmp_path / "split.npz")), split_stages()
   assert list(two["devices"]) == [2, 2] and list(one["devices"]) == [0, 0]
   # Restarts that reach the same partition tie to rounding, so the kept one may differ: the same partition
   # and centres up to the order of the clusters, and the same inertia.

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import digit_pngs
 
 pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
@@ -21,17 +22,7 @@ FAST = ["--model", "efficientnet_lite0", "--image-size", "32", "--quiet"]
 @pytest.fixture(scope="module")
 def digit_folder(tmp_path_factory):
   """Real images: scikit-learn's handwritten digits 0, 1, 2 (30 each) as PNG files in class subfolders."""
-  from PIL import Image
-  from sklearn.datasets import load_digits
-
-  digits = load_digits()
-  root = tmp_path_factory.mktemp("digits")
-  for c in range(3):
-    (root / f"digit_{c}").mkdir()
-    for j, i in enumerate(np.flatnonzero(digits.target == c)[:30]):
-      img = (digits.images[i] * 255 / 16).astype(np.uint8)
-      Image.fromarray(img).resize((32, 32), Image.NEAREST).save(root / f"digit_{c}" / f"{j:02d}.png")
-  return str(root)
+  return digit_pngs(tmp_path_factory.mktemp("digits"), 30)
 
 
 def test_help_lists_models_and_dataset_kinds(capsys):

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import digit_pngs
 
 pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
@@ -27,17 +28,7 @@ KW = dict(split="train", batch_size=16, chunk_size=32, progress=False)
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
   """scikit-learn's handwritten digits 0, 1, 2 (20 each) as PNG files in class subfolders."""
-  from PIL import Image
-  from sklearn.datasets import load_digits
-
-  data = load_digits()
-  root = tmp_path_factory.mktemp("digits")
-  for c in range(3):
-    (root / f"digit_{c}").mkdir()
-    for j, i in enumerate(np.flatnonzero(data.target == c)[:20]):
-      img = (data.images[i] * 255 / 16).astype(np.uint8)
-      Image.fromarray(img).resize((32, 32), Image.NEAREST).save(root / f"digit_{c}" / f"{j:02d}.png")
-  return str(root)
+  return digit_pngs(tmp_path_factory.mktemp("digits"), 20)
 
 
 @pytest.fixture(scope="module")
