@@ -32,7 +32,7 @@ import numpy as np
 from extract_torch.datasets import ImageSource
 from extract_torch.lock import one_writer
 from extract_torch.models import Extractor
-from extract_torch.output import check_output, write_output
+from extract_torch.output import check_output, write_npy, write_output
 from extract_torch.stopping import Stopped
 
 FORMAT_VERSION = 1
@@ -305,22 +305,35 @@ def write_official_layout(
 
   ``ROOT/representations/MODEL/NAMESPLIT.npy`` (float32 features), with ``--l2`` also
   ``NAMESPLIT_l2.npy`` (rows L2-normalised, the form the original code expects for phi1),
-  and ``ROOT/labels/NAMESPLIT_targets.npy`` when there are labels.
+  and ``ROOT/labels/NAMESPLIT_targets.npy`` when there are labels. The features are copied
+  ``LAYOUT_ROWS`` rows at a time, so a memory-mapped ``.npy`` output is never held whole.
   """
   stem = f"{name}{official_split_name(split)}"
   rep_dir, lab_dir = os.path.join(root, "representations", model), os.path.join(root, "labels")
   os.makedirs(rep_dir, exist_ok=True)
-  todo = {os.path.join(rep_dir, f"{stem}.npy"): features.astype(np.float32)}
+  shape = tuple(np.shape(features))
+  paths = [os.path.join(rep_dir, f"{stem}.npy")]
+  write_npy(paths[0], _row_blocks(features), shape)
   if l2:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    todo[os.path.join(rep_dir, f"{stem}_l2.npy")] = (features / np.maximum(norms, 1e-12)).astype(np.float32)
+    paths.append(os.path.join(rep_dir, f"{stem}_l2.npy"))
+    unit = (b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in _row_blocks(features))
+    write_npy(paths[1], unit, shape)
   if labels is not None:
     os.makedirs(lab_dir, exist_ok=True)
-    todo[os.path.join(lab_dir, f"{stem}_targets.npy")] = np.asarray(labels, np.int64)
-  for path, arr in todo.items():
-    np.save(path[:-4] + ".tmp.npy", arr)
+    path = os.path.join(lab_dir, f"{stem}_targets.npy")
+    np.save(path[:-4] + ".tmp.npy", np.asarray(labels, np.int64))
     os.replace(path[:-4] + ".tmp.npy", path)
-  return list(todo)
+    paths.append(path)
+  return paths
+
+
+LAYOUT_ROWS = 65536  # rows copied at a time by write_official_layout
+
+
+def _row_blocks(features):
+  """``features`` in float32 blocks of ``LAYOUT_ROWS`` rows (a memory map reads one block at a time)."""
+  for start in range(0, len(features), LAYOUT_ROWS):
+    yield np.asarray(features[start : start + LAYOUT_ROWS], np.float32)
 
 
 def write_tfidf(

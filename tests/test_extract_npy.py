@@ -149,3 +149,39 @@ def test_tfidf_writes_the_same_features_as_npy(tmp_path):
   x = np.load(tmp_path / "t.npy", mmap_mode="r")
   np.testing.assert_array_equal(x.view(np.uint32), np.load(tmp_path / "t.npz")["features"].view(np.uint32))
   assert np.load(tmp_path / "t.meta.npz")["sources"][0].startswith("a text about red and red")
+
+
+class _RowsOnly:
+  """A [n, dim] array that hands out row slices and refuses to be read whole (as np.asarray would)."""
+
+  def __init__(self, x):
+    self.x, self.shape, self.reads = x, x.shape, []
+
+  def __len__(self):
+    return len(self.x)
+
+  def __getitem__(self, rows):
+    self.reads.append(len(self.x[rows]))
+    return self.x[rows]
+
+  def __array__(self, *args, **kwargs):
+    raise AssertionError("the official layout read the whole feature array")
+
+
+def test_official_layout_copies_a_memory_map_in_row_blocks(tmp_path, monkeypatch):
+  from extract_torch import extract
+
+  monkeypatch.setattr(extract, "LAYOUT_ROWS", 4)
+  x = np.random.default_rng(0).normal(size=(10, 6)).astype(np.float32)
+  source = _RowsOnly(x)
+  paths = extract.write_official_layout(str(tmp_path), "set", "m", "train", source, np.arange(10), l2=True)
+  assert source.reads == [4, 4, 2, 4, 4, 2]
+  rep = tmp_path / "representations" / "m"
+  assert paths == [
+    str(rep / "settrain.npy"),
+    str(rep / "settrain_l2.npy"),
+    str(tmp_path / "labels" / "settrain_targets.npy"),
+  ]
+  np.testing.assert_array_equal(np.load(paths[0]), x)
+  np.testing.assert_allclose(np.load(paths[1]), x / np.linalg.norm(x, axis=1, keepdims=True), rtol=1e-6)
+  assert sorted(os.listdir(rep)) == ["settrain.npy", "settrain_l2.npy"]  # no temporary file left
