@@ -394,6 +394,10 @@ def test_api_validates_inputs_like_the_cli():
     fit_auto(phi1 * 3, phi2[:100], 4, progress=False, say=lambda s: None)
   with pytest.raises(ValueError, match="phi_b: expected finite values"):
     fit_auto(phi1, np.where(np.arange(600)[:, None] == 5, np.inf, phi2), 4, progress=False, say=lambda s: None)
+  from hume_jax.search.kauto import select_k_auto  # checked once, before the conditioning, not again for each K
+
+  with pytest.raises(ValueError, match="phi_a: expected finite values"):
+    select_k_auto(np.where(np.arange(600)[:, None] == 5, np.nan, phi1), phi2, (2, 4), say=lambda s: None)
 
 
 def test_baselines_by_default_when_labels_are_given(files, tmp_path, capsys):

@@ -299,14 +299,14 @@ def fit_auto(
       ``on_candidate(index, candidate)`` as each run ends; ``Resume``: the runs finished before.
     names: how messages name the spaces (``{"a": ..., "b": ...}``; default ``phi_a``, ``phi_b``).
     max_dim: principal components kept of each space (``kept_dims``: at least ``k``).
-    spaces: the spaces already conditioned (``condition_spaces(phi_a, phi_b, kept_dims(k, max_dim))``), to reuse.
-    min_runs: runs the budget may never drop (``hume_jax.search.kauto`` needs two to measure agreement).
-    starts: the starts tried (``"k-means"``, ``"random"``), each with both orders of the spaces.
+    spaces: ``condition_spaces(phi_a, phi_b, kept_dims(k, max_dim))`` done before (``phi_a``, ``phi_b`` unchecked).
+    min_runs, starts: runs the budget may never drop (``kauto`` needs two); starts tried (``"k-means"``, ``"random"``).
     refine: refine the vote in both spaces (``hume_jax.search.refine``; ``kauto`` judges runs, not labels).
     prior: class sizes the runs are drawn towards: ``"k-means"`` or sizes (``sizes.run_priors``); None:
       ``config.prior`` (None there too: the paper's equal sizes).
   """
-  check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
+  if spaces is None:
+    check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))
   hooks, names = hooks_of(hooks, fields), names or {"a": "phi_a", "b": "phi_b"}
   hooks.say(f"auto: space a is {names['a']}, space b is {names['b']}")
   clock = Clock(None if num_iters else GUARD * budget_seconds - resume.spent_seconds)  # a guard, not the plan

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from hume_jax.config import AUTO, HumeConfig
 from hume_jax.evaluation.metrics import hungarian_accuracy
+from hume_jax.io.data import check_fit_inputs
 from hume_jax.search.auto import fit_auto, member_labels
 from hume_jax.search.budget import K_AUTO_BUDGET, K_AUTO_SHARE
 from hume_jax.search.conditioning import condition_spaces, kept_dims
@@ -53,6 +54,7 @@ def select_k_auto(
   ``hooks.on_k`` keep the scores of each K across a stop (as ``ensemble.select_k``; ``hooks``:
   ``hume_jax.training.hooks.Hooks`` or its ``**fields``, ``say``, ``progress`` and ``stop`` too). After
   each K the process's compiled JAX programs are released (``_fit.release_compiled``)."""
+  check_fit_inputs(phi_a, phi_b, unit_phi1=False, names=("phi_a", "phi_b"))  # once; fit_auto is given the spaces
   hooks = hooks_of(hooks, fields)
   ks = list(range(k_range[0], k_range[1] + 1))
   spaces = condition_spaces(phi_a, phi_b, kept_dims(k_range[1]))
