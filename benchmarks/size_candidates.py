@@ -9,9 +9,13 @@ the true ones.
 
     python benchmarks/size_candidates.py data/quality --only fortunes@10,digits@10,debian_sections@10,digits
     python benchmarks/size_candidates.py data/quality --sizes-only   # each space's k-means sizes only, fast
+    python benchmarks/size_candidates.py data/quality --partitions   # other partitions' sizes, fast
 
 ``--sizes-only``: the sizes of the search's spherical k-means of each space beside the true ones, and how even each
-is (entropy over its maximum, log k: 1 for equal sizes), without any run.
+is (entropy over its maximum, log k: 1 for equal sizes), without any run. ``--partitions``: the same evenness (and,
+with the labels, the ACC) of partitions less bound to equal sizes than k-means, in each conditioned space: the
+spherical k-means at 3k and 5k clusters merged to k by Ward linkage of their centroids, Ward linkage of the rows, and
+a diagonal Gaussian mixture (free weights) on 32 principal components.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import time
 import numpy as np
 from quality import kmeans as raw_kmeans
 from quality import long_tailed, pca_whiten
+from sklearn.cluster import AgglomerativeClustering
+from sklearn.decomposition import PCA
+from sklearn.mixture import GaussianMixture
 
-from hume_jax.evaluation.metrics import evaluate, separability_per_space
+from hume_jax.evaluation.metrics import evaluate, hungarian_accuracy, separability_per_space
 from hume_jax.search.auto import fit_auto, member_labels, vote_labels
-from hume_jax.search.conditioning import condition_spaces, kept_dims, kmeans_starts
+from hume_jax.search.conditioning import condition_spaces, kept_dims, kmeans_starts, spherical_kmeans
 from hume_jax.search.refine import refine
 
 
@@ -80,15 +87,44 @@ def kmeans_sizes(folder: str, specs: list[str], seed: int = 42) -> None:
     print(f"  {spec:<22}{even}  {sizes}", flush=True)
 
 
+def partitions(x: np.ndarray, k: int, seed: int = 42) -> dict[str, np.ndarray]:
+  """Label-free partitions of one conditioned space into ``k`` clusters, by name."""
+  out = {"sph k-means": spherical_kmeans(x, k, seed)[1]}
+  for m in (3, 5):  # over-cluster, then merge the centroids
+    centroids, labels = spherical_kmeans(x, m * k, seed)
+    out[f"{m}k merged"] = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(centroids).labels_[labels]
+  out["ward rows"] = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(x).labels_
+  z = PCA(min(32, x.shape[1]), random_state=0).fit_transform(x)
+  out["gmm diag"] = GaussianMixture(k, covariance_type="diag", n_init=3, random_state=0).fit(z).predict(z)
+  return out
+
+
+def partition_sizes(folder: str, specs: list[str]) -> None:
+  """Prints, per set and space, each partition's evenness / ACC (%) beside the true sizes' evenness."""
+  for spec in specs:
+    a, b, y = load(folder, spec)
+    k = len(np.unique(y))
+    spaces = condition_spaces(a, b, kept_dims(k))
+    for s in "ab":
+      rows = partitions(spaces.cond1[s], k)
+      cells = "  ".join(
+        f"{n} {evenness(lab, k):.2f} / {100 * hungarian_accuracy(lab, y):.0f}" for n, lab in rows.items()
+      )
+      print(f"  {spec:<20} true {evenness(y, k):.2f}  space {s}: {cells}", flush=True)
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("folder", help="the folder benchmarks/quality_data.py wrote")
   p.add_argument("--only", default="fortunes@10,digits@10,debian_sections@10,fashion_mnist@10,fortunes,debian_sections")
   p.add_argument("--json", help="also write every row to this file")
   p.add_argument("--sizes-only", action="store_true", help="only each space's k-means sizes and their evenness")
+  p.add_argument("--partitions", action="store_true", help="only the evenness of other label-free partitions")
   args = p.parse_args()
   if args.sizes_only:
     return kmeans_sizes(args.folder, args.only.split(","))
+  if args.partitions:
+    return partition_sizes(args.folder, args.only.split(","))
   out = {}
   for spec in args.only.split(","):
     t0 = time.time()
