@@ -23,7 +23,7 @@ from hume_jax.search.auto import (
   separability,
   vote_labels,
 )
-from hume_jax.search.budget import conditioning_seconds
+from hume_jax.search.budget import K_AUTO_SHARE, closing_seconds, conditioning_seconds
 from hume_jax.search.conditioning import condition_spaces
 from hume_jax.training.ensemble import majority_vote
 
@@ -113,6 +113,45 @@ def test_plan_fits_the_budget_and_scales_the_milestones():
   assert plan_iterations(100.0, 600, 4) == 60  # never below the floor
   cfg = scaled_config(HumeConfig(num_iters=300, milestones=(100, 200)), 150)
   assert cfg.num_iters == 150 and cfg.milestones == (50, 100)
+
+
+def test_the_stages_after_the_search_cost_in_proportion_to_the_rows_they_fit():
+  full = closing_seconds(ROWS, 10)
+  assert full > 0 and closing_seconds(ROWS // 4, 10) == pytest.approx(full / 4)
+  assert closing_seconds(30 * ROWS, 10) == pytest.approx(full)  # each fit reads at most ROWS rows
+  assert closing_seconds(ROWS, 200) > closing_seconds(ROWS, 50) > full  # logistic regressions and k-means over k
+  assert closing_seconds(ROWS, 10, d2=1280) > full  # real features converge slower the more dimensions they have
+  assert closing_seconds(ROWS, 10, baseline_dims=512) > full
+  assert closing_seconds(ROWS, 1000, "gpu") < closing_seconds(ROWS, 1000)  # JAX regressions on the device
+
+
+def test_the_command_lines_budget_keeps_time_for_the_stages_after_the_search(capsys):
+  """``--budget`` counts the CV score, the premise check and the baselines: the search plans for the rest, says so
+  first, and the last lines give the whole run's seconds against the budget."""
+  import argparse
+
+  from hume_jax.train import report
+  from hume_jax.train.resume import _after_search
+
+  args = argparse.Namespace(num_iters=None, labels="y.npy", baselines=None, budget=600.0, quiet=False)
+  train_split = {"phi1": np.zeros((ROWS, 4)), "phi2": np.zeros((ROWS, 6))}
+  after = _after_search(args, HumeConfig(k=200), train_split, None)
+  assert after == pytest.approx(closing_seconds(ROWS, 200, d2=6, baseline_dims=10))
+  assert (
+    f"about {after:.0f} s of it kept for the CV score, the premise check and the baselines" in capsys.readouterr().out
+  )
+  args.baselines = False
+  assert _after_search(args, HumeConfig(k=200), train_split, None) == pytest.approx(closing_seconds(ROWS, 200, d2=6))
+  assert _after_search(argparse.Namespace(**{**vars(args), "num_iters": 50}), HumeConfig(k=200), train_split, None) == 0
+
+  results = {"cv_split": "train", "cv_score": 0.9, "train_seconds": 500.0, "auto": {"budget": {"seconds": 600.0}}}
+  results["splits"] = {"train": {"cluster_sizes": [5, 5], "nonempty_classes": 2, "smallest_class": 5}}
+  for elapsed, said in (
+    (580.0, "the whole run 580 s of its --budget of 600 s"),
+    (650.0, "over its --budget of 600 s by 50 s"),
+  ):
+    report.final(results, 2, None, 10, "out", elapsed=elapsed)
+    assert said in capsys.readouterr().out
 
 
 def test_separability_is_chance_corrected():
@@ -321,6 +360,9 @@ def test_k_auto_on_raw_features_finds_the_planted_k(tmp_path, capsys, monkeypatc
   assert sel["warning"] is None  # the runs agree at the planted K: no weak-agreement warning
   assert len(releases) == 3  # once after each K
   assert res["splits"]["train"]["acc"] > 0.85 and len(res["auto"]["candidates"]) >= 2
+  after = res["auto"]["budget"]["after_search"]  # the chosen K's share of --budget, less the stages after its search
+  assert after == pytest.approx(closing_seconds(len(phi1), 4, d2=phi2.shape[1]), abs=0.05)
+  assert res["auto"]["plan"]["budget_seconds"] == pytest.approx(90 * (1 - K_AUTO_SHARE) - after, abs=0.05)
   assert "K auto: 3 values of K" in capsys.readouterr().out
 
 

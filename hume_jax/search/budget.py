@@ -46,6 +46,16 @@ COSTS = {
 }
 SVD_COST = 4.0  # the SVD of up to ROWS centred rows against the covariance route (3.9x at 10,000 x 1024 + 1280)
 
+# What a run computes after its search on the same budget (the command line's): the CV score (10-fold logistic
+# regression on phi2) and the premise check (its PCA, two k-means and three criteria, every core), seconds at ROWS
+# rows, fixed + per class + per dimension of phi2 (scikit-learn's regressions on a CPU; JAX's on an accelerator);
+# with labels, the baselines (k-means of each raw space and of both, a probe on each, scikit-learn on the host on
+# every platform), fixed + per class and raw dimension + per raw dimension (d1 + d2). Each fits at most
+# sampling.ROWS rows. An upper envelope of two-view mixtures (k = 10, 100, 200) and three quality sets, real features
+# converging slower than a mixture's (benchmarks/results/cpu/closing_cost.log; the GPU's from the H200's scale table).
+CLOSING = {"cpu": (3.0, 0.1, 0.014), "gpu": (4.5, 0.015, 0.0)}
+BASELINES = (2.0, 3.3e-4, 0.031)
+
 
 def _rate(stage: str, platform: str):
   """A stage's rate on ``platform`` (``jax.default_backend()``): a TPU or other accelerator as a GPU."""
@@ -78,6 +88,17 @@ def conditioning_seconds(n: int, dims: tuple[int, ...], kept: int, platform: str
   rate, eigen_rate = _rate("conditioning", "cpu" if small else platform)
   seconds = sum(n * d * (min(n, d) + min(kept, d)) / rate + min(n, d) ** 3 / eigen_rate for d in dims)
   return seconds * (SVD_COST if small else 1.0)
+
+
+def closing_seconds(n: int, k: int, platform: str = "cpu", d2: int = 0, baseline_dims: int = 0) -> float:
+  """Modelled seconds of the stages after a search on ``n`` rows, ``k`` classes and a ``phi2`` of ``d2``
+  dimensions (``CLOSING``), with the baselines on raw spaces of ``baseline_dims`` = d1 + d2 dimensions
+  (``BASELINES``; 0: no baselines), in proportion to the rows their fits read."""
+  fixed, per_class, per_dim = CLOSING["cpu" if platform == "cpu" else "gpu"]
+  seconds = fixed + per_class * k + per_dim * d2
+  if baseline_dims:
+    seconds += BASELINES[0] + BASELINES[1] * k * baseline_dims + BASELINES[2] * baseline_dims
+  return seconds * min(n, ROWS) / ROWS
 
 
 def plan_iterations(
@@ -190,6 +211,7 @@ def plan_search(
       f"model): planned {', '.join(what)}; --budget {needed:.0f} runs it all"
     )
   return dict(
+    budget_seconds=budget_seconds,
     step_seconds=step_s,
     criterion_seconds=sep_s,
     fixed_seconds=fixed,

@@ -13,6 +13,7 @@ import datetime
 import os
 import sys
 import tempfile
+import time
 
 if getattr(sys.modules.get("hume_jax"), "__file__", None) is None:  # a namespace package: a folder hides hume_jax
   _shadow = os.path.relpath(next(iter(sys.modules["hume_jax"].__path__), "hume_jax"))
@@ -42,6 +43,7 @@ DEFAULTS = {"budget": DEFAULT_BUDGET, "k_range": (2, 20), "k_seeds": 3, "checkpo
 
 def main(argv: list[str] | None = None) -> dict:
   # -- parse ----------------------------------------------------------------------------------
+  started = time.perf_counter()
   args = build_parser().parse_args(argv)
   if args.distributed:
     _start_distributed(args)
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> dict:
       raise _failed(wd, e) from None
   wd.commit()
   # -- report ---------------------------------------------------------------------------------
-  report.final(results, run.config.k, table, len((val or train)["phi1"]), wd.out, page)
+  elapsed = time.perf_counter() - started
+  report.final(results, run.config.k, table, len((val or train)["phi1"]), wd.out, page, elapsed)
   return results
 
 

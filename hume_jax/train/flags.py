@@ -172,9 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     type=_SECONDS,
     default=None,
     metavar="SECONDS",
-    help=f"with --preset auto: time for the whole search, both orders included (default {DEFAULT_BUDGET:.0f}); the "
-    "runs and iterations come from a fixed cost model of this platform (the same plan whatever the load), printed "
-    "before training with what was cut to fit; the clock only cuts a search running past twice the budget",
+    help=f"with --preset auto: time for the whole run, the search (both orders) and the stages after it (CV score, "
+    f"premise check, baselines) (default {DEFAULT_BUDGET:.0f}); the runs and iterations come from a fixed cost model "
+    "of this platform (the same plan whatever the load), printed before training with what was cut to fit; the "
+    "clock only cuts a search running past twice the budget",
   )
   for field, typ, help_ in _CONFIG_FLAGS:
     flags = [f"--{field.replace('_', '-')}"] + ([f"--{field}"] if "_" in field else [])

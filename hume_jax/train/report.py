@@ -133,8 +133,11 @@ def prior_hint(results: dict) -> str:
   return "the sizes given may not fit this data"
 
 
-def final(results: dict, k: int, table: dict | None, n_eval: int, out: str, page: str | None = None) -> None:
-  """The results as the console's last lines; the very last one points to ``report.html`` (``page``)."""
+def final(
+  results: dict, k: int, table: dict | None, n_eval: int, out: str, page: str | None = None, elapsed: float = 0.0
+) -> None:
+  """The results as the console's last lines, with the whole run's ``elapsed`` seconds (against ``--budget`` when
+  one applied); the very last one points to ``report.html`` (``page``)."""
   eval_split, phi2 = results["cv_split"], results.get("spaces", {}).get("phi2", "phi2")
   print(
     f"\nCV score ({eval_split}): {results['cv_score']:.4f}   (label-free; higher = labeling more "
@@ -165,7 +168,15 @@ def final(results: dict, k: int, table: dict | None, n_eval: int, out: str, page
       print(f"warning: {results['premise']['warning']}")
   if table:
     print(f"\n{eval_split} split, {n_eval} samples, in %:\n" + _table(table))
-  print(f"\ntrained in {results['train_seconds']:.1f} s; results in {out}/")
+  budget = results.get("auto", {}).get("budget", {}).get("seconds")
+  whole = f"; the whole run {elapsed:.0f} s" + (
+    ""
+    if budget is None
+    else f" of its --budget of {budget:.0f} s"
+    if elapsed <= budget
+    else f", over its --budget of {budget:.0f} s by {elapsed - budget:.0f} s"
+  )
+  print(f"\ntrained in {results['train_seconds']:.1f} s{whole}; results in {out}/")
   if page:
     print(f"report: {os.path.join(out, 'report.html')} (open it in a browser: the classes found, with examples)")
 

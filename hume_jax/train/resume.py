@@ -14,6 +14,7 @@ from hume_jax.core._outer import init_state
 from hume_jax.io.workdir import Workdir
 from hume_jax.search import kauto
 from hume_jax.search.auto import Candidate, Resume
+from hume_jax.search.budget import closing_seconds
 from hume_jax.train import report
 from hume_jax.training import ensemble
 from hume_jax.training.hooks import Hooks
@@ -147,17 +148,37 @@ def train_auto(args, mode, config, train: dict, val: dict | None, wd: Workdir, d
       },
     )
 
-  return runs.train_auto(
+  after = _after_search(args, config, train, val)
+  run, train, val = runs.train_auto(
     config,
     train,
     val,
-    budget_seconds=args.budget,
+    budget_seconds=max(args.budget - after, 0.0),
     num_iters=args.num_iters,
     hooks=Hooks(progress=hooks.progress, stop=hooks.stop, on_candidate=on_candidate),
     names=NAMES,
     resume=Resume(finished, spent),
     prior=args.class_sizes,
   )
+  run.extra["auto"]["budget"] = {"seconds": args.budget, "after_search": round(after, 1)}
+  return run, train, val
+
+
+def _after_search(args, config, train: dict, val: dict | None) -> float:
+  """The modelled seconds of the stages after the search that ``--budget`` counts too (the CV score, the premise
+  check and, with labels, the baselines: ``budget.closing_seconds``), said before training; none without a
+  budget (``--num-iters``)."""
+  if args.num_iters is not None:
+    return 0.0
+  evaluation = val if val is not None else train
+  baselines = args.labels is not None and args.baselines is not False
+  d2 = train["phi2"].shape[1]
+  dims = train["phi1"].shape[1] + d2 if baselines else 0
+  after = closing_seconds(len(evaluation["phi1"]), config.k, jax.default_backend(), d2, dims)
+  stages = "the CV score, the premise check" + (" and the baselines" if baselines else "")
+  if not args.quiet:
+    print(f"budget: {args.budget:.0f} s; about {after:.0f} s of it kept for {stages} after the search")
+  return after
 
 
 def select_k(args, mode, config, train: dict, val: dict | None, wd: Workdir, data_id: str, hooks: Hooks):
