@@ -142,6 +142,7 @@ def test_the_command_lines_budget_keeps_time_for_the_stages_after_the_search(cap
   )
   args.baselines = False
   assert _after_search(args, HumeConfig(k=200), train_split, None) == pytest.approx(closing_seconds(ROWS, 200, d2=6))
+  assert "kept for the CV score and the premise check after the search" in capsys.readouterr().out
   assert _after_search(argparse.Namespace(**{**vars(args), "num_iters": 50}), HumeConfig(k=200), train_split, None) == 0
 
   results = {"cv_split": "train", "cv_score": 0.9, "train_seconds": 500.0, "auto": {"budget": {"seconds": 600.0}}}

@@ -175,7 +175,7 @@ def _after_search(args, config, train: dict, val: dict | None) -> float:
   d2 = train["phi2"].shape[1]
   dims = train["phi1"].shape[1] + d2 if baselines else 0
   after = closing_seconds(len(evaluation["phi1"]), config.k, jax.default_backend(), d2, dims)
-  stages = "the CV score, the premise check" + (" and the baselines" if baselines else "")
+  stages = "the CV score, the premise check and the baselines" if baselines else "the CV score and the premise check"
   if not args.quiet:
     print(f"budget: {args.budget:.0f} s; about {after:.0f} s of it kept for {stages} after the search")
   return after
