@@ -145,13 +145,13 @@ def test_the_command_lines_budget_keeps_time_for_the_stages_after_the_search(cap
   assert "kept for the CV score and the premise check after the search" in capsys.readouterr().out
   assert _after_search(argparse.Namespace(**{**vars(args), "num_iters": 50}), HumeConfig(k=200), train_split, None) == 0
 
-  results = {"cv_split": "train", "cv_score": 0.9, "train_seconds": 500.0, "auto": {"budget": {"seconds": 600.0}}}
+  results = {"cv_split": "train", "cv_score": 0.9, "train_seconds": 500.0}
   results["splits"] = {"train": {"cluster_sizes": [5, 5], "nonempty_classes": 2, "smallest_class": 5}}
   for elapsed, said in (
     (580.0, "the whole run 580 s of its --budget of 600 s"),
     (650.0, "over its --budget of 600 s by 50 s"),
   ):
-    report.final(results, 2, None, 10, "out", elapsed=elapsed)
+    report.final(results, 2, None, 10, "out", elapsed=elapsed, budget=600.0)
     assert said in capsys.readouterr().out
 
 
@@ -364,7 +364,9 @@ def test_k_auto_on_raw_features_finds_the_planted_k(tmp_path, capsys, monkeypatc
   after = res["auto"]["budget"]["after_search"]  # the chosen K's share of --budget, less the stages after its search
   assert after == pytest.approx(closing_seconds(len(phi1), 4, d2=phi2.shape[1]), abs=0.05)
   assert res["auto"]["plan"]["budget_seconds"] == pytest.approx(90 * (1 - K_AUTO_SHARE) - after, abs=0.05)
-  assert "K auto: 3 values of K" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "K auto: 3 values of K" in out
+  assert "--budget of 90 s" in out  # the whole run against the whole --budget, the search over K included
 
 
 def test_k_auto_warns_when_the_runs_agree_little_at_every_k():

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
   wd.commit()
   # -- report ---------------------------------------------------------------------------------
   elapsed = time.perf_counter() - started
-  report.final(results, run.config.k, table, len((val or train)["phi1"]), wd.out, page, elapsed)
+  budget = args.budget if "budget" in results.get("auto", {}) else None  # the whole --budget (K auto's included)
+  report.final(results, run.config.k, table, len((val or train)["phi1"]), wd.out, page, elapsed, budget)
   return results
 
 

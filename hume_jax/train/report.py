@@ -134,10 +134,17 @@ def prior_hint(results: dict) -> str:
 
 
 def final(
-  results: dict, k: int, table: dict | None, n_eval: int, out: str, page: str | None = None, elapsed: float = 0.0
+  results: dict,
+  k: int,
+  table: dict | None,
+  n_eval: int,
+  out: str,
+  page: str | None = None,
+  elapsed: float = 0.0,
+  budget: float | None = None,
 ) -> None:
-  """The results as the console's last lines, with the whole run's ``elapsed`` seconds (against ``--budget`` when
-  one applied); the very last one points to ``report.html`` (``page``)."""
+  """The results as the console's last lines, with the whole run's ``elapsed`` seconds against ``budget`` (the
+  command line's ``--budget``, where one applied); the very last one points to ``report.html`` (``page``)."""
   eval_split, phi2 = results["cv_split"], results.get("spaces", {}).get("phi2", "phi2")
   print(
     f"\nCV score ({eval_split}): {results['cv_score']:.4f}   (label-free; higher = labeling more "
@@ -168,7 +175,6 @@ def final(
       print(f"warning: {results['premise']['warning']}")
   if table:
     print(f"\n{eval_split} split, {n_eval} samples, in %:\n" + _table(table))
-  budget = results.get("auto", {}).get("budget", {}).get("seconds")
   whole = f"; the whole run {elapsed:.0f} s" + (
     ""
     if budget is None

@@ -160,7 +160,8 @@ def train_auto(args, mode, config, train: dict, val: dict | None, wd: Workdir, d
     resume=Resume(finished, spent),
     prior=args.class_sizes,
   )
-  run.extra["auto"]["budget"] = {"seconds": args.budget, "after_search": round(after, 1)}
+  if args.num_iters is None:  # --num-iters: no budget applies
+    run.extra["auto"]["budget"] = {"seconds": args.budget, "after_search": round(after, 1)}
   return run, train, val
 
 
